@@ -1,0 +1,152 @@
+package cmd
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+
+	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/smsctl/smsctl/config"
+	"github.com/smsctl/smsctl/migrations"
+	"github.com/smsctl/smsctl/platform"
+	"github.com/smsctl/smsctl/processor"
+	"github.com/smsctl/smsctl/sms"
+)
+
+// DevDatabaseURL is what scripts/postgres.sh creates for development.
+const DevDatabaseURL = "postgres://smsctl:smsctl@127.0.0.1:5432/smsctl?sslmode=disable"
+
+func newDev() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "dev",
+		Short: "Run everything in one process for development: migrations, API, processor, and a Kafka broker",
+		Long: `dev applies the migrations, starts an in-process Kafka-protocol broker
+(franz-go's kfake) unless --kafka-brokers / SMS_KAFKA_BROKERS is set, runs the
+API and the processor, creates a development API key, and prints how to send
+a first message. Stop it with Ctrl-C.`,
+		Args: cobra.NoArgs,
+		RunE: runDev,
+	}
+	addAPIFlags(cmd)
+	fs := cmd.Flags()
+	d := config.DefaultProcessor()
+	fs.String("processor-http-addr", d.HTTPAddr, "address of the processor's /healthz, /readyz and /metrics")
+	fs.Int("max-in-flight", d.MaxInFlight, "messages processed at once")
+	fs.Duration("sim-min-delay", d.SimMinDelay, "simulated carrier: shortest delivery time")
+	fs.Duration("sim-max-delay", d.SimMaxDelay, "simulated carrier: longest delivery time")
+	fs.Float64("sim-failure-rate", d.SimFailureRate, "simulated carrier: share of calls that fail, 0..1")
+	fs.Float64("sim-transient-share", d.SimTransientShare, "simulated carrier: share of failures that are transient, 0..1")
+	fs.Int("max-attempts", d.MaxAttempts, "carrier calls per message before it fails")
+	fs.Duration("retry-backoff", d.RetryBackoff, "first retry delay after a transient failure")
+	_ = fs.Set("database-url", DevDatabaseURL)
+	fs.Lookup("database-url").DefValue = DevDatabaseURL
+	_ = fs.Set("log-format", "console")
+	fs.Lookup("log-format").DefValue = "console"
+	for _, name := range []string{"database-url", "log-format"} {
+		fs.Lookup(name).Changed = false
+	}
+	return cmd
+}
+
+func runDev(cmd *cobra.Command, _ []string) error {
+	ctx := cmd.Context()
+	// Start from the defaults: dev has no flags for every processor setting.
+	api, proc := config.DefaultAPI(), config.DefaultProcessor()
+	if err := config.Load(cmd.Flags(), &api); err != nil {
+		return err
+	}
+	if err := config.Load(cmd.Flags(), &proc); err != nil {
+		return err
+	}
+	if api.InternalToken == "" {
+		buf := make([]byte, 16)
+		_, _ = rand.Read(buf)
+		api.InternalToken = hex.EncodeToString(buf)
+	}
+	log, err := newLogger(cmd, api.Log)
+	if err != nil {
+		return err
+	}
+	if len(api.Brokers) == 0 {
+		cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.AllowAutoTopicCreation(), kfake.DefaultNumPartitions(int(api.Partitions)),
+			kfake.SeedTopics(api.Partitions, api.Topic, api.DLQTopic))
+		if err != nil {
+			return fmt.Errorf("start in-process kafka: %w", err)
+		}
+		defer cluster.Close()
+		api.Brokers = cluster.ListenAddrs()
+		log.Info().Strs("brokers", api.Brokers).Msg("in-process Kafka broker (kfake) started")
+	}
+	if err := api.Validate(); err != nil {
+		return fmt.Errorf("invalid configuration:\n%w", err)
+	}
+
+	db, err := platform.OpenPostgres(ctx, api.DatabaseURL, 4)
+	if err != nil {
+		return fmt.Errorf("%w\n(run `make dev`, or scripts/postgres.sh, to get a local PostgreSQL)", err)
+	}
+	defer db.Close()
+	for _, set := range []migrations.Set{migrations.SMS, migrations.Processor} {
+		if _, err := migrations.Up(ctx, db.DB, set); err != nil {
+			return err
+		}
+	}
+
+	srv, err := sms.NewServer(ctx, api, log)
+	if err != nil {
+		return err
+	}
+	proc.Log, proc.Kafka, proc.DatabaseURL = api.Log, api.Kafka, api.DatabaseURL
+	proc.InternalToken = api.InternalToken
+	proc.APIURL = "http://" + reachable(srv.InternalAddr())
+	if err := proc.Validate(); err != nil {
+		return fmt.Errorf("invalid configuration:\n%w", err)
+	}
+	svc, err := processor.NewService(ctx, proc, log)
+	if err != nil {
+		return err
+	}
+	full, _, err := sms.NewKeys(db, 0).CreateKey(ctx, "dev")
+	if err != nil {
+		return err
+	}
+	apiURL := "http://" + reachable(srv.Addr())
+	fmt.Fprintf(cmd.OutOrStdout(), `
+smsctl dev is running.
+  API:        %[1]s   (docs: %[1]s/docs, metrics: %[1]s/metrics)
+  processor:  http://%[2]s/metrics
+  API key:    %[3]s
+
+Send a message:
+  curl -s -X POST %[1]s/v1/messages -H 'Authorization: Bearer %[3]s' \
+       -H 'Content-Type: application/json' \
+       -d '{"sender":"+14155550100","recipient":"+14155552671","text":"Hello from smsctl"}'
+  SMS_API_URL=%[1]s SMS_API_KEY=%[3]s smsctl send --from +14155550100 --to +14155552671 --text "Hello" --wait
+
+Stop with Ctrl-C.
+`, apiURL, reachable(svc.Addr()), full)
+
+	var wg sync.WaitGroup
+	var apiErr, procErr error
+	wg.Go(func() { apiErr = srv.Run(ctx) })
+	wg.Go(func() { procErr = svc.Run(ctx) })
+	wg.Wait()
+	return errors.Join(apiErr, procErr)
+}
+
+// reachable turns a listener address like [::]:8080 into one a client can dial.
+func reachable(addr net.Addr) string {
+	host, port, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		return addr.String()
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "localhost"
+	}
+	return net.JoinHostPort(host, port)
+}

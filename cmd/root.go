@@ -1,0 +1,93 @@
+// Package cmd is smsctl's command tree. Each command fills its typed
+// configuration, validates it, builds its components and runs them.
+package cmd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/rs/zerolog"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/smsctl/smsctl/config"
+	"github.com/smsctl/smsctl/platform"
+)
+
+// exitError carries a specific exit code out of a command.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+// Execute runs smsctl and returns the process exit code.
+func Execute(version string) int {
+	root := newRoot(version)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := root.ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "smsctl:", err)
+		var ee *exitError
+		if errors.As(err, &ee) {
+			return ee.code
+		}
+		return 1
+	}
+	return 0
+}
+
+func newRoot(version string) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "smsctl",
+		Short: "An SMS messaging platform: API, processor, migrations and a test client in one binary",
+		Long: `smsctl accepts SMS messages over HTTP, stores them in PostgreSQL, hands them
+to a processor over Kafka, and records whether each was SENT or FAILED.
+
+Configuration comes from flags, SMS_* environment variables (the flag name in
+upper case with _ for -, e.g. --database-url is SMS_DATABASE_URL) and an
+optional config file (--config or SMS_CONFIG; YAML, TOML or JSON with the flag
+names as keys), in that order of precedence.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Version:       version,
+	}
+	root.PersistentFlags().String("config", "", "config file (YAML, TOML or JSON) with flag names as keys (SMS_CONFIG)")
+	root.AddCommand(newServe(), newMigrate(), newSend(), newDev(), newAPIKey(), newVersion(version), newHealth())
+	return root
+}
+
+// load fills dst from the command's flags, environment and config file,
+// then validates it.
+func load[T interface{ Validate() error }](cmd *cobra.Command, dst *T) error {
+	if err := config.Load(cmd.Flags(), dst); err != nil {
+		return err
+	}
+	if err := (*dst).Validate(); err != nil {
+		return fmt.Errorf("invalid configuration:\n%w", err)
+	}
+	return nil
+}
+
+func newLogger(cmd *cobra.Command, l config.Log) (zerolog.Logger, error) {
+	return platform.NewLogger(cmd.ErrOrStderr(), l.Level, l.Format)
+}
+
+func addLogFlags(fs *pflag.FlagSet, d config.Log) {
+	fs.String("log-level", d.Level, "minimum log level: debug, info, warn, error")
+	fs.String("log-format", d.Format, "log format: json or console")
+}
+
+func addKafkaFlags(fs *pflag.FlagSet, d config.Kafka) {
+	fs.StringSlice("kafka-brokers", d.Brokers, "Kafka seed brokers, host:port, comma-separated")
+	fs.String("kafka-topic", d.Topic, "topic carrying send requests")
+	fs.String("kafka-dlq-topic", d.DLQTopic, "dead-letter topic for poison records and exhausted retries")
+	fs.Int32("kafka-partitions", d.Partitions, "partitions when the API creates the topics")
+	fs.Int16("kafka-replication-factor", d.ReplicationFactor, "replication factor when the API creates the topics")
+}

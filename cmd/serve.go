@@ -1,0 +1,114 @@
+package cmd
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/smsctl/smsctl/config"
+	"github.com/smsctl/smsctl/processor"
+	"github.com/smsctl/smsctl/sms"
+)
+
+func newServe() *cobra.Command {
+	serve := &cobra.Command{Use: "serve", Short: "Run one role of the platform: api or processor"}
+	serve.AddCommand(newServeAPI(), newServeProcessor())
+	return serve
+}
+
+func addAPIFlags(cmd *cobra.Command) {
+	d := config.DefaultAPI()
+	fs := cmd.Flags()
+	addLogFlags(fs, d.Log)
+	addKafkaFlags(fs, d.Kafka)
+	fs.String("http-addr", d.HTTPAddr, "address of the public API")
+	fs.String("internal-addr", d.InternalAddr, "separate address for the internal delivery-report endpoints (default: same as http-addr)")
+	fs.String("database-url", d.DatabaseURL, "PostgreSQL URL, e.g. postgres://sms:sms@localhost:5432/sms?sslmode=disable")
+	fs.Int("database-max-conns", d.DatabaseMaxConns, "PostgreSQL connection pool size")
+	fs.String("internal-token", d.InternalToken, "credential the processor presents on the internal endpoints (at least 16 characters)")
+	fs.Int("outbox-batch", d.OutboxBatch, "outbox entries published per round")
+	fs.Duration("outbox-interval", d.OutboxInterval, "how often the outbox relay looks for work when idle")
+	fs.Int64("outbox-max-backlog", d.OutboxMaxBacklog, "answer 503 to new messages while this many wait for Kafka")
+	fs.Duration("requeue-after", d.RequeueAfter, "re-queue messages still PENDING after this long")
+	fs.Float64("rate-limit", d.RateLimit, "requests per second allowed per API key (sustained)")
+	fs.Int("rate-burst", d.RateBurst, "requests allowed per API key in a burst")
+	fs.Duration("shutdown-timeout", d.ShutdownTimeout, "time allowed for a graceful shutdown")
+}
+
+func newServeAPI() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "api",
+		Short: "Run the SMS API: validation, storage, outbox relay to Kafka, delivery reports",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var cfg config.API
+			if err := load(cmd, &cfg); err != nil {
+				return err
+			}
+			log, err := newLogger(cmd, cfg.Log)
+			if err != nil {
+				return err
+			}
+			srv, err := sms.NewServer(cmd.Context(), cfg, log)
+			if err != nil {
+				return err
+			}
+			return srv.Run(cmd.Context())
+		},
+	}
+	addAPIFlags(cmd)
+	return cmd
+}
+
+func addProcessorFlags(cmd *cobra.Command) {
+	d := config.DefaultProcessor()
+	fs := cmd.Flags()
+	addLogFlags(fs, d.Log)
+	addKafkaFlags(fs, d.Kafka)
+	fs.String("processor-http-addr", d.HTTPAddr, "address of the processor's /healthz, /readyz and /metrics")
+	fs.String("processor-database-url", d.DatabaseURL, "PostgreSQL URL for schema processor (default: database-url)")
+	fs.String("database-url", d.SMSDatabaseURL, "PostgreSQL URL, used for schema processor unless processor-database-url is set")
+	fs.Int("database-max-conns", d.DatabaseMaxConns, "PostgreSQL connection pool size")
+	fs.String("api-url", d.APIURL, "where delivery reports are sent")
+	fs.String("internal-token", d.InternalToken, "credential presented to the API's internal endpoints")
+	fs.String("kafka-group", d.Group, "consumer group")
+	fs.Int("max-in-flight", d.MaxInFlight, "messages processed at once by this replica")
+	fs.Duration("sim-min-delay", d.SimMinDelay, "simulated carrier: shortest delivery time")
+	fs.Duration("sim-max-delay", d.SimMaxDelay, "simulated carrier: longest delivery time")
+	fs.Float64("sim-failure-rate", d.SimFailureRate, "simulated carrier: share of calls that fail, 0..1")
+	fs.Float64("sim-transient-share", d.SimTransientShare, "simulated carrier: share of failures that are transient (retried), 0..1")
+	fs.Bool("sim-ledger", d.SimLedger, "record every simulated carrier call in processor.carrier_calls (for tests)")
+	fs.Int("max-attempts", d.MaxAttempts, "carrier calls per message before it fails")
+	fs.Duration("retry-backoff", d.RetryBackoff, "first retry delay after a transient failure (doubles, with jitter)")
+	fs.Int("report-batch", d.ReportBatch, "delivery reports per request to the API")
+	fs.Duration("shutdown-timeout", d.ShutdownTimeout, "time allowed for a graceful shutdown")
+}
+
+func newServeProcessor() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "processor",
+		Short: "Run the processor: consume send requests, deliver (simulated), report outcomes",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var cfg config.Processor
+			if err := config.Load(cmd.Flags(), &cfg); err != nil {
+				return err
+			}
+			cfg = cfg.WithDefaults()
+			if err := cfg.Validate(); err != nil {
+				return fmt.Errorf("invalid configuration:\n%w", err)
+			}
+			log, err := newLogger(cmd, cfg.Log)
+			if err != nil {
+				return err
+			}
+			svc, err := processor.NewService(cmd.Context(), cfg, log)
+			if err != nil {
+				return err
+			}
+			return svc.Run(cmd.Context())
+		},
+	}
+	addProcessorFlags(cmd)
+	return cmd
+}

@@ -1,0 +1,381 @@
+// Package config holds the typed configuration of each smsctl role. Viper
+// fills these structs from flags, SMS_* environment variables and an optional
+// config file, in that order of precedence; Validate names the bad key.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Log configures logging for every command.
+type Log struct {
+	// Level is the minimum level logged: debug, info, warn or error. Defaults to info.
+	Level string `mapstructure:"log-level"`
+	// Format is json (one event per line) or console. Defaults to json.
+	Format string `mapstructure:"log-format"`
+}
+
+// Kafka configures the Kafka client of both roles.
+type Kafka struct {
+	// Brokers is the list of seed brokers, host:port. Required except in dev,
+	// where an empty list starts an in-process broker.
+	Brokers []string `mapstructure:"kafka-brokers"`
+	// Topic carries send requests. Defaults to sms.requests.
+	Topic string `mapstructure:"kafka-topic"`
+	// DLQTopic receives poison records and exhausted retries. Defaults to sms.requests.dlq.
+	DLQTopic string `mapstructure:"kafka-dlq-topic"`
+	// Partitions is the partition count used when the topic is created. Defaults to 6.
+	Partitions int32 `mapstructure:"kafka-partitions"`
+	// ReplicationFactor is used when the topic is created. Defaults to 1.
+	ReplicationFactor int16 `mapstructure:"kafka-replication-factor"`
+}
+
+// API configures `smsctl serve api`.
+type API struct {
+	Log   `mapstructure:",squash"`
+	Kafka `mapstructure:",squash"`
+	// HTTPAddr is where clients reach the API. Defaults to :8080.
+	HTTPAddr string `mapstructure:"http-addr"`
+	// InternalAddr, when set, serves the internal delivery-report endpoints on
+	// their own listener so they never face the internet. Defaults to empty
+	// (served on HTTPAddr).
+	InternalAddr string `mapstructure:"internal-addr"`
+	// DatabaseURL is the PostgreSQL URL of schema sms. Required.
+	DatabaseURL string `mapstructure:"database-url"`
+	// DatabaseMaxConns bounds the connection pool. Defaults to 16.
+	DatabaseMaxConns int `mapstructure:"database-max-conns"`
+	// InternalToken is the credential the processor presents on the internal
+	// endpoints. Required, at least 16 characters.
+	InternalToken string `mapstructure:"internal-token"`
+	// OutboxBatch is how many outbox entries the relay publishes per round. Defaults to 1000.
+	OutboxBatch int `mapstructure:"outbox-batch"`
+	// OutboxInterval is how often the relay looks for work when not woken. Defaults to 200ms.
+	OutboxInterval time.Duration `mapstructure:"outbox-interval"`
+	// OutboxMaxBacklog answers 503 to new messages while more entries wait. Defaults to 1000000.
+	OutboxMaxBacklog int64 `mapstructure:"outbox-max-backlog"`
+	// RequeueAfter re-queues a message still PENDING after this age. Defaults to 5m.
+	RequeueAfter time.Duration `mapstructure:"requeue-after"`
+	// RateLimit is the sustained requests per second allowed per API key. Defaults to 1000.
+	RateLimit float64 `mapstructure:"rate-limit"`
+	// RateBurst is the burst allowed per API key. Defaults to 2000.
+	RateBurst int `mapstructure:"rate-burst"`
+	// ShutdownTimeout bounds the graceful shutdown. Defaults to 20s.
+	ShutdownTimeout time.Duration `mapstructure:"shutdown-timeout"`
+}
+
+// DefaultAPI returns the API configuration with every default filled in.
+func DefaultAPI() API {
+	return API{
+		Log:              defaultLog(),
+		Kafka:            defaultKafka(),
+		HTTPAddr:         ":8080",
+		DatabaseMaxConns: 16,
+		OutboxBatch:      1000,
+		OutboxInterval:   200 * time.Millisecond,
+		OutboxMaxBacklog: 1_000_000,
+		RequeueAfter:     5 * time.Minute,
+		RateLimit:        1000,
+		RateBurst:        2000,
+		ShutdownTimeout:  20 * time.Second,
+	}
+}
+
+// Validate reports the first bad setting, naming its key.
+func (c API) Validate() error {
+	return errors.Join(
+		c.Log.validate(),
+		c.Kafka.validate(true),
+		validateAddr("http-addr", c.HTTPAddr, true),
+		validateAddr("internal-addr", c.InternalAddr, false),
+		validatePostgresURL("database-url", c.DatabaseURL),
+		positive("database-max-conns", c.DatabaseMaxConns),
+		validateToken(c.InternalToken),
+		positive("outbox-batch", c.OutboxBatch),
+		positiveDuration("outbox-interval", c.OutboxInterval),
+		positive("outbox-max-backlog", int(c.OutboxMaxBacklog)),
+		positiveDuration("requeue-after", c.RequeueAfter),
+		positiveFloat("rate-limit", c.RateLimit),
+		positive("rate-burst", c.RateBurst),
+		positiveDuration("shutdown-timeout", c.ShutdownTimeout),
+	)
+}
+
+// Processor configures `smsctl serve processor`.
+type Processor struct {
+	Log   `mapstructure:",squash"`
+	Kafka `mapstructure:",squash"`
+	// HTTPAddr serves /healthz, /readyz and /metrics. Defaults to :8081.
+	HTTPAddr string `mapstructure:"processor-http-addr"`
+	// DatabaseURL is the PostgreSQL URL of schema processor. Defaults to SMS_DATABASE_URL.
+	DatabaseURL string `mapstructure:"processor-database-url"`
+	// SMSDatabaseURL is only a fallback for DatabaseURL; the processor never reads schema sms.
+	SMSDatabaseURL string `mapstructure:"database-url"`
+	// DatabaseMaxConns bounds the connection pool. Defaults to 8.
+	DatabaseMaxConns int `mapstructure:"database-max-conns"`
+	// APIURL is where delivery reports go. Defaults to http://localhost:8080.
+	APIURL string `mapstructure:"api-url"`
+	// InternalToken authenticates delivery reports. Required, at least 16 characters.
+	InternalToken string `mapstructure:"internal-token"`
+	// Group is the consumer group. Defaults to processor-service.
+	Group string `mapstructure:"kafka-group"`
+	// MaxInFlight bounds messages being processed at once by this replica,
+	// across all its partitions. Defaults to 50000.
+	MaxInFlight int `mapstructure:"max-in-flight"`
+	// SimMinDelay and SimMaxDelay bound the simulated carrier latency. Default to 1s and 3s.
+	SimMinDelay time.Duration `mapstructure:"sim-min-delay"`
+	SimMaxDelay time.Duration `mapstructure:"sim-max-delay"`
+	// SimFailureRate is the share of carrier calls that fail, 0..1. Defaults to 0.1.
+	SimFailureRate float64 `mapstructure:"sim-failure-rate"`
+	// SimTransientShare is the share of failures that are transient (retried), 0..1. Defaults to 0.5.
+	SimTransientShare float64 `mapstructure:"sim-transient-share"`
+	// MaxAttempts is how many carrier calls a message gets before it fails. Defaults to 4.
+	MaxAttempts int `mapstructure:"max-attempts"`
+	// RetryBackoff is the first retry delay; it doubles per attempt, with jitter. Defaults to 500ms.
+	RetryBackoff time.Duration `mapstructure:"retry-backoff"`
+	// SimLedger records every simulated carrier call in processor.carrier_calls,
+	// for counting repeated calls in tests. Defaults to false.
+	SimLedger bool `mapstructure:"sim-ledger"`
+	// ReportBatch is how many delivery reports go in one request to the API. Defaults to 500.
+	ReportBatch int `mapstructure:"report-batch"`
+	// ShutdownTimeout bounds the graceful shutdown. Defaults to 20s.
+	ShutdownTimeout time.Duration `mapstructure:"shutdown-timeout"`
+}
+
+// DefaultProcessor returns the processor configuration with every default filled in.
+func DefaultProcessor() Processor {
+	return Processor{
+		Log:               defaultLog(),
+		Kafka:             defaultKafka(),
+		HTTPAddr:          ":8081",
+		DatabaseMaxConns:  8,
+		APIURL:            "http://localhost:8080",
+		Group:             "processor-service",
+		MaxInFlight:       50000,
+		SimMinDelay:       time.Second,
+		SimMaxDelay:       3 * time.Second,
+		SimFailureRate:    0.1,
+		SimTransientShare: 0.5,
+		MaxAttempts:       4,
+		RetryBackoff:      500 * time.Millisecond,
+		ReportBatch:       500,
+		ShutdownTimeout:   20 * time.Second,
+	}
+}
+
+// WithDefaults fills derived settings.
+func (c Processor) WithDefaults() Processor {
+	if c.DatabaseURL == "" {
+		c.DatabaseURL = c.SMSDatabaseURL
+	}
+	return c
+}
+
+// Validate reports every bad setting, naming its key.
+func (c Processor) Validate() error {
+	var errs []error
+	if c.SimMinDelay < 0 {
+		errs = append(errs, fmt.Errorf("sim-min-delay: must not be negative, got %s", c.SimMinDelay))
+	}
+	if c.SimMaxDelay < c.SimMinDelay {
+		errs = append(errs, fmt.Errorf("sim-max-delay: must be at least sim-min-delay (%s), got %s", c.SimMinDelay, c.SimMaxDelay))
+	}
+	if c.Group == "" {
+		errs = append(errs, errors.New("kafka-group: must not be empty"))
+	}
+	dbKey := "processor-database-url"
+	if c.DatabaseURL == "" {
+		dbKey = "database-url"
+	}
+	return errors.Join(append(errs,
+		c.Log.validate(),
+		c.Kafka.validate(true),
+		validateAddr("processor-http-addr", c.HTTPAddr, true),
+		validatePostgresURL(dbKey, c.DatabaseURL),
+		positive("database-max-conns", c.DatabaseMaxConns),
+		validateHTTPURL("api-url", c.APIURL),
+		validateToken(c.InternalToken),
+		positive("max-in-flight", c.MaxInFlight),
+		fraction("sim-failure-rate", c.SimFailureRate),
+		fraction("sim-transient-share", c.SimTransientShare),
+		positive("max-attempts", c.MaxAttempts),
+		positiveDuration("retry-backoff", c.RetryBackoff),
+		positive("report-batch", c.ReportBatch),
+		positiveDuration("shutdown-timeout", c.ShutdownTimeout),
+	)...)
+}
+
+// Client configures the commands that call the API as a client (send).
+type Client struct {
+	Log `mapstructure:",squash"`
+	// APIURL is the API's base URL. Defaults to http://localhost:8080.
+	APIURL string `mapstructure:"api-url"`
+	// APIKey authenticates the client. Required.
+	APIKey string `mapstructure:"api-key"`
+}
+
+// DefaultClient returns the client configuration with defaults.
+func DefaultClient() Client {
+	return Client{Log: defaultLog(), APIURL: "http://localhost:8080"}
+}
+
+// Validate reports every bad setting, naming its key.
+func (c Client) Validate() error {
+	var errKey error
+	if c.APIKey == "" {
+		errKey = errors.New("api-key: required (flag --api-key or SMS_API_KEY; create one with `smsctl apikey create`)")
+	}
+	return errors.Join(c.Log.validate(), validateHTTPURL("api-url", c.APIURL), errKey)
+}
+
+// Database configures commands that only need PostgreSQL (migrate, apikey).
+type Database struct {
+	Log `mapstructure:",squash"`
+	// DatabaseURL is the PostgreSQL URL of schema sms. Required.
+	DatabaseURL string `mapstructure:"database-url"`
+	// ProcessorDatabaseURL holds schema processor. Defaults to DatabaseURL.
+	ProcessorDatabaseURL string `mapstructure:"processor-database-url"`
+}
+
+// Validate reports every bad setting, naming its key.
+func (c Database) Validate() error {
+	errs := []error{c.Log.validate(), validatePostgresURL("database-url", c.DatabaseURL)}
+	if c.ProcessorDatabaseURL != "" {
+		errs = append(errs, validatePostgresURL("processor-database-url", c.ProcessorDatabaseURL))
+	}
+	return errors.Join(errs...)
+}
+
+func defaultLog() Log { return Log{Level: "info", Format: "json"} }
+
+func defaultKafka() Kafka {
+	return Kafka{Topic: "sms.requests", DLQTopic: "sms.requests.dlq", Partitions: 6, ReplicationFactor: 1}
+}
+
+func (l Log) validate() error {
+	var errs []error
+	switch l.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("log-level: must be debug, info, warn or error, got %q", l.Level))
+	}
+	switch l.Format {
+	case "json", "console":
+	default:
+		errs = append(errs, fmt.Errorf("log-format: must be json or console, got %q", l.Format))
+	}
+	return errors.Join(errs...)
+}
+
+func (k Kafka) validate(brokersRequired bool) error {
+	var errs []error
+	if brokersRequired && len(k.Brokers) == 0 {
+		errs = append(errs, errors.New("kafka-brokers: required, a comma-separated list of host:port"))
+	}
+	for _, b := range k.Brokers {
+		if _, _, err := net.SplitHostPort(b); err != nil {
+			errs = append(errs, fmt.Errorf("kafka-brokers: %q is not host:port", b))
+		}
+	}
+	if k.Topic == "" {
+		errs = append(errs, errors.New("kafka-topic: must not be empty"))
+	}
+	if k.DLQTopic == "" || k.DLQTopic == k.Topic {
+		errs = append(errs, errors.New("kafka-dlq-topic: must be set and differ from kafka-topic"))
+	}
+	if k.Partitions < 1 {
+		errs = append(errs, fmt.Errorf("kafka-partitions: must be at least 1, got %d", k.Partitions))
+	}
+	if k.ReplicationFactor < 1 {
+		errs = append(errs, fmt.Errorf("kafka-replication-factor: must be at least 1, got %d", k.ReplicationFactor))
+	}
+	return errors.Join(errs...)
+}
+
+func validateAddr(key, addr string, required bool) error {
+	if addr == "" && !required {
+		return nil
+	}
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return fmt.Errorf("%s: %q is not host:port (for example :8080)", key, addr)
+	}
+	return nil
+}
+
+func validatePostgresURL(key, raw string) error {
+	if raw == "" {
+		return fmt.Errorf("%s: required (for example postgres://sms:sms@localhost:5432/sms?sslmode=disable)", key)
+	}
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+		return fmt.Errorf("%s: must be a postgres:// URL", key)
+	}
+	return nil
+}
+
+func validateHTTPURL(key, raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("%s: must be an http:// or https:// URL, got %q", key, raw)
+	}
+	return nil
+}
+
+func validateToken(token string) error {
+	if len(token) < 16 {
+		return errors.New("internal-token: required, at least 16 characters (SMS_INTERNAL_TOKEN)")
+	}
+	return nil
+}
+
+func positive(key string, n int) error {
+	if n < 1 {
+		return fmt.Errorf("%s: must be at least 1, got %d", key, n)
+	}
+	return nil
+}
+
+func positiveFloat(key string, f float64) error {
+	if !(f > 0) {
+		return fmt.Errorf("%s: must be greater than 0, got %v", key, f)
+	}
+	return nil
+}
+
+func positiveDuration(key string, d time.Duration) error {
+	if d <= 0 {
+		return fmt.Errorf("%s: must be a positive duration such as 500ms or 5s, got %s", key, d)
+	}
+	return nil
+}
+
+func fraction(key string, f float64) error {
+	if !(f >= 0 && f <= 1) {
+		return fmt.Errorf("%s: must be between 0 and 1, got %v", key, f)
+	}
+	return nil
+}
+
+// Redact hides the password of a URL so it can be logged or printed.
+func Redact(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "<unparseable>"
+	}
+	if _, ok := u.User.Password(); ok {
+		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	}
+	return u.String()
+}
+
+// Mask hides a secret except for its length class.
+func Mask(secret string) string {
+	if secret == "" {
+		return ""
+	}
+	return strings.Repeat("*", 8)
+}

@@ -1,0 +1,193 @@
+package platform
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+	"github.com/rs/zerolog"
+)
+
+// Problem is an RFC 7807 problem document.
+type Problem struct {
+	Type       string      `json:"type"`
+	Title      string      `json:"title"`
+	Status     int         `json:"status"`
+	Detail     string      `json:"detail,omitempty"`
+	Instance   string      `json:"instance,omitempty"`
+	RequestID  string      `json:"request_id,omitempty"`
+	Violations []Violation `json:"violations,omitempty"`
+	// RetryAfter, when set, is sent as the Retry-After header in seconds.
+	RetryAfter int `json:"-"`
+}
+
+// Violation names a field of a request and what is wrong with it.
+type Violation struct {
+	Field   string `json:"field"`
+	Message string `json:"message"`
+}
+
+// ProblemMapper turns an error into a problem, or returns nil when it does
+// not know the error.
+type ProblemMapper func(err error) *Problem
+
+// NewEcho returns an echo instance with request IDs, panic recovery,
+// one log line per request, and errors answered as problem+json. mapper
+// translates domain errors; anything it doesn't know is a 500 whose cause
+// is logged and not shown.
+func NewEcho(logger zerolog.Logger, mapper ProblemMapper) *echo.Echo {
+	e := echo.New()
+	e.HideBanner = true
+	e.HidePort = true
+	e.HTTPErrorHandler = errorHandler(logger, mapper)
+	e.Use(middleware.RequestID())
+	e.Use(accessLog(logger))
+	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{DisableStackAll: true, LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
+		logger.Error().Err(err).Str("request_id", requestID(c)).Bytes("stack", stack).Msg("panic in handler")
+		return err
+	}}))
+	return e
+}
+
+func requestID(c echo.Context) string {
+	return c.Response().Header().Get(echo.HeaderXRequestID)
+}
+
+func accessLog(logger zerolog.Logger) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			start := time.Now()
+			err := next(c)
+			if err != nil {
+				c.Error(err)
+			}
+			status := c.Response().Status
+			ev := logger.Debug()
+			if status >= 500 {
+				ev = logger.Warn()
+			}
+			ev.Str("request_id", requestID(c)).
+				Str("method", c.Request().Method).
+				Str("route", c.Path()).
+				Int("status", status).
+				Dur("latency", time.Since(start)).
+				Msg("request")
+			return nil
+		}
+	}
+}
+
+// ProblemTypeBlank is the problem type of plain HTTP errors.
+const ProblemTypeBlank = "about:blank"
+
+func errorHandler(logger zerolog.Logger, mapper ProblemMapper) echo.HTTPErrorHandler {
+	return func(err error, c echo.Context) {
+		if c.Response().Committed {
+			return
+		}
+		p := mapper(err)
+		if p == nil {
+			var he *echo.HTTPError
+			if errors.As(err, &he) {
+				p = &Problem{Type: ProblemTypeBlank, Title: http.StatusText(he.Code), Status: he.Code, Detail: fmt.Sprint(he.Message)}
+				if he.Code == http.StatusRequestEntityTooLarge {
+					p.Detail = "request body is too large"
+				}
+				if he.Code >= 500 {
+					p.Detail = "internal error"
+				}
+			} else {
+				p = &Problem{Type: ProblemTypeBlank, Title: http.StatusText(http.StatusInternalServerError), Status: http.StatusInternalServerError, Detail: "internal error"}
+			}
+		}
+		if p.Status >= 500 {
+			logger.Error().Err(err).Str("request_id", requestID(c)).Str("route", c.Path()).Int("status", p.Status).Msg("request failed")
+		}
+		p.Instance = c.Request().URL.Path
+		p.RequestID = requestID(c)
+		if p.RetryAfter > 0 {
+			c.Response().Header().Set("Retry-After", fmt.Sprint(p.RetryAfter))
+		}
+		WriteProblem(c, p)
+	}
+}
+
+// WriteProblem writes p as application/problem+json.
+func WriteProblem(c echo.Context, p *Problem) {
+	c.Response().Header().Set(echo.HeaderContentType, "application/problem+json")
+	if c.Request().Method == http.MethodHead {
+		_ = c.NoContent(p.Status)
+		return
+	}
+	c.Response().WriteHeader(p.Status)
+	_ = json.NewEncoder(c.Response()).Encode(p)
+}
+
+// NewHTTPServer returns a server with timeouts that keep slow or stuck
+// clients from holding connections.
+func NewHTTPServer(handler http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+	}
+}
+
+// Listen opens a TCP listener; addr ":0" picks a free port.
+func Listen(addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	return ln, nil
+}
+
+// Serve runs srv on ln until ctx ends, then shuts it down gracefully within
+// timeout: it stops accepting and lets requests in flight finish.
+func Serve(ctx context.Context, srv *http.Server, ln net.Listener, timeout time.Duration) error {
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("http server: %w", err)
+	case <-ctx.Done():
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("http shutdown: %w", err)
+	}
+	return nil
+}
+
+// HTTPListener is an HTTP server bound to its address.
+type HTTPListener struct {
+	srv *http.Server
+	ln  net.Listener
+}
+
+// NewHTTPListener binds addr for handler; ":0" picks a free port.
+func NewHTTPListener(addr string, handler http.Handler) (*HTTPListener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	return &HTTPListener{srv: NewHTTPServer(handler), ln: ln}, nil
+}
+
+// Addr is the bound address.
+func (l *HTTPListener) Addr() net.Addr { return l.ln.Addr() }
+
+// Serve serves until ctx ends, then shuts down gracefully within timeout.
+func (l *HTTPListener) Serve(ctx context.Context, timeout time.Duration) error {
+	return Serve(ctx, l.srv, l.ln, timeout)
+}

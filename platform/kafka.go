@@ -1,0 +1,75 @@
+package platform
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/rs/zerolog"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// NewKafkaClient returns a franz-go client for brokers that logs through
+// logger at warn and above. Extra options (producer or consumer settings)
+// are appended.
+func NewKafkaClient(brokers []string, logger zerolog.Logger, opts ...kgo.Opt) (*kgo.Client, error) {
+	base := []kgo.Opt{
+		kgo.SeedBrokers(brokers...),
+		kgo.WithLogger(NewKafkaLogger(logger.With().Str("component", "kafka").Logger())),
+	}
+	cl, err := kgo.NewClient(append(base, opts...)...)
+	if err != nil {
+		return nil, fmt.Errorf("kafka client: %w", err)
+	}
+	return cl, nil
+}
+
+// EnsureTopics creates topics that do not exist yet.
+func EnsureTopics(ctx context.Context, cl *kgo.Client, partitions int32, replication int16, topics ...string) error {
+	adm := kadm.NewClient(cl)
+	resp, err := adm.CreateTopics(ctx, partitions, replication, nil, topics...)
+	if err != nil {
+		return fmt.Errorf("create topics: %w", err)
+	}
+	for _, t := range resp.Sorted() {
+		if t.Err != nil && !errors.Is(t.Err, kerr.TopicAlreadyExists) {
+			return fmt.Errorf("create topic %s: %w", t.Topic, t.Err)
+		}
+	}
+	return nil
+}
+
+// PingKafka checks that at least one broker answers.
+func PingKafka(ctx context.Context, cl *kgo.Client) error {
+	if err := cl.Ping(ctx); err != nil {
+		return fmt.Errorf("kafka: %w", err)
+	}
+	return nil
+}
+
+// NewKafkaLogger adapts logger for franz-go, at warn and above.
+func NewKafkaLogger(logger zerolog.Logger) kgo.Logger { return kgoLogger{logger} }
+
+type kgoLogger struct{ l zerolog.Logger }
+
+func (k kgoLogger) Level() kgo.LogLevel { return kgo.LogLevelWarn }
+
+func (k kgoLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
+	var ev *zerolog.Event
+	switch level {
+	case kgo.LogLevelError:
+		ev = k.l.Error()
+	case kgo.LogLevelWarn:
+		ev = k.l.Warn()
+	case kgo.LogLevelInfo:
+		ev = k.l.Info()
+	default:
+		ev = k.l.Debug()
+	}
+	for i := 0; i+1 < len(keyvals); i += 2 {
+		ev = ev.Interface(fmt.Sprint(keyvals[i]), keyvals[i+1])
+	}
+	ev.Msg(msg)
+}

@@ -1,0 +1,86 @@
+package processor
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/smsctl/smsctl/sms"
+)
+
+// CarrierError is a failed delivery. Transient ones are worth retrying.
+type CarrierError struct {
+	Transient bool
+	Reason    string
+}
+
+func (e *CarrierError) Error() string { return e.Reason }
+
+// SimulatorConfig sets the simulated carrier's behaviour.
+type SimulatorConfig struct {
+	// MinDelay and MaxDelay bound the latency of each call (uniform).
+	MinDelay, MaxDelay time.Duration
+	// FailureRate is the share of calls that fail, 0..1.
+	FailureRate float64
+	// TransientShare is the share of failures that are transient, 0..1.
+	TransientShare float64
+	// Ledger, when not nil, records every call in processor.carrier_calls,
+	// so tests can count calls repeated after a crash.
+	Ledger *sqlx.DB
+}
+
+// Simulator stands in for an SMS carrier: it waits, then succeeds or fails
+// at the configured rates.
+type Simulator struct {
+	cfg SimulatorConfig
+}
+
+// NewSimulator returns a simulated carrier.
+func NewSimulator(cfg SimulatorConfig) *Simulator {
+	return &Simulator{cfg: cfg}
+}
+
+var permanentReasons = []string{"permanent: recipient number is not in service", "permanent: recipient blocked messages from this sender", "permanent: carrier rejected the message content"}
+
+var transientReasons = []string{"carrier timeout", "carrier throttled the request", "carrier temporarily unavailable"}
+
+// Deliver asks the carrier to deliver one message. The carrier counts as
+// called when the delay has passed; a call cancelled before that never
+// reached it.
+func (s *Simulator) Deliver(ctx context.Context, req sms.SendRequest, attempt int) error {
+	delay := s.cfg.MinDelay
+	if span := s.cfg.MaxDelay - s.cfg.MinDelay; span > 0 {
+		delay += rand.N(span)
+	}
+	if delay > 0 {
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	} else if err := ctx.Err(); err != nil {
+		return err
+	}
+	var err error
+	outcome := "delivered"
+	if rand.Float64() < s.cfg.FailureRate {
+		if rand.Float64() < s.cfg.TransientShare {
+			err = &CarrierError{Transient: true, Reason: transientReasons[rand.N(len(transientReasons))]}
+		} else {
+			err = &CarrierError{Reason: permanentReasons[rand.N(len(permanentReasons))]}
+		}
+		outcome = err.Error()
+	}
+	if s.cfg.Ledger != nil {
+		if _, lerr := s.cfg.Ledger.ExecContext(context.WithoutCancel(ctx),
+			`INSERT INTO processor.carrier_calls (message_id, attempt, outcome) VALUES ($1, $2, $3)`, req.MessageID, attempt, outcome); lerr != nil {
+			return fmt.Errorf("carrier ledger: %w", lerr)
+		}
+	}
+	return err
+}

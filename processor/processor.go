@@ -1,0 +1,546 @@
+package processor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/smsctl/smsctl/platform"
+	"github.com/smsctl/smsctl/sms"
+)
+
+// Carrier delivers one message; *Simulator is the implementation.
+type Carrier interface {
+	Deliver(ctx context.Context, req sms.SendRequest, attempt int) error
+}
+
+// Config tunes the processor.
+type Config struct {
+	// Brokers, Topic, DLQTopic and Group locate the work.
+	Brokers  []string
+	Topic    string
+	DLQTopic string
+	Group    string
+	// MaxInFlight bounds records being processed at once, across partitions.
+	MaxInFlight int
+	// MaxAttempts is how many carrier calls a message gets.
+	MaxAttempts int
+	// RetryBackoff is the first retry delay; it doubles per attempt, with jitter.
+	RetryBackoff time.Duration
+	// DrainTimeout bounds how long revoked partitions and shutdown wait for
+	// messages in flight before they are handed back uncommitted.
+	DrainTimeout time.Duration
+}
+
+// Processor consumes send requests with at-least-once semantics: a record's
+// offset is committed only once its outcome is recorded in the store, and
+// a message whose outcome is recorded is never given to the carrier again.
+type Processor struct {
+	cfg      Config
+	cl       *kgo.Client
+	store    *Store
+	carrier  Carrier
+	reporter *Reporter
+	log      zerolog.Logger
+
+	mu       sync.Mutex
+	parts    map[int32]*partition
+	inFlight map[uuid.UUID]bool // message ids being processed, against duplicates in flight
+
+	slots    chan struct{} // one token per record in flight
+	outcomes chan finished
+	joined   atomic.Bool
+	metrics  procMetrics
+}
+
+type finished struct {
+	out       Outcome
+	partition int32
+	offset    int64
+}
+
+type procMetrics struct {
+	calls    *prometheus.CounterVec
+	retries  prometheus.Counter
+	dlq      prometheus.Counter
+	skipped  prometheus.Counter
+	attempt  prometheus.Histogram
+	inFlight prometheus.GaugeFunc
+}
+
+// New returns a processor with its own consumer-group client. extra options
+// are appended to the client's (tests use them to shorten timeouts).
+func New(cfg Config, store *Store, carrier Carrier, reporter *Reporter, log zerolog.Logger, reg prometheus.Registerer, extra ...kgo.Opt) (*Processor, error) {
+	p := &Processor{
+		cfg: cfg, store: store, carrier: carrier, reporter: reporter,
+		log:      log.With().Str("component", "processor").Logger(),
+		parts:    make(map[int32]*partition),
+		inFlight: make(map[uuid.UUID]bool),
+		slots:    make(chan struct{}, cfg.MaxInFlight),
+		outcomes: make(chan finished, 4096),
+	}
+	p.metrics = procMetrics{
+		calls: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sms_carrier_calls_total", Help: "Calls to the carrier by result."}, []string{"result"}),
+		retries: prometheus.NewCounter(prometheus.CounterOpts{Name: "sms_carrier_retries_total", Help: "Carrier calls retried after a transient failure."}),
+		dlq:     prometheus.NewCounter(prometheus.CounterOpts{Name: "sms_dlq_total", Help: "Records sent to the dead-letter topic."}),
+		skipped: prometheus.NewCounter(prometheus.CounterOpts{Name: "sms_redelivered_skipped_total", Help: "Redelivered records whose outcome was already known (carrier not called)."}),
+		attempt: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "sms_carrier_attempt_duration_seconds", Help: "Duration of one carrier call.",
+			Buckets: []float64{.001, .01, .1, .5, 1, 1.5, 2, 2.5, 3, 5, 10}}),
+		inFlight: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sms_processor_in_flight", Help: "Messages being processed."},
+			func() float64 { return float64(len(p.slots)) }),
+	}
+	reg.MustRegister(p.metrics.calls, p.metrics.retries, p.metrics.dlq, p.metrics.skipped, p.metrics.attempt, p.metrics.inFlight)
+
+	opts := []kgo.Opt{
+		kgo.SeedBrokers(cfg.Brokers...),
+		kgo.ConsumerGroup(cfg.Group),
+		kgo.ConsumeTopics(cfg.Topic),
+		kgo.Balancers(kgo.CooperativeStickyBalancer()),
+		kgo.DisableAutoCommit(),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.OnPartitionsAssigned(p.assigned),
+		kgo.OnPartitionsRevoked(p.revoked),
+		kgo.OnPartitionsLost(p.lost),
+		// The dead-letter producer shares the client.
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.RecordDeliveryTimeout(30 * time.Second),
+		kgo.WithLogger(platform.NewKafkaLogger(p.log)),
+	}
+	cl, err := kgo.NewClient(append(opts, extra...)...)
+	if err != nil {
+		return nil, fmt.Errorf("kafka consumer: %w", err)
+	}
+	p.cl = cl
+	return p, nil
+}
+
+// Client is the processor's Kafka client, for readiness checks.
+func (p *Processor) Client() *kgo.Client { return p.cl }
+
+// Joined reports whether the processor has joined its group.
+func (p *Processor) Joined() bool { return p.joined.Load() }
+
+// Run consumes until ctx ends, then stops fetching, lets messages in flight
+// finish within DrainTimeout, commits, and leaves the group.
+func (p *Processor) Run(ctx context.Context) error {
+	recCtx, stopRecorder := context.WithCancel(context.WithoutCancel(ctx))
+	recorderDone := make(chan struct{})
+	go func() { defer close(recorderDone); p.record(recCtx) }()
+	commitCtx, stopCommitter := context.WithCancel(ctx)
+	go p.commitLoop(commitCtx)
+
+	for ctx.Err() == nil {
+		free := cap(p.slots) - len(p.slots)
+		if free == 0 {
+			select {
+			case <-ctx.Done():
+			case <-time.After(5 * time.Millisecond):
+			}
+			continue
+		}
+		fetches := p.cl.PollRecords(ctx, free)
+		if fetches.IsClientClosed() {
+			break
+		}
+		fetches.EachError(func(t string, part int32, err error) {
+			if !errors.Is(err, context.Canceled) {
+				p.log.Warn().Err(err).Str("topic", t).Int32("partition", part).Msg("fetch failed")
+			}
+		})
+		p.dispatch(ctx, fetches.Records())
+		p.cl.AllowRebalance()
+	}
+	stopCommitter()
+	// Leaving the group revokes every partition; revoked() drains and commits.
+	p.cl.CloseAllowingRebalance()
+	stopRecorder()
+	<-recorderDone
+	return nil
+}
+
+func (p *Processor) assigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, part := range assigned[p.cfg.Topic] {
+		if p.parts[part] == nil {
+			p.parts[part] = newPartition(context.Background())
+		}
+	}
+	p.joined.Store(true)
+	p.log.Info().Interface("partitions", assigned[p.cfg.Topic]).Msg("partitions assigned")
+}
+
+// revoked lets the revoked partitions' messages in flight finish (so the
+// next owner doesn't call the carrier for them too), hands back the ones
+// that don't finish in time, and commits what is done.
+func (p *Processor) revoked(ctx context.Context, cl *kgo.Client, revoked map[string][]int32) {
+	parts := revoked[p.cfg.Topic]
+	if len(parts) == 0 {
+		return
+	}
+	p.waitIdle(parts, p.cfg.DrainTimeout)
+	p.mu.Lock()
+	for _, part := range parts {
+		if st := p.parts[part]; st != nil {
+			st.cancel()
+		}
+	}
+	p.mu.Unlock()
+	// Cancelled work stops before calling the carrier; what already called
+	// it gets recorded within a recorder round.
+	p.waitIdle(parts, 5*time.Second)
+	commitCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	p.commit(commitCtx, parts)
+	p.mu.Lock()
+	for _, part := range parts {
+		delete(p.parts, part)
+	}
+	p.mu.Unlock()
+	p.log.Info().Interface("partitions", parts).Msg("partitions revoked")
+}
+
+// lost drops the partitions' work without committing: they already belong
+// to someone else.
+func (p *Processor) lost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, part := range lost[p.cfg.Topic] {
+		if st := p.parts[part]; st != nil {
+			st.cancel()
+			delete(p.parts, part)
+		}
+	}
+	p.log.Warn().Interface("partitions", lost[p.cfg.Topic]).Msg("partitions lost; their work is dropped uncommitted")
+}
+
+func (p *Processor) waitIdle(parts []int32, timeout time.Duration) {
+	deadline := time.Now().Add(timeout)
+	for {
+		busy := 0
+		p.mu.Lock()
+		for _, part := range parts {
+			if st := p.parts[part]; st != nil {
+				busy += st.inFlight
+			}
+		}
+		p.mu.Unlock()
+		if busy == 0 || time.Now().After(deadline) {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// dispatch starts work on fetched records. Poison records go to the
+// dead-letter topic; messages whose outcome is known are skipped.
+func (p *Processor) dispatch(ctx context.Context, records []*kgo.Record) {
+	if len(records) == 0 {
+		return
+	}
+	type work struct {
+		rec *kgo.Record
+		req sms.SendRequest
+		st  *partition
+	}
+	var todo []work
+	p.mu.Lock()
+	for _, rec := range records {
+		st := p.parts[rec.Partition]
+		if st == nil {
+			continue // not ours any more; the owner will read it
+		}
+		p.slots <- struct{}{}
+		st.add(rec.Offset, rec.LeaderEpoch)
+		var req sms.SendRequest
+		err := json.Unmarshal(rec.Value, &req)
+		if err == nil {
+			err = req.Validate()
+		}
+		if err != nil {
+			go p.deadLetter(st, rec, fmt.Errorf("poison record: %w", err))
+			continue
+		}
+		if p.inFlight[req.MessageID] {
+			p.finishLocked(st, rec.Offset) // the earlier copy is in flight; its offset holds the commit back
+			p.metrics.skipped.Inc()
+			continue
+		}
+		p.inFlight[req.MessageID] = true
+		todo = append(todo, work{rec: rec, req: req, st: st})
+	}
+	p.mu.Unlock()
+	if len(todo) == 0 {
+		return
+	}
+	ids := make([]uuid.UUID, len(todo))
+	for i, w := range todo {
+		ids[i] = w.req.MessageID
+	}
+	known, ok := p.lookup(ctx, ids)
+	for _, w := range todo {
+		if !ok {
+			p.abandon(w.st, w.req.MessageID) // shutting down before the check: hand it back
+			continue
+		}
+		if known[w.req.MessageID] {
+			p.metrics.skipped.Inc()
+			p.mu.Lock()
+			delete(p.inFlight, w.req.MessageID)
+			p.finishLocked(w.st, w.rec.Offset)
+			p.mu.Unlock()
+			continue
+		}
+		go p.deliver(w.st, w.rec, w.req)
+	}
+}
+
+// lookup asks the store which messages already have an outcome, retrying
+// while the store is down: nothing may reach the carrier unchecked.
+func (p *Processor) lookup(ctx context.Context, ids []uuid.UUID) (map[uuid.UUID]bool, bool) {
+	backoff := 100 * time.Millisecond
+	for {
+		known, err := p.store.Known(ctx, ids)
+		if err == nil {
+			return known, true
+		}
+		p.log.Warn().Err(err).Msg("outcome lookup failed; retrying")
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return nil, false
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+func (p *Processor) finishLocked(st *partition, offset int64) {
+	st.done(offset)
+	<-p.slots
+}
+
+func (p *Processor) abandon(st *partition, id uuid.UUID) {
+	p.mu.Lock()
+	st.abandon()
+	delete(p.inFlight, id)
+	p.mu.Unlock()
+	<-p.slots
+}
+
+// deliver calls the carrier, retrying transient failures with exponential
+// backoff and jitter in this goroutine, so the partition keeps flowing.
+func (p *Processor) deliver(st *partition, rec *kgo.Record, req sms.SendRequest) {
+	ctx := st.ctx
+	log := p.log.With().Str("message_id", req.MessageID.String()).Logger()
+	var out Outcome
+	for attempt := 1; ; attempt++ {
+		start := time.Now()
+		err := p.carrier.Deliver(ctx, req, attempt)
+		if ctx.Err() != nil {
+			p.abandon(st, req.MessageID) // revoked, lost or shutting down: the next owner redoes it
+			return
+		}
+		p.metrics.attempt.Observe(time.Since(start).Seconds())
+		var cerr *CarrierError
+		transient := err != nil && (!errors.As(err, &cerr) || cerr.Transient)
+		switch {
+		case err == nil:
+			p.metrics.calls.WithLabelValues("delivered").Inc()
+			out = Outcome{Status: sms.StatusSent}
+		case transient && attempt < p.cfg.MaxAttempts:
+			p.metrics.calls.WithLabelValues("transient").Inc()
+			p.metrics.retries.Inc()
+			delay := p.cfg.RetryBackoff << (attempt - 1)
+			delay = delay/2 + rand.N(delay/2+1)
+			log.Debug().Err(err).Int("attempt", attempt).Dur("retry_in", delay).Msg("transient carrier failure")
+			select {
+			case <-time.After(delay):
+				continue
+			case <-ctx.Done():
+				p.abandon(st, req.MessageID)
+				return
+			}
+		case transient:
+			p.metrics.calls.WithLabelValues("transient").Inc()
+			reason := fmt.Sprintf("exhausted: %d attempts, last error: %v", attempt, err)
+			out = Outcome{Status: sms.StatusFailed, FailureReason: &reason}
+			p.sendDLQ(ctx, rec, errors.New(reason))
+		default:
+			p.metrics.calls.WithLabelValues("permanent").Inc()
+			reason := cerr.Reason
+			out = Outcome{Status: sms.StatusFailed, FailureReason: &reason}
+		}
+		out.MessageID, out.Attempts, out.ProcessedAt = req.MessageID, attempt, time.Now().UTC()
+		break
+	}
+	p.outcomes <- finished{out: out, partition: rec.Partition, offset: rec.Offset}
+}
+
+// record writes outcomes in batches; only then are their offsets done.
+func (p *Processor) record(ctx context.Context) {
+	batch := make([]finished, 0, 1000)
+	for {
+		batch = batch[:0]
+		select {
+		case f := <-p.outcomes:
+			batch = append(batch, f)
+		case <-ctx.Done():
+			return
+		}
+	fill:
+		for len(batch) < cap(batch) {
+			select {
+			case f := <-p.outcomes:
+				batch = append(batch, f)
+			default:
+				break fill
+			}
+		}
+		outs := make([]Outcome, len(batch))
+		for i, f := range batch {
+			outs[i] = f.out
+		}
+		backoff := 100 * time.Millisecond
+		for {
+			err := p.store.Record(ctx, outs)
+			if err == nil {
+				break
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			p.log.Warn().Err(err).Int("outcomes", len(outs)).Msg("recording outcomes failed; retrying")
+			time.Sleep(backoff)
+			backoff = min(2*backoff, 5*time.Second)
+		}
+		p.mu.Lock()
+		for _, f := range batch {
+			delete(p.inFlight, f.out.MessageID)
+			if st := p.parts[f.partition]; st != nil {
+				st.done(f.offset)
+			}
+			<-p.slots
+		}
+		p.mu.Unlock()
+		if p.reporter != nil {
+			p.reporter.Wake()
+		}
+	}
+}
+
+func (p *Processor) commitLoop(ctx context.Context) {
+	t := time.NewTicker(500 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			p.commit(ctx, nil)
+		}
+	}
+}
+
+// commit commits the finished prefix of the given partitions (all when nil).
+func (p *Processor) commit(ctx context.Context, only []int32) {
+	offsets := make(map[int32]kgo.EpochOffset)
+	p.mu.Lock()
+	for part, st := range p.parts {
+		if only != nil && !contains(only, part) {
+			continue
+		}
+		if off, epoch, ok := st.toCommit(); ok {
+			offsets[part] = kgo.EpochOffset{Epoch: epoch, Offset: off}
+		}
+	}
+	p.mu.Unlock()
+	if len(offsets) == 0 {
+		return
+	}
+	p.cl.CommitOffsetsSync(ctx, map[string]map[int32]kgo.EpochOffset{p.cfg.Topic: offsets},
+		func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
+			if err != nil {
+				p.log.Warn().Err(err).Msg("offset commit failed; will retry")
+				return
+			}
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			for _, t := range resp.Topics {
+				for _, rp := range t.Partitions {
+					if rp.ErrorCode != 0 {
+						continue
+					}
+					if st := p.parts[rp.Partition]; st != nil {
+						st.committed = max(st.committed, offsets[rp.Partition].Offset)
+					}
+				}
+			}
+		})
+}
+
+func contains(xs []int32, x int32) bool {
+	for _, y := range xs {
+		if x == y {
+			return true
+		}
+	}
+	return false
+}
+
+// deadLetter sends a poison record to the dead-letter topic, then lets its
+// offset be committed.
+func (p *Processor) deadLetter(st *partition, rec *kgo.Record, cause error) {
+	p.log.Warn().Err(cause).Int32("partition", rec.Partition).Int64("offset", rec.Offset).Msg("poison record sent to dead-letter topic")
+	if !p.sendDLQ(st.ctx, rec, cause) {
+		p.mu.Lock()
+		st.abandon()
+		p.mu.Unlock()
+		<-p.slots
+		return
+	}
+	p.mu.Lock()
+	p.finishLocked(st, rec.Offset)
+	p.mu.Unlock()
+}
+
+// sendDLQ produces rec's copy to the dead-letter topic with the error and
+// its origin in headers, retrying until it is acknowledged or ctx ends.
+func (p *Processor) sendDLQ(ctx context.Context, rec *kgo.Record, cause error) bool {
+	dl := &kgo.Record{Topic: p.cfg.DLQTopic, Key: rec.Key, Value: rec.Value, Headers: append(append([]kgo.RecordHeader(nil), rec.Headers...),
+		kgo.RecordHeader{Key: "error", Value: []byte(cause.Error())},
+		kgo.RecordHeader{Key: "original_topic", Value: []byte(rec.Topic)},
+		kgo.RecordHeader{Key: "original_partition", Value: []byte(strconv.Itoa(int(rec.Partition)))},
+		kgo.RecordHeader{Key: "original_offset", Value: []byte(strconv.FormatInt(rec.Offset, 10))},
+	)}
+	backoff := 100 * time.Millisecond
+	for {
+		err := p.cl.ProduceSync(ctx, dl).FirstErr()
+		if err == nil {
+			p.metrics.dlq.Inc()
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		p.log.Warn().Err(err).Msg("dead-letter produce failed; retrying")
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return false
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}

@@ -1,0 +1,175 @@
+package processor
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+	"github.com/sony/gobreaker/v2"
+
+	"github.com/smsctl/smsctl/sms"
+)
+
+// ReporterConfig tunes how outcomes reach the API.
+type ReporterConfig struct {
+	// APIURL is the API's base URL.
+	APIURL string
+	// Token is the internal credential.
+	Token string
+	// Batch is the most reports per request.
+	Batch int
+}
+
+// Reporter sends recorded outcomes to the API's batch delivery-report
+// endpoint until each is acknowledged. A circuit breaker stops it from
+// hammering an API that is down; the outcomes wait in the store meanwhile.
+type Reporter struct {
+	store   *Store
+	cfg     ReporterConfig
+	client  *http.Client
+	breaker *gobreaker.CircuitBreaker[struct{}]
+	log     zerolog.Logger
+	wake    chan struct{}
+
+	reported     prometheus.Counter
+	failures     prometheus.Counter
+	breakerState prometheus.Gauge
+}
+
+// NewReporter returns a reporter; its metrics are registered on reg.
+func NewReporter(store *Store, cfg ReporterConfig, log zerolog.Logger, reg prometheus.Registerer) *Reporter {
+	r := &Reporter{
+		store: store, cfg: cfg, log: log.With().Str("component", "reporter").Logger(),
+		client: &http.Client{Timeout: 10 * time.Second},
+		wake:   make(chan struct{}, 1),
+		reported: prometheus.NewCounter(prometheus.CounterOpts{Name: "sms_reports_sent_total", Help: "Delivery reports acknowledged by the API."}),
+		failures: prometheus.NewCounter(prometheus.CounterOpts{Name: "sms_report_errors_total", Help: "Report requests that failed."}),
+		breakerState: prometheus.NewGauge(prometheus.GaugeOpts{Name: "sms_report_breaker_state",
+			Help: "Circuit breaker on the API: 0 closed, 1 half-open, 2 open."}),
+	}
+	r.breaker = gobreaker.NewCircuitBreaker[struct{}](gobreaker.Settings{
+		Name:        "api-reports",
+		MaxRequests: 1,
+		Timeout:     2 * time.Second,
+		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= 3 },
+		OnStateChange: func(_ string, from, to gobreaker.State) {
+			r.breakerState.Set(float64(to))
+			r.log.Warn().Str("from", from.String()).Str("to", to.String()).Msg("report circuit breaker changed state")
+		},
+	})
+	reg.MustRegister(r.reported, r.failures, r.breakerState)
+	return r
+}
+
+// Wake tells the reporter that new outcomes were recorded.
+func (r *Reporter) Wake() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run reports until ctx ends, then makes one bounded last pass.
+func (r *Reporter) Run(ctx context.Context) {
+	backoff := time.Duration(0)
+	for {
+		n, err := r.ReportOnce(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			backoff = min(max(2*backoff, 100*time.Millisecond), 5*time.Second)
+			if !errors.Is(err, gobreaker.ErrOpenState) {
+				r.log.Warn().Err(err).Dur("retry_in", backoff).Msg("delivery reports not acknowledged; they stay queued")
+			}
+		case n == r.cfg.Batch:
+			backoff = 0
+			continue
+		default:
+			backoff = 0
+		}
+		wait := time.Second
+		if backoff > 0 {
+			wait = backoff + rand.N(backoff/4+1)
+		}
+		select {
+		case <-ctx.Done():
+			r.flush(context.WithoutCancel(ctx))
+			return
+		case <-r.wake:
+			if backoff > 0 {
+				time.Sleep(wait)
+			}
+		case <-time.After(wait):
+		}
+	}
+}
+
+func (r *Reporter) flush(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	for ctx.Err() == nil {
+		n, err := r.ReportOnce(ctx)
+		if err != nil || n < r.cfg.Batch {
+			return
+		}
+	}
+}
+
+// ReportOnce sends one batch of unreported outcomes and returns its size.
+func (r *Reporter) ReportOnce(ctx context.Context) (int, error) {
+	n, err := r.store.ReportBatch(ctx, r.cfg.Batch, func(outs []Outcome) error {
+		_, err := r.breaker.Execute(func() (struct{}, error) { return struct{}{}, r.post(ctx, outs) })
+		return err
+	})
+	if err != nil {
+		r.failures.Inc()
+		return 0, err
+	}
+	r.reported.Add(float64(n))
+	return n, nil
+}
+
+func (r *Reporter) post(ctx context.Context, outs []Outcome) error {
+	body := sms.BatchReports{Reports: make([]sms.DeliveryReport, len(outs))}
+	for i, o := range outs {
+		body.Reports[i] = sms.DeliveryReport{MessageID: o.MessageID, Status: o.Status, FailureReason: o.FailureReason, ProcessedAt: o.ProcessedAt}
+	}
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return fmt.Errorf("encode reports: %w", err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(r.cfg.APIURL, "/")+"/v1/internal/delivery-reports", bytes.NewReader(buf))
+	if err != nil {
+		return fmt.Errorf("report request: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+r.cfg.Token)
+	resp, err := r.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("post reports: %w", err)
+	}
+	defer resp.Body.Close()
+	respBody, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("post reports: API answered %d: %s", resp.StatusCode, bytes.TrimSpace(respBody[:min(len(respBody), 300)]))
+	}
+	var res sms.BatchResults
+	if err := json.Unmarshal(respBody, &res); err != nil {
+		return fmt.Errorf("decode report results: %w", err)
+	}
+	for _, x := range res.Results {
+		if x.Outcome == sms.ReportNotFound {
+			// The API never stored this message; retrying can't help.
+			r.log.Error().Str("message_id", x.MessageID.String()).Msg("API does not know this message; report dropped")
+		}
+	}
+	return nil
+}

@@ -1,0 +1,94 @@
+package processor
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync"
+
+	"github.com/jmoiron/sqlx"
+	"github.com/rs/zerolog"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/smsctl/smsctl/config"
+	"github.com/smsctl/smsctl/platform"
+)
+
+// Service is the processor role: the consumer, the reporter and the
+// health/metrics listener.
+type Service struct {
+	cfg       config.Processor
+	log       zerolog.Logger
+	db        *sqlx.DB
+	processor *Processor
+	reporter  *Reporter
+	http      *platform.HTTPListener
+}
+
+// NewService connects to PostgreSQL and Kafka and builds the processor;
+// Run processes. extra Kafka options go to the consumer client.
+func NewService(ctx context.Context, cfg config.Processor, log zerolog.Logger, extra ...kgo.Opt) (*Service, error) {
+	db, err := platform.OpenPostgres(ctx, cfg.DatabaseURL, cfg.DatabaseMaxConns)
+	if err != nil {
+		return nil, err
+	}
+	reg := platform.NewRegistry()
+	store := NewStore(db)
+	sim := SimulatorConfig{MinDelay: cfg.SimMinDelay, MaxDelay: cfg.SimMaxDelay, FailureRate: cfg.SimFailureRate, TransientShare: cfg.SimTransientShare}
+	if cfg.SimLedger {
+		sim.Ledger = db
+	}
+	reporter := NewReporter(store, ReporterConfig{APIURL: cfg.APIURL, Token: cfg.InternalToken, Batch: cfg.ReportBatch}, log, reg)
+	p, err := New(Config{
+		Brokers: cfg.Brokers, Topic: cfg.Topic, DLQTopic: cfg.DLQTopic, Group: cfg.Group,
+		MaxInFlight: cfg.MaxInFlight, MaxAttempts: cfg.MaxAttempts, RetryBackoff: cfg.RetryBackoff, DrainTimeout: cfg.ShutdownTimeout / 2,
+	}, store, NewSimulator(sim), reporter, log, reg, extra...)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	s := &Service{cfg: cfg, log: log, db: db, processor: p, reporter: reporter}
+	e := platform.NewEcho(log, func(error) *platform.Problem { return nil })
+	e.Use(platform.HTTPMetrics(reg))
+	platform.RegisterHealth(e, map[string]platform.Check{
+		"postgres": db.PingContext,
+		"kafka":    func(ctx context.Context) error { return platform.PingKafka(ctx, p.Client()) },
+		"group": func(context.Context) error {
+			if !p.Joined() {
+				return errors.New("not joined yet")
+			}
+			return nil
+		},
+	}, nil)
+	platform.RegisterMetrics(e, reg)
+	if s.http, err = platform.NewHTTPListener(cfg.HTTPAddr, e); err != nil {
+		p.Client().Close()
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Addr is where health and metrics are served.
+func (s *Service) Addr() net.Addr { return s.http.Addr() }
+
+// Run processes until ctx ends, then drains: in-flight messages finish or
+// are handed back, offsets are committed, the group is left, and recorded
+// outcomes get a last chance to be reported.
+func (s *Service) Run(ctx context.Context) error {
+	defer s.db.Close()
+	bg := context.WithoutCancel(ctx)
+	reporterCtx, stopReporter := context.WithCancel(bg)
+	var wg sync.WaitGroup
+	wg.Go(func() { s.reporter.Run(reporterCtx) })
+	httpCtx, stopHTTP := context.WithCancel(bg)
+	var httpErr error
+	wg.Go(func() { httpErr = s.http.Serve(httpCtx, s.cfg.ShutdownTimeout) })
+	s.log.Info().Str("addr", s.http.Addr().String()).Str("group", s.cfg.Group).Msg("processor running")
+	err := s.processor.Run(ctx)
+	stopReporter()
+	stopHTTP()
+	wg.Wait()
+	s.log.Info().Msg("processor stopped")
+	return errors.Join(err, httpErr)
+}

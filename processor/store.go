@@ -1,0 +1,114 @@
+package processor
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
+
+	"github.com/smsctl/smsctl/sms"
+)
+
+// Store keeps delivery outcomes in PostgreSQL schema processor.
+type Store struct {
+	db *sqlx.DB
+}
+
+// NewStore returns a store on db.
+func NewStore(db *sqlx.DB) *Store { return &Store{db: db} }
+
+// Outcome is the recorded result of delivering one message.
+type Outcome struct {
+	MessageID     uuid.UUID  `db:"message_id"`
+	Status        sms.Status `db:"status"`
+	FailureReason *string    `db:"failure_reason"`
+	Attempts      int        `db:"attempts"`
+	ProcessedAt   time.Time  `db:"processed_at"`
+}
+
+// Known returns which of ids already have a recorded outcome.
+func (s *Store) Known(ctx context.Context, ids []uuid.UUID) (map[uuid.UUID]bool, error) {
+	strs := make([]string, len(ids))
+	for i, id := range ids {
+		strs[i] = id.String()
+	}
+	var found []uuid.UUID
+	if err := s.db.SelectContext(ctx, &found, `SELECT message_id FROM processor.deliveries WHERE message_id = ANY($1::uuid[])`, pq.Array(strs)); err != nil {
+		return nil, fmt.Errorf("look up deliveries: %w", err)
+	}
+	known := make(map[uuid.UUID]bool, len(found))
+	for _, id := range found {
+		known[id] = true
+	}
+	return known, nil
+}
+
+// Record stores outcomes in one statement. An outcome already recorded
+// for a message is kept: the first one wins.
+func (s *Store) Record(ctx context.Context, outs []Outcome) error {
+	n := len(outs)
+	ids, statuses, reasons, attempts, at := make([]string, n), make([]string, n), make([]string, n), make([]int64, n), make([]string, n)
+	for i, o := range outs {
+		ids[i], statuses[i], attempts[i], at[i] = o.MessageID.String(), string(o.Status), int64(o.Attempts), o.ProcessedAt.Format(time.RFC3339Nano)
+		if o.FailureReason != nil {
+			reasons[i] = *o.FailureReason
+		}
+	}
+	_, err := s.db.ExecContext(ctx, `
+        INSERT INTO processor.deliveries (message_id, status, failure_reason, attempts, processed_at)
+        SELECT id, status, NULLIF(reason, ''), attempts, at
+        FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::timestamptz[]) AS u(id, status, reason, attempts, at)
+        ON CONFLICT (message_id) DO NOTHING`,
+		pq.Array(ids), pq.Array(statuses), pq.Array(reasons), pq.Array(attempts), pq.Array(at))
+	if err != nil {
+		return fmt.Errorf("record outcomes: %w", err)
+	}
+	return nil
+}
+
+// Unreported counts outcomes the API has not acknowledged yet.
+func (s *Store) Unreported(ctx context.Context) (int64, error) {
+	var n int64
+	if err := s.db.GetContext(ctx, &n, `SELECT count(*) FROM processor.deliveries WHERE reported_at IS NULL`); err != nil {
+		return 0, fmt.Errorf("count unreported: %w", err)
+	}
+	return n, nil
+}
+
+// ReportBatch claims up to limit unreported outcomes, lets send report
+// them, and marks them reported only if send succeeds. Other replicas skip
+// the claimed rows meanwhile.
+func (s *Store) ReportBatch(ctx context.Context, limit int, send func([]Outcome) error) (int, error) {
+	tx, err := s.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("begin: %w", err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	var outs []Outcome
+	err = tx.SelectContext(ctx, &outs, `
+        SELECT message_id, status, failure_reason, attempts, processed_at FROM processor.deliveries
+        WHERE reported_at IS NULL ORDER BY processed_at LIMIT $1 FOR UPDATE SKIP LOCKED`, limit)
+	if err != nil {
+		return 0, fmt.Errorf("claim unreported: %w", err)
+	}
+	if len(outs) == 0 {
+		return 0, nil
+	}
+	if err := send(outs); err != nil {
+		return 0, err
+	}
+	ids := make([]string, len(outs))
+	for i, o := range outs {
+		ids[i] = o.MessageID.String()
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE processor.deliveries SET reported_at = now() WHERE message_id = ANY($1::uuid[])`, pq.Array(ids)); err != nil {
+		return 0, fmt.Errorf("mark reported: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("commit reported: %w", err)
+	}
+	return len(outs), nil
+}

@@ -1,0 +1,119 @@
+package sms
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/smsctl/smsctl/platform"
+)
+
+// Client calls the SMS API as an application would.
+type Client struct {
+	baseURL string
+	apiKey  string
+	http    *http.Client
+}
+
+// NewClient returns a client for the API at baseURL using apiKey.
+func NewClient(baseURL, apiKey string) *Client {
+	return &Client{baseURL: strings.TrimRight(baseURL, "/"), apiKey: apiKey, http: &http.Client{Timeout: 30 * time.Second}}
+}
+
+// APIError is an error answer from the API.
+type APIError struct {
+	Problem platform.Problem
+}
+
+func (e *APIError) Error() string {
+	msg := fmt.Sprintf("API answered %d %s", e.Problem.Status, e.Problem.Title)
+	if e.Problem.Detail != "" {
+		msg += ": " + e.Problem.Detail
+	}
+	for _, v := range e.Problem.Violations {
+		msg += fmt.Sprintf("\n  %s: %s", v.Field, v.Message)
+	}
+	return msg
+}
+
+// Send posts a message; idempotencyKey may be empty.
+func (c *Client) Send(ctx context.Context, in SendInput, idempotencyKey string) (Message, error) {
+	body, err := json.Marshal(in)
+	if err != nil {
+		return Message{}, fmt.Errorf("encode message: %w", err)
+	}
+	var m Message
+	err = c.do(ctx, http.MethodPost, "/v1/messages", body, func(r *http.Request) {
+		if idempotencyKey != "" {
+			r.Header.Set("Idempotency-Key", idempotencyKey)
+		}
+	}, &m)
+	return m, err
+}
+
+// Get fetches a message by id.
+func (c *Client) Get(ctx context.Context, id uuid.UUID) (Message, error) {
+	var m Message
+	err := c.do(ctx, http.MethodGet, "/v1/messages/"+id.String(), nil, nil, &m)
+	return m, err
+}
+
+// Wait polls a message until it is final or ctx ends.
+func (c *Client) Wait(ctx context.Context, id uuid.UUID, every time.Duration) (Message, error) {
+	for {
+		m, err := c.Get(ctx, id)
+		if err != nil || m.Status.Final() {
+			return m, err
+		}
+		select {
+		case <-ctx.Done():
+			return m, fmt.Errorf("message %s still %s: %w", id, m.Status, ctx.Err())
+		case <-time.After(every):
+		}
+	}
+}
+
+func (c *Client) do(ctx context.Context, method, path string, body []byte, edit func(*http.Request), out any) error {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.baseURL+path, rd)
+	if err != nil {
+		return fmt.Errorf("build request: %w", err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Authorization", "Bearer "+c.apiKey)
+	if edit != nil {
+		edit(req)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if err != nil {
+		return fmt.Errorf("%s %s: read answer: %w", method, path, err)
+	}
+	if resp.StatusCode >= 300 {
+		apiErr := &APIError{}
+		if json.Unmarshal(data, &apiErr.Problem) != nil || apiErr.Problem.Status == 0 {
+			apiErr.Problem = platform.Problem{Status: resp.StatusCode, Title: http.StatusText(resp.StatusCode), Detail: strings.TrimSpace(string(data))}
+		}
+		return apiErr
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("%s %s: decode answer: %w", method, path, err)
+	}
+	return nil
+}

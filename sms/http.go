@@ -1,0 +1,441 @@
+package sms
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"mime"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+)
+
+// MaxBodyBytes is the largest request body accepted.
+const MaxBodyBytes = 64 << 10
+
+// MaxReportBatch is the most reports accepted in one batch request.
+const MaxReportBatch = 1000
+
+// Sender stores one accepted message. *Writer is the implementation.
+type Sender interface {
+	Insert(ctx context.Context, m NewMessage) (Message, error)
+}
+
+// Backlog says how many accepted messages wait for Kafka. *Relay is the
+// implementation.
+type Backlog interface {
+	Backlog() int64
+}
+
+// Authenticator maps an API key to its account. *Keys is the implementation.
+type Authenticator interface {
+	Authenticate(ctx context.Context, key string) (int64, error)
+}
+
+// HandlerConfig holds what the HTTP handlers need besides their dependencies.
+type HandlerConfig struct {
+	// InternalToken authenticates the processor on the internal endpoints.
+	InternalToken string
+	// MaxBacklog answers 503 to new messages while more wait for Kafka.
+	MaxBacklog int64
+	// RateLimit and RateBurst bound requests per API key.
+	RateLimit float64
+	RateBurst int
+}
+
+// Handler serves the SMS API.
+type Handler struct {
+	store   *Store
+	sender  Sender
+	backlog Backlog
+	auth    Authenticator
+	limits  *limiter
+	cfg     HandlerConfig
+	log     zerolog.Logger
+	metrics apiMetrics
+}
+
+type apiMetrics struct {
+	sent      prometheus.Counter
+	failed    *prometheus.CounterVec
+	duration  *prometheus.HistogramVec
+	accepted  prometheus.Counter
+	duplicate prometheus.Counter
+}
+
+// NewHandler returns the API handlers; metrics are registered on reg.
+func NewHandler(store *Store, sender Sender, backlog Backlog, auth Authenticator, cfg HandlerConfig, log zerolog.Logger, reg prometheus.Registerer) *Handler {
+	h := &Handler{store: store, sender: sender, backlog: backlog, auth: auth, cfg: cfg, log: log,
+		limits: newLimiter(cfg.RateLimit, cfg.RateBurst)}
+	h.metrics = apiMetrics{
+		accepted: prometheus.NewCounter(prometheus.CounterOpts{Name: "sms_accepted_total", Help: "Messages accepted (202) and committed."}),
+		sent:     prometheus.NewCounter(prometheus.CounterOpts{Name: "sms_sent_total", Help: "Messages that reached SENT."}),
+		failed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sms_failed_total", Help: "Messages that reached FAILED, by reason class."},
+			[]string{"reason"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "sms_processing_duration_seconds", Help: "Time from acceptance to final status.",
+			Buckets: []float64{.01, .05, .1, .25, .5, 1, 2, 3, 5, 10, 30, 60, 300},
+		}, []string{"status"}),
+		duplicate: prometheus.NewCounter(prometheus.CounterOpts{Name: "sms_reports_duplicate_total", Help: "Delivery reports for messages already final (changed nothing)."}),
+	}
+	reg.MustRegister(h.metrics.accepted, h.metrics.sent, h.metrics.failed, h.metrics.duration, h.metrics.duplicate)
+	return h
+}
+
+// Register mounts the public routes on e and, when internal is not nil,
+// the internal routes on internal (which may be e itself).
+func (h *Handler) Register(e *echo.Echo, internal *echo.Echo) {
+	client := []echo.MiddlewareFunc{h.authenticate, h.rateLimit}
+	e.POST("/v1/messages", h.send, client...)
+	e.GET("/v1/messages", h.list, client...)
+	e.GET("/v1/messages/stats", h.stats, client...)
+	e.GET("/v1/messages/failed", h.failed, client...)
+	e.GET("/v1/messages/:id", h.get, client...)
+	e.GET("/v1/users/:phone/messages", h.userMessages, client...)
+	if internal != nil {
+		internal.POST("/v1/internal/delivery-report", h.deliveryReport, h.internalOnly)
+		internal.POST("/v1/internal/delivery-reports", h.deliveryReports, h.internalOnly)
+	}
+}
+
+func accountOf(c echo.Context) int64 {
+	id, _ := c.Get("account").(int64)
+	return id
+}
+
+func bearer(c echo.Context) (string, bool) {
+	scheme, token, ok := strings.Cut(c.Request().Header.Get(echo.HeaderAuthorization), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
+		return "", false
+	}
+	return strings.TrimSpace(token), true
+}
+
+func (h *Handler) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		key, ok := bearer(c)
+		if !ok {
+			return fmt.Errorf("%w: missing Authorization: Bearer <api key>", ErrUnauthorized)
+		}
+		account, err := h.auth.Authenticate(c.Request().Context(), key)
+		if err != nil {
+			return err
+		}
+		c.Set("account", account)
+		c.Set("api_key", key[:min(len(key), 12)])
+		return next(c)
+	}
+}
+
+func (h *Handler) rateLimit(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		key, _ := c.Get("api_key").(string)
+		ok, remaining, retry := h.limits.allow(key)
+		hdr := c.Response().Header()
+		hdr.Set("RateLimit-Limit", strconv.Itoa(h.cfg.RateBurst))
+		hdr.Set("RateLimit-Remaining", strconv.Itoa(remaining))
+		if !ok {
+			secs := int(math.Ceil(retry.Seconds()))
+			hdr.Set("RateLimit-Reset", strconv.Itoa(secs))
+			return &rateLimitedError{retryAfter: secs}
+		}
+		return next(c)
+	}
+}
+
+func (h *Handler) internalOnly(next echo.HandlerFunc) echo.HandlerFunc {
+	want := sha256.Sum256([]byte(h.cfg.InternalToken))
+	return func(c echo.Context) error {
+		token, ok := bearer(c)
+		got := sha256.Sum256([]byte(token))
+		if !ok || subtle.ConstantTimeCompare(want[:], got[:]) != 1 {
+			return fmt.Errorf("%w: the internal endpoints need the internal token", ErrUnauthorized)
+		}
+		return next(c)
+	}
+}
+
+// readJSON checks the content type and size, then decodes the body.
+func readJSON(c echo.Context, dst any) error {
+	ct := c.Request().Header.Get(echo.HeaderContentType)
+	if mt, _, err := mime.ParseMediaType(ct); err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
+		return echo.NewHTTPError(http.StatusUnsupportedMediaType, fmt.Sprintf("Content-Type must be application/json, got %q", ct))
+	}
+	body, err := io.ReadAll(io.LimitReader(c.Request().Body, MaxBodyBytes+1))
+	if err != nil {
+		return fmt.Errorf("%w: read body: %v", ErrMalformed, err)
+	}
+	if len(body) > MaxBodyBytes {
+		return echo.NewHTTPError(http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is larger than %d bytes", MaxBodyBytes))
+	}
+	return DecodeJSON(body, dst)
+}
+
+func (h *Handler) send(c echo.Context) error {
+	var in SendInput
+	if err := readJSON(c, &in); err != nil {
+		return err
+	}
+	key := c.Request().Header.Get("Idempotency-Key")
+	var v ValidationError
+	if _, present := c.Request().Header["Idempotency-Key"]; present && (key == "" || len(key) > 255 || strings.IndexFunc(key, func(r rune) bool { return r < 0x21 || r > 0x7e }) >= 0) {
+		v.Add("Idempotency-Key", "must be 1 to 255 visible ASCII characters")
+	}
+	draft, err := in.Validate()
+	if err != nil {
+		var ve *ValidationError
+		if errors.As(err, &ve) {
+			v.Violations = append(v.Violations, ve.Violations...)
+		} else {
+			return err
+		}
+	}
+	if err := v.Err(); err != nil {
+		return err
+	}
+	if h.backlog != nil && h.backlog.Backlog() >= h.cfg.MaxBacklog {
+		return ErrBacklogFull
+	}
+	nm := NewMessage{AccountID: accountOf(c), Draft: draft}
+	var msg Message
+	if key != "" {
+		var replayed bool
+		msg, replayed, err = h.store.InsertIdempotent(c.Request().Context(), nm, key)
+		if replayed {
+			c.Response().Header().Set("Idempotent-Replayed", "true")
+		}
+	} else {
+		msg, err = h.sender.Insert(c.Request().Context(), nm)
+	}
+	if err != nil {
+		return err
+	}
+	if c.Response().Header().Get("Idempotent-Replayed") == "" {
+		h.metrics.accepted.Inc()
+	}
+	c.Response().Header().Set(echo.HeaderLocation, "/v1/messages/"+msg.ID.String())
+	return c.JSON(http.StatusAccepted, msg)
+}
+
+func (h *Handler) get(c echo.Context) error {
+	id, err := uuid.Parse(c.Param("id"))
+	if err != nil {
+		return &ValidationError{Violations: []Violation{{Field: "id", Message: "must be a UUID"}}}
+	}
+	msg, err := h.store.Get(c.Request().Context(), accountOf(c), id)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, msg)
+}
+
+// PageResponse is the body of the list endpoints.
+type PageResponse struct {
+	Messages   []Message `json:"messages"`
+	TotalCount int64     `json:"total_count"`
+	Page       int       `json:"page"`
+	PageSize   int       `json:"page_size"`
+	TotalPages int64     `json:"total_pages"`
+	NextAfter  *string   `json:"next_after"`
+}
+
+func (h *Handler) list(c echo.Context) error { return h.page(c, "", "") }
+
+func (h *Handler) failed(c echo.Context) error { return h.page(c, StatusFailed, "") }
+
+func (h *Handler) userMessages(c echo.Context) error {
+	raw, err := url.PathUnescape(c.Param("phone"))
+	if err != nil {
+		raw = c.Param("phone")
+	}
+	phone, err := NormalizePhone(raw)
+	if err != nil {
+		return &ValidationError{Violations: []Violation{{Field: "phone", Message: err.Error()}}}
+	}
+	return h.page(c, "", phone)
+}
+
+func (h *Handler) page(c echo.Context, status Status, phone string) error {
+	f, err := parseFilter(c.QueryParams(), status == "")
+	if err != nil {
+		return err
+	}
+	if status != "" {
+		f.Status = status
+	}
+	f.Phone = phone
+	p, err := h.store.List(c.Request().Context(), accountOf(c), f)
+	if err != nil {
+		return err
+	}
+	resp := PageResponse{Messages: p.Messages, TotalCount: p.TotalCount, Page: f.Page, PageSize: f.Size,
+		TotalPages: (p.TotalCount + int64(f.Size) - 1) / int64(f.Size)}
+	if p.Next != nil {
+		s := p.Next.String()
+		resp.NextAfter = &s
+	}
+	return c.JSON(http.StatusOK, resp)
+}
+
+func parseFilter(q url.Values, statusAllowed bool) (Filter, error) {
+	var v ValidationError
+	f := Filter{Size: 20}
+	intParam := func(name string, lo, hi int, dst *int) {
+		raw, ok := q[name]
+		if !ok {
+			return
+		}
+		n, err := strconv.Atoi(raw[0])
+		if err != nil || n < lo || n > hi || len(raw) > 1 {
+			v.Add(name, fmt.Sprintf("must be one integer from %d to %d", lo, hi))
+			return
+		}
+		*dst = n
+	}
+	intParam("size", 1, 100, &f.Size)
+	intParam("page", 0, 10_000_000, &f.Page)
+	if raw, ok := q["status"]; ok {
+		st, err := ParseStatus(raw[0])
+		switch {
+		case !statusAllowed:
+			v.Add("status", "is not accepted here")
+		case err != nil || len(raw) > 1:
+			v.Add("status", "must be one of PENDING, SENT, FAILED")
+		default:
+			f.Status = st
+		}
+	}
+	if raw, ok := q["after"]; ok {
+		cur, err := ParseCursor(raw[0])
+		switch {
+		case err != nil:
+			v.Add("after", err.Error())
+		case f.Page != 0:
+			v.Add("page", "must be 0 or absent when after is given")
+		default:
+			f.After = &cur
+		}
+	}
+	return f, v.Err()
+}
+
+func (h *Handler) stats(c echo.Context) error {
+	st, err := h.store.Stats(c.Request().Context(), accountOf(c))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, st)
+}
+
+// ReportResult is the answer to a single delivery report.
+type ReportResult struct {
+	MessageID uuid.UUID `json:"message_id"`
+	Status    Status    `json:"status"`
+	Applied   bool      `json:"applied"`
+}
+
+func (h *Handler) deliveryReport(c echo.Context) error {
+	var r DeliveryReport
+	if err := readJSON(c, &r); err != nil {
+		return err
+	}
+	if err := r.Validate(); err != nil {
+		return err
+	}
+	res, err := h.apply(c.Request().Context(), []DeliveryReport{r})
+	if err != nil {
+		return err
+	}
+	if res[0].Outcome == ReportNotFound {
+		return fmt.Errorf("message %s: %w", r.MessageID, ErrNotFound)
+	}
+	return c.JSON(http.StatusOK, ReportResult{MessageID: r.MessageID, Status: res[0].Status, Applied: res[0].Outcome == ReportApplied})
+}
+
+// BatchReports is the body of the batch delivery-report endpoint.
+type BatchReports struct {
+	Reports []DeliveryReport `json:"reports"`
+}
+
+// BatchResults answers a batch of reports, one result per distinct message.
+type BatchResults struct {
+	Results []AppliedReport `json:"results"`
+}
+
+func (h *Handler) deliveryReports(c echo.Context) error {
+	var b BatchReports
+	if err := readJSON(c, &b); err != nil {
+		return err
+	}
+	var v ValidationError
+	if len(b.Reports) == 0 || len(b.Reports) > MaxReportBatch {
+		v.Add("reports", fmt.Sprintf("must hold 1 to %d reports", MaxReportBatch))
+	}
+	for i, r := range b.Reports {
+		var ve *ValidationError
+		if errors.As(r.Validate(), &ve) {
+			for _, x := range ve.Violations {
+				v.Add(fmt.Sprintf("reports[%d].%s", i, x.Field), x.Message)
+			}
+		}
+	}
+	if err := v.Err(); err != nil {
+		return err
+	}
+	res, err := h.apply(c.Request().Context(), b.Reports)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, BatchResults{Results: res})
+}
+
+// apply applies reports and counts what actually changed.
+func (h *Handler) apply(ctx context.Context, reports []DeliveryReport) ([]AppliedReport, error) {
+	res, err := h.store.ApplyReports(ctx, reports)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	for _, r := range res {
+		switch r.Outcome {
+		case ReportApplied:
+			if r.CreatedAt != nil {
+				h.metrics.duration.WithLabelValues(string(r.Status)).Observe(now.Sub(*r.CreatedAt).Seconds())
+			}
+			if r.Status == StatusSent {
+				h.metrics.sent.Inc()
+			} else {
+				h.metrics.failed.WithLabelValues(ReasonClass(r.FailureReason)).Inc()
+			}
+			h.log.Debug().Str("message_id", r.MessageID.String()).Str("status", string(r.Status)).Msg("delivery report applied")
+		case ReportDuplicate:
+			h.metrics.duplicate.Inc()
+		}
+	}
+	return res, nil
+}
+
+// ReasonClass groups failure reasons into a few label values: the text
+// before the first colon when it is a known class, else "other".
+func ReasonClass(reason *string) string {
+	if reason == nil {
+		return "other"
+	}
+	class, _, _ := strings.Cut(*reason, ":")
+	switch class {
+	case "permanent", "exhausted", "invalid":
+		return class
+	}
+	return "other"
+}

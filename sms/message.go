@@ -1,0 +1,176 @@
+package sms
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Status is where a message stands. PENDING moves once to SENT or FAILED;
+// the final states never change.
+type Status string
+
+// The statuses of a message.
+const (
+	StatusPending Status = "PENDING"
+	StatusSent    Status = "SENT"
+	StatusFailed  Status = "FAILED"
+)
+
+// ParseStatus accepts the status names in any case.
+func ParseStatus(s string) (Status, error) {
+	switch st := Status(strings.ToUpper(strings.TrimSpace(s))); st {
+	case StatusPending, StatusSent, StatusFailed:
+		return st, nil
+	}
+	return "", fmt.Errorf("must be one of PENDING, SENT, FAILED, got %q", s)
+}
+
+// Final reports whether s is a terminal status.
+func (s Status) Final() bool { return s == StatusSent || s == StatusFailed }
+
+// Message is one SMS as the API stores and returns it.
+type Message struct {
+	ID            uuid.UUID `json:"id" db:"id"`
+	AccountID     int64     `json:"-" db:"account_id"`
+	Sender        string    `json:"sender" db:"sender"`
+	Recipient     string    `json:"recipient" db:"recipient"`
+	Text          string    `json:"text" db:"text"`
+	Status        Status    `json:"status" db:"status"`
+	FailureReason *string   `json:"failure_reason" db:"failure_reason"`
+	Encoding      Encoding  `json:"encoding" db:"encoding"`
+	Segments      int       `json:"segments" db:"segments"`
+	CreatedAt     time.Time `json:"created_at" db:"created_at"`
+	UpdatedAt     time.Time `json:"updated_at" db:"updated_at"`
+}
+
+// SendRequest is the Kafka record value on the requests topic: everything
+// the processor needs to deliver one message. The record key is the recipient.
+type SendRequest struct {
+	MessageID uuid.UUID `json:"message_id"`
+	Sender    string    `json:"sender"`
+	Recipient string    `json:"recipient"`
+	Text      string    `json:"text"`
+	Encoding  Encoding  `json:"encoding"`
+	Segments  int       `json:"segments"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// Validate checks a request read from Kafka, so that poison records are
+// told apart from deliverable ones.
+func (r SendRequest) Validate() error {
+	var errs []error
+	if r.MessageID == uuid.Nil {
+		errs = append(errs, errors.New("message_id: required"))
+	}
+	if r.Sender == "" {
+		errs = append(errs, errors.New("sender: required"))
+	}
+	if r.Recipient == "" {
+		errs = append(errs, errors.New("recipient: required"))
+	}
+	if r.Text == "" {
+		errs = append(errs, errors.New("text: required"))
+	}
+	return errors.Join(errs...)
+}
+
+// DeliveryReport is what the processor tells the API about one message.
+type DeliveryReport struct {
+	MessageID     uuid.UUID `json:"message_id"`
+	Status        Status    `json:"status"`
+	FailureReason *string   `json:"failure_reason"`
+	ProcessedAt   time.Time `json:"processed_at"`
+}
+
+// Validate checks a report; the violations name the fields.
+func (r DeliveryReport) Validate() error {
+	var v ValidationError
+	if r.MessageID == uuid.Nil {
+		v.Add("message_id", "required, a UUID")
+	}
+	if !r.Status.Final() {
+		v.Add("status", "must be SENT or FAILED")
+	}
+	if r.Status == StatusFailed && (r.FailureReason == nil || strings.TrimSpace(*r.FailureReason) == "") {
+		v.Add("failure_reason", "required when status is FAILED")
+	}
+	if r.FailureReason != nil && len(*r.FailureReason) > 1000 {
+		v.Add("failure_reason", "must be at most 1000 bytes")
+	}
+	if r.ProcessedAt.IsZero() {
+		v.Add("processed_at", "required, an RFC 3339 timestamp")
+	}
+	return v.Err()
+}
+
+// ReportOutcome is what applying one delivery report did.
+type ReportOutcome string
+
+// Outcomes of a delivery report.
+const (
+	// ReportApplied moved the message from PENDING to its final status.
+	ReportApplied ReportOutcome = "applied"
+	// ReportDuplicate found the message already final; nothing changed.
+	ReportDuplicate ReportOutcome = "duplicate"
+	// ReportNotFound names no message.
+	ReportNotFound ReportOutcome = "not_found"
+)
+
+// Stats summarizes an account's messages.
+type Stats struct {
+	TotalMessages   int64   `json:"total_messages"`
+	PendingMessages int64   `json:"pending_messages"`
+	SentMessages    int64   `json:"sent_messages"`
+	FailedMessages  int64   `json:"failed_messages"`
+	SuccessRate     float64 `json:"success_rate"`
+}
+
+// Errors the store and the service return; the HTTP layer maps them.
+var (
+	// ErrNotFound means no message with that id exists for the account.
+	ErrNotFound = errors.New("not found")
+	// ErrIdempotencyMismatch means an Idempotency-Key was reused with another body.
+	ErrIdempotencyMismatch = errors.New("idempotency key reused with a different request")
+	// ErrUnavailable means the store can't be reached; the client may retry.
+	ErrUnavailable = errors.New("service unavailable")
+	// ErrBacklogFull means too many accepted messages still wait for Kafka.
+	ErrBacklogFull = errors.New("outbox backlog is full")
+	// ErrUnauthorized means the credential is missing or wrong.
+	ErrUnauthorized = errors.New("unauthorized")
+)
+
+// ValidationError lists every problem found in a request.
+type ValidationError struct {
+	Violations []Violation
+}
+
+// Violation names a field and what is wrong with it.
+type Violation struct {
+	Field   string `json:"field"`
+	Message string `json:"message"`
+}
+
+// Add records one violation.
+func (v *ValidationError) Add(field, message string) {
+	v.Violations = append(v.Violations, Violation{Field: field, Message: message})
+}
+
+// Err returns v as an error, or nil when nothing was wrong.
+func (v *ValidationError) Err() error {
+	if len(v.Violations) == 0 {
+		return nil
+	}
+	return v
+}
+
+func (v *ValidationError) Error() string {
+	parts := make([]string, len(v.Violations))
+	for i, x := range v.Violations {
+		parts[i] = x.Field + ": " + x.Message
+	}
+	return "invalid request: " + strings.Join(parts, "; ")
+}

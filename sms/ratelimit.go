@@ -1,0 +1,42 @@
+package sms
+
+import (
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// limiter keeps one token bucket per API key.
+type limiter struct {
+	limit rate.Limit
+	burst int
+
+	mu      sync.Mutex
+	buckets map[string]*rate.Limiter
+}
+
+func newLimiter(perSecond float64, burst int) *limiter {
+	return &limiter{limit: rate.Limit(perSecond), burst: burst, buckets: make(map[string]*rate.Limiter)}
+}
+
+// allow takes a token for key; when none is left it says how long to wait.
+func (l *limiter) allow(key string) (ok bool, remaining int, retryAfter time.Duration) {
+	l.mu.Lock()
+	b, found := l.buckets[key]
+	if !found {
+		if len(l.buckets) > 100_000 {
+			clear(l.buckets) // only authenticated keys get here; this bounds memory
+		}
+		b = rate.NewLimiter(l.limit, l.burst)
+		l.buckets[key] = b
+	}
+	l.mu.Unlock()
+	now := time.Now()
+	r := b.ReserveN(now, 1)
+	if d := r.DelayFrom(now); d > 0 {
+		r.CancelAt(now)
+		return false, 0, d
+	}
+	return true, int(b.TokensAt(now)), 0
+}

@@ -1,0 +1,418 @@
+package sms
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
+
+	"github.com/smsctl/smsctl/platform"
+)
+
+// Store keeps messages, their outbox entries and counters in PostgreSQL
+// schema sms.
+type Store struct {
+	db *sqlx.DB
+}
+
+// NewStore returns a store on db.
+func NewStore(db *sqlx.DB) *Store {
+	return &Store{db: db}
+}
+
+// NewMessage is a validated draft ready to be stored for an account.
+type NewMessage struct {
+	AccountID int64
+	Draft
+}
+
+// newMessages builds the rows for drafts: ids are UUIDv7 so they sort by
+// time, and timestamps are cut to what PostgreSQL keeps.
+func newMessages(in []NewMessage) []Message {
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	out := make([]Message, len(in))
+	for i, n := range in {
+		id, err := uuid.NewV7()
+		if err != nil {
+			id = uuid.New()
+		}
+		out[i] = Message{
+			ID: id, AccountID: n.AccountID, Sender: n.Sender, Recipient: n.Recipient, Text: n.Text,
+			Status: StatusPending, Encoding: n.Encoding, Segments: n.Segments, CreatedAt: now, UpdatedAt: now,
+		}
+	}
+	return out
+}
+
+// insertSQL writes messages, their outbox entries and the account counters
+// in one statement, so one round trip commits a whole batch atomically.
+const insertSQL = `
+WITH ins AS (
+    INSERT INTO sms.messages (id, account_id, sender, recipient, text, status, encoding, segments, created_at, updated_at)
+    SELECT u.id, u.account_id, u.sender, u.recipient, u.text, 'PENDING', u.encoding, u.segments, u.created_at, u.created_at
+    FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int[], $8::timestamptz[])
+        AS u(id, account_id, sender, recipient, text, encoding, segments, created_at)
+    RETURNING id, account_id, created_at
+), outbox AS (
+    INSERT INTO sms.outbox (message_id, created_at) SELECT id, created_at FROM ins
+)
+INSERT INTO sms.account_counters AS c (account_id, pending)
+SELECT account_id, count(*) FROM ins GROUP BY account_id ORDER BY account_id
+ON CONFLICT (account_id) DO UPDATE SET pending = c.pending + EXCLUDED.pending`
+
+type execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+func insertMessages(ctx context.Context, db execer, msgs []Message) error {
+	n := len(msgs)
+	ids, accounts := make([]string, n), make([]int64, n)
+	senders, recipients, texts, encodings := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	segments, created := make([]int64, n), make([]string, n)
+	for i, m := range msgs {
+		ids[i], accounts[i] = m.ID.String(), m.AccountID
+		senders[i], recipients[i], texts[i], encodings[i] = m.Sender, m.Recipient, m.Text, string(m.Encoding)
+		segments[i], created[i] = int64(m.Segments), m.CreatedAt.Format(time.RFC3339Nano)
+	}
+	_, err := db.ExecContext(ctx, insertSQL, pq.Array(ids), pq.Array(accounts), pq.Array(senders), pq.Array(recipients),
+		pq.Array(texts), pq.Array(encodings), pq.Array(segments), pq.Array(created))
+	if err != nil {
+		return storeErr("insert messages", err)
+	}
+	return nil
+}
+
+// Insert stores messages as PENDING together with their outbox entries in
+// one transaction and returns them.
+func (s *Store) Insert(ctx context.Context, in []NewMessage) ([]Message, error) {
+	msgs := newMessages(in)
+	if err := insertMessages(ctx, s.db, msgs); err != nil {
+		return nil, err
+	}
+	return msgs, nil
+}
+
+// IdempotencyTTL is how long an Idempotency-Key is remembered.
+const IdempotencyTTL = 24 * time.Hour
+
+// RequestHash identifies the content of a send request for idempotency.
+func RequestHash(d Draft) []byte {
+	h := sha256.New()
+	for _, s := range []string{d.Sender, d.Recipient, d.Text} {
+		h.Write([]byte(strconv.Itoa(len(s))))
+		h.Write([]byte{':'})
+		h.Write([]byte(s))
+	}
+	return h.Sum(nil)
+}
+
+// InsertIdempotent stores a message under an idempotency key. A key seen in
+// the last 24 hours with the same request returns the original message and
+// replayed=true; with another request it fails with ErrIdempotencyMismatch.
+// Concurrent calls with one key wait on the key's row, so only one message
+// is ever stored.
+func (s *Store) InsertIdempotent(ctx context.Context, in NewMessage, key string) (msg Message, replayed bool, err error) {
+	hash := RequestHash(in.Draft)
+	tx, err := s.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return Message{}, false, storeErr("begin", err)
+	}
+	defer func() { _ = tx.Rollback() }()
+
+	m := newMessages([]NewMessage{in})[0]
+	var claimed uuid.UUID
+	err = tx.QueryRowxContext(ctx, `
+        INSERT INTO sms.idempotency_keys AS k (account_id, key, request_hash, message_id)
+        VALUES ($1, $2, $3, $4)
+        ON CONFLICT (account_id, key) DO UPDATE
+            SET request_hash = EXCLUDED.request_hash, message_id = EXCLUDED.message_id, created_at = now()
+            WHERE k.created_at < now() - $5::interval
+        RETURNING message_id`,
+		in.AccountID, key, hash, m.ID, fmt.Sprintf("%d seconds", int(IdempotencyTTL.Seconds()))).Scan(&claimed)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		var prev struct {
+			Hash      []byte    `db:"request_hash"`
+			MessageID uuid.UUID `db:"message_id"`
+		}
+		if err := tx.GetContext(ctx, &prev, `SELECT request_hash, message_id FROM sms.idempotency_keys WHERE account_id = $1 AND key = $2`, in.AccountID, key); err != nil {
+			return Message{}, false, storeErr("read idempotency key", err)
+		}
+		if string(prev.Hash) != string(hash) {
+			return Message{}, false, ErrIdempotencyMismatch
+		}
+		orig, err := getMessage(ctx, tx, in.AccountID, prev.MessageID)
+		if err != nil {
+			return Message{}, false, err
+		}
+		return orig, true, nil
+	case err != nil:
+		return Message{}, false, storeErr("claim idempotency key", err)
+	}
+	if err := insertMessages(ctx, tx, []Message{m}); err != nil {
+		return Message{}, false, err
+	}
+	if err := tx.Commit(); err != nil {
+		return Message{}, false, storeErr("commit", err)
+	}
+	return m, false, nil
+}
+
+// DeleteExpiredIdempotencyKeys forgets keys older than the TTL.
+func (s *Store) DeleteExpiredIdempotencyKeys(ctx context.Context) (int64, error) {
+	res, err := s.db.ExecContext(ctx, `DELETE FROM sms.idempotency_keys WHERE created_at < now() - $1::interval`,
+		fmt.Sprintf("%d seconds", int(IdempotencyTTL.Seconds())))
+	if err != nil {
+		return 0, storeErr("delete expired idempotency keys", err)
+	}
+	return res.RowsAffected()
+}
+
+const messageColumns = `id, account_id, sender, recipient, text, status, failure_reason, encoding, segments, created_at, updated_at`
+
+func getMessage(ctx context.Context, q sqlx.QueryerContext, accountID int64, id uuid.UUID) (Message, error) {
+	var m Message
+	err := sqlx.GetContext(ctx, q, &m, `SELECT `+messageColumns+` FROM sms.messages WHERE id = $1 AND account_id = $2`, id, accountID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Message{}, ErrNotFound
+	}
+	if err != nil {
+		return Message{}, storeErr("get message", err)
+	}
+	return m, nil
+}
+
+// Get returns the account's message with id, or ErrNotFound.
+func (s *Store) Get(ctx context.Context, accountID int64, id uuid.UUID) (Message, error) {
+	return getMessage(ctx, s.db, accountID, id)
+}
+
+// Filter selects a page of an account's messages, newest first.
+type Filter struct {
+	// Status, when set, keeps only messages in that status.
+	Status Status
+	// Phone, when set, keeps messages it sent or received.
+	Phone string
+	// Page is 0-based; ignored when After is set.
+	Page int
+	// Size is the page size, 1..100.
+	Size int
+	// After continues after the last message of a previous page.
+	After *Cursor
+}
+
+// Cursor marks a position in the newest-first order.
+type Cursor struct {
+	CreatedAt time.Time
+	ID        uuid.UUID
+}
+
+// String encodes c for the after query parameter.
+func (c Cursor) String() string {
+	raw := strconv.FormatInt(c.CreatedAt.UnixMicro(), 10) + "." + c.ID.String()
+	return base64.RawURLEncoding.EncodeToString([]byte(raw))
+}
+
+// ParseCursor decodes an after parameter.
+func ParseCursor(s string) (Cursor, error) {
+	raw, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return Cursor{}, errors.New("is not a cursor returned by this API")
+	}
+	micros, id, ok := strings.Cut(string(raw), ".")
+	us, err1 := strconv.ParseInt(micros, 10, 64)
+	uid, err2 := uuid.Parse(id)
+	if !ok || err1 != nil || err2 != nil {
+		return Cursor{}, errors.New("is not a cursor returned by this API")
+	}
+	return Cursor{CreatedAt: time.UnixMicro(us).UTC(), ID: uid}, nil
+}
+
+// Page is one page of messages and the counts around it.
+type Page struct {
+	Messages   []Message
+	TotalCount int64
+	// Next continues the list, or is nil on the last page.
+	Next *Cursor
+}
+
+// List returns the page of the account's messages that f selects. Pages
+// read through the (account, [status|sender|recipient], created_at, id)
+// indexes; the totals come from the account counters unless a phone is
+// given.
+func (s *Store) List(ctx context.Context, accountID int64, f Filter) (Page, error) {
+	args := []any{accountID}
+	arg := func(v any) string {
+		args = append(args, v)
+		return "$" + strconv.Itoa(len(args))
+	}
+	var where []string
+	if f.Status != "" {
+		where = append(where, "status = "+arg(string(f.Status)))
+	}
+	if f.After != nil {
+		where = append(where, fmt.Sprintf("(created_at, id) < (%s, %s)", arg(f.After.CreatedAt), arg(f.After.ID)))
+	}
+	offset := 0
+	if f.After == nil {
+		offset = f.Page * f.Size
+	}
+	// One extra row tells whether another page follows.
+	limit := arg(f.Size + 1)
+	off := arg(offset)
+	extra := ""
+	if len(where) > 0 {
+		extra = " AND " + strings.Join(where, " AND ")
+	}
+	const order = " ORDER BY created_at DESC, id DESC"
+	var query string
+	if f.Phone != "" {
+		phone := arg(f.Phone)
+		// Two ordered index scans merged, instead of one scan of the
+		// account's messages filtered by an OR.
+		inner := fmt.Sprintf("(SELECT %s FROM sms.messages WHERE account_id = $1 AND %%s = %s%s%s LIMIT %s + %s)",
+			messageColumns, phone, extra, order, limit, off)
+		query = fmt.Sprintf("SELECT %s FROM (%s UNION %s) m%s LIMIT %s OFFSET %s",
+			messageColumns, fmt.Sprintf(inner, "sender"), fmt.Sprintf(inner, "recipient"), order, limit, off)
+	} else {
+		query = fmt.Sprintf("SELECT %s FROM sms.messages WHERE account_id = $1%s%s LIMIT %s OFFSET %s", messageColumns, extra, order, limit, off)
+	}
+	var msgs []Message
+	if err := sqlx.SelectContext(ctx, s.db, &msgs, query, args...); err != nil {
+		return Page{}, storeErr("list messages", err)
+	}
+	page := Page{Messages: msgs}
+	if len(msgs) > f.Size {
+		page.Messages = msgs[:f.Size]
+		last := page.Messages[f.Size-1]
+		page.Next = &Cursor{CreatedAt: last.CreatedAt, ID: last.ID}
+	}
+	if page.Messages == nil {
+		page.Messages = []Message{}
+	}
+	total, err := s.count(ctx, accountID, f.Status, f.Phone)
+	if err != nil {
+		return Page{}, err
+	}
+	page.TotalCount = total
+	return page, nil
+}
+
+func (s *Store) count(ctx context.Context, accountID int64, status Status, phone string) (int64, error) {
+	if phone == "" {
+		st, err := s.Stats(ctx, accountID)
+		if err != nil {
+			return 0, err
+		}
+		switch status {
+		case StatusPending:
+			return st.PendingMessages, nil
+		case StatusSent:
+			return st.SentMessages, nil
+		case StatusFailed:
+			return st.FailedMessages, nil
+		}
+		return st.TotalMessages, nil
+	}
+	var n int64
+	err := s.db.GetContext(ctx, &n, `
+        SELECT count(*) FROM sms.messages
+        WHERE account_id = $1 AND (sender = $2 OR recipient = $2) AND ($3 = '' OR status = $3)`,
+		accountID, phone, string(status))
+	if err != nil {
+		return 0, storeErr("count messages", err)
+	}
+	return n, nil
+}
+
+// Stats returns the account's counts.
+func (s *Store) Stats(ctx context.Context, accountID int64) (Stats, error) {
+	var st Stats
+	err := s.db.QueryRowxContext(ctx, `SELECT pending, sent, failed FROM sms.account_counters WHERE account_id = $1`, accountID).
+		Scan(&st.PendingMessages, &st.SentMessages, &st.FailedMessages)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return Stats{}, storeErr("stats", err)
+	}
+	st.TotalMessages = st.PendingMessages + st.SentMessages + st.FailedMessages
+	if final := st.SentMessages + st.FailedMessages; final > 0 {
+		st.SuccessRate = float64(st.SentMessages) * 100 / float64(final)
+	}
+	return st, nil
+}
+
+// applySQL moves PENDING messages to their reported final status, adjusts
+// the counters by what actually changed, and says per report what happened.
+// A message already final is left alone, so duplicates and late reports
+// change nothing and count nothing.
+const applySQL = `
+WITH r AS (
+    SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[]) AS r(id, status, reason)
+), upd AS (
+    UPDATE sms.messages m SET status = r.status, failure_reason = NULLIF(r.reason, ''), updated_at = now()
+    FROM r WHERE m.id = r.id AND m.status = 'PENDING'
+    RETURNING m.id, m.account_id, m.status, m.failure_reason, m.created_at
+), counted AS (
+    INSERT INTO sms.account_counters AS c (account_id, pending, sent, failed)
+    SELECT account_id, -count(*), count(*) FILTER (WHERE status = 'SENT'), count(*) FILTER (WHERE status = 'FAILED')
+    FROM upd GROUP BY account_id ORDER BY account_id
+    ON CONFLICT (account_id) DO UPDATE
+        SET pending = c.pending + EXCLUDED.pending, sent = c.sent + EXCLUDED.sent, failed = c.failed + EXCLUDED.failed
+)
+SELECT r.id, CASE WHEN upd.id IS NOT NULL THEN 'applied' WHEN m.id IS NOT NULL THEN 'duplicate' ELSE 'not_found' END AS outcome,
+       COALESCE(upd.status, m.status, '') AS status, upd.failure_reason, upd.created_at
+FROM r LEFT JOIN upd ON upd.id = r.id LEFT JOIN sms.messages m ON m.id = r.id`
+
+// AppliedReport says what one report did and the message's status after it.
+type AppliedReport struct {
+	MessageID uuid.UUID     `db:"id" json:"message_id"`
+	Outcome   ReportOutcome `db:"outcome" json:"outcome"`
+	Status    Status        `db:"status" json:"-"`
+	// FailureReason and CreatedAt are set for applied reports only.
+	FailureReason *string    `db:"failure_reason" json:"-"`
+	CreatedAt     *time.Time `db:"created_at" json:"-"`
+}
+
+// ApplyReports applies delivery reports in one statement. Reports must be
+// valid; a message id given twice is applied once.
+func (s *Store) ApplyReports(ctx context.Context, reports []DeliveryReport) ([]AppliedReport, error) {
+	seen := make(map[uuid.UUID]bool, len(reports))
+	ids, statuses, reasons := make([]string, 0, len(reports)), make([]string, 0, len(reports)), make([]string, 0, len(reports))
+	// Sorted ids lock rows in one order, so concurrent batches don't deadlock.
+	sorted := append([]DeliveryReport(nil), reports...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].MessageID.String() < sorted[j].MessageID.String() })
+	for _, r := range sorted {
+		if seen[r.MessageID] {
+			continue
+		}
+		seen[r.MessageID] = true
+		reason := ""
+		if r.Status == StatusFailed && r.FailureReason != nil {
+			reason = *r.FailureReason
+		}
+		ids, statuses, reasons = append(ids, r.MessageID.String()), append(statuses, string(r.Status)), append(reasons, reason)
+	}
+	var out []AppliedReport
+	err := sqlx.SelectContext(ctx, s.db, &out, applySQL, pq.Array(ids), pq.Array(statuses), pq.Array(reasons))
+	if err != nil {
+		return nil, storeErr("apply reports", err)
+	}
+	return out, nil
+}
+
+// storeErr wraps err with context and marks outages as ErrUnavailable.
+func storeErr(op string, err error) error {
+	if platform.IsUnavailable(err) {
+		return fmt.Errorf("%s: %w: %w", op, ErrUnavailable, err)
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}

@@ -1,0 +1,120 @@
+package sms
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+)
+
+// Writer groups concurrent sends into shared multi-row transactions: each
+// caller waits until the batch holding its message is committed, so a 202
+// still means stored, while PostgreSQL sees one commit per batch instead of
+// one per request.
+type Writer struct {
+	store    *Store
+	reqs     chan writeReq
+	maxBatch int
+	workers  int
+	// committed is called after each commit, to wake the outbox relay.
+	committed func()
+}
+
+type writeReq struct {
+	msg   NewMessage
+	reply chan writeResult
+}
+
+type writeResult struct {
+	msg Message
+	err error
+}
+
+// NewWriter returns a writer with workers concurrent batches of at most
+// maxBatch messages; committed, if not nil, runs after every commit.
+func NewWriter(store *Store, workers, maxBatch int, committed func()) *Writer {
+	if committed == nil {
+		committed = func() {}
+	}
+	return &Writer{store: store, reqs: make(chan writeReq, workers*maxBatch), maxBatch: maxBatch, workers: workers, committed: committed}
+}
+
+// ErrWriterStopped means the writer no longer accepts messages.
+var ErrWriterStopped = errors.New("writer stopped")
+
+// Insert stores one message, sharing a transaction with concurrent callers.
+func (w *Writer) Insert(ctx context.Context, m NewMessage) (Message, error) {
+	reply := make(chan writeResult, 1)
+	select {
+	case w.reqs <- writeReq{msg: m, reply: reply}:
+	case <-ctx.Done():
+		return Message{}, ctx.Err()
+	}
+	// Once queued, the message may be committed whatever happens to ctx,
+	// so wait for the answer rather than report a failure that isn't one.
+	r := <-reply
+	return r.msg, r.err
+}
+
+// Run writes batches until ctx ends, then drains what is queued. Callers
+// must stop calling Insert before ctx ends (the HTTP server shuts down
+// first).
+func (w *Writer) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	for range w.workers {
+		wg.Go(func() { w.work(ctx) })
+	}
+	wg.Wait()
+}
+
+func (w *Writer) work(ctx context.Context) {
+	batch := make([]writeReq, 0, w.maxBatch)
+	for {
+		batch = batch[:0]
+		select {
+		case r := <-w.reqs:
+			batch = append(batch, r)
+		case <-ctx.Done():
+			// Drain: anything queued still gets written.
+			for {
+				select {
+				case r := <-w.reqs:
+					w.write(context.WithoutCancel(ctx), append(batch[:0], r))
+				default:
+					return
+				}
+			}
+		}
+	fill:
+		for len(batch) < w.maxBatch {
+			select {
+			case r := <-w.reqs:
+				batch = append(batch, r)
+			default:
+				break fill
+			}
+		}
+		w.write(context.WithoutCancel(ctx), batch)
+	}
+}
+
+func (w *Writer) write(ctx context.Context, batch []writeReq) {
+	in := make([]NewMessage, len(batch))
+	for i, r := range batch {
+		in[i] = r.msg
+	}
+	// A stuck database must not hold callers forever.
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	msgs, err := w.store.Insert(ctx, in)
+	if err == nil {
+		w.committed()
+	}
+	for i, r := range batch {
+		if err != nil {
+			r.reply <- writeResult{err: err}
+			continue
+		}
+		r.reply <- writeResult{msg: msgs[i]}
+	}
+}
