@@ -1,0 +1,72 @@
+package e2e
+
+import (
+	"fmt"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/smsctl/smsctl/sms"
+)
+
+// TestEndToEnd runs the API and a processor as two processes and follows
+// messages from POST to their final status.
+func TestEndToEnd(t *testing.T) {
+	p := newPlatform(t)
+	p.startAPI()
+	p.startProcessor("processor", "SMS_SIM_MIN_DELAY=10ms", "SMS_SIM_MAX_DELAY=50ms", "SMS_SIM_FAILURE_RATE=0.3")
+	client := sms.NewClient("http://"+p.apiAddr, p.apiKey)
+	ctx := ctxTimeout(t, 60*time.Second)
+
+	const n = 30
+	ids := make([]string, n)
+	for i := range n {
+		m, err := client.Send(ctx, sms.SendInput{Sender: "+14155550100", Recipient: fmt.Sprintf("+1415555%04d", 2000+i), Text: fmt.Sprintf("hello %d", i)}, "")
+		if err != nil {
+			t.Fatalf("send %d: %v", i, err)
+		}
+		if m.Status != sms.StatusPending {
+			t.Fatalf("accepted message has status %s, want PENDING", m.Status)
+		}
+		ids[i] = m.ID.String()
+	}
+	for _, id := range ids {
+		m, err := client.Wait(ctx, mustUUID(t, id), 100*time.Millisecond)
+		if err != nil {
+			t.Fatalf("wait %s: %v", id, err)
+		}
+		if m.Status == sms.StatusFailed && (m.FailureReason == nil || *m.FailureReason == "") {
+			t.Errorf("message %s FAILED without a reason", id)
+		}
+	}
+
+	// The test client, as a user would run it.
+	cmd := exec.Command(binary, "send", "--from", "Acme", "--to", "+44 20 7946 0958", "--text", "hi", "--wait", "--timeout", "30s")
+	cmd.Env = append(cmd.Environ(), "SMS_API_URL=http://"+p.apiAddr, "SMS_API_KEY="+p.apiKey)
+	out, err := cmd.CombinedOutput()
+	if code := cmd.ProcessState.ExitCode(); err != nil && code != 2 {
+		t.Fatalf("smsctl send --wait: exit %d: %v\n%s", code, err, out)
+	}
+	if !strings.Contains(string(out), `"status": "SENT"`) && !strings.Contains(string(out), `"status": "FAILED"`) {
+		t.Fatalf("smsctl send --wait did not print a final status:\n%s", out)
+	}
+}
+
+func openDB(t testing.TB, p *platform) *sqlx.DB {
+	t.Helper()
+	for _, kv := range p.env {
+		if url, ok := strings.CutPrefix(kv, "SMS_DATABASE_URL="); ok {
+			db, err := sqlx.Open("postgres", url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { db.Close() })
+			return db
+		}
+	}
+	t.Fatal("no database in environment")
+	return nil
+}
