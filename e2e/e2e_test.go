@@ -57,16 +57,10 @@ func TestEndToEnd(t *testing.T) {
 
 func openDB(t testing.TB, p *platform) *sqlx.DB {
 	t.Helper()
-	for _, kv := range p.env {
-		if url, ok := strings.CutPrefix(kv, "SMS_DATABASE_URL="); ok {
-			db, err := sqlx.Open("postgres", url)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { db.Close() })
-			return db
-		}
+	db, err := sqlx.Open("postgres", p.databaseURL)
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal("no database in environment")
-	return nil
+	t.Cleanup(func() { db.Close() })
+	return db
 }

@@ -41,19 +41,30 @@ func TestMain(m *testing.M) {
 
 // platform is one test's deployment: a database, topics, a group, a token.
 type platform struct {
-	t       testing.TB
-	env     []string
-	apiKey  string
-	apiAddr string
+	t           testing.TB
+	env         []string
+	apiKey      string
+	apiAddr     string
+	databaseURL string
+	topic       string
 }
 
 func newPlatform(t testing.TB) *platform {
 	t.Helper()
+	return newPlatformOn(t, platformtest.NewDatabase(t), nil)
+}
+
+// newPlatformOn deploys on the given database and brokers (nil: the test
+// default).
+func newPlatformOn(t testing.TB, databaseURL string, brokers []string) *platform {
+	t.Helper()
 	topic := platformtest.UniqueTopic("sms.requests")
-	brokers := platformtest.KafkaBrokers(t, topic, topic+".dlq")
-	p := &platform{t: t, apiAddr: freeAddr(t)}
+	if brokers == nil {
+		brokers = platformtest.KafkaBrokers(t, topic, topic+".dlq")
+	}
+	p := &platform{t: t, apiAddr: freeAddr(t), databaseURL: databaseURL, topic: topic}
 	p.env = []string{
-		"SMS_DATABASE_URL=" + platformtest.NewDatabase(t),
+		"SMS_DATABASE_URL=" + databaseURL,
 		"SMS_KAFKA_BROKERS=" + strings.Join(brokers, ","),
 		"SMS_KAFKA_TOPIC=" + topic,
 		"SMS_KAFKA_DLQ_TOPIC=" + topic + ".dlq",

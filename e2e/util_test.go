@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/google/uuid"
+	"github.com/lib/pq"
 )
 
 func mustUUID(t testing.TB, s string) uuid.UUID {
@@ -14,3 +15,5 @@ func mustUUID(t testing.TB, s string) uuid.UUID {
 	}
 	return id
 }
+
+func pqArray(v []string) any { return pq.Array(v) }

@@ -30,7 +30,8 @@
 #            images are not fetched (an offline stand-in answers for them).
 #            Any lint warning fails the check, like `docker build --check`.
 #   .dockerignore  Parsed with the same matcher BuildKit uses; fails if it
-#            would drop go.mod, go.sum, a non-test *.go file or a *.sql file
+#            would drop go.mod, go.sum, a non-test *.go file or a file that
+#            one embeds (//go:embed: SQL migrations, OpenAPI spec, assets)
 #            from the build context.
 #
 # Tools: a small Go program, embedded below, built once into a cache
@@ -344,6 +345,57 @@ func lintDockerfileFile(path, who string) {
 	}
 }
 
+// embedTargets lists the files a Go source file embeds with //go:embed.
+func embedTargets(goFile string) []string {
+	dt, err := os.ReadFile(goFile)
+	if err != nil {
+		return nil
+	}
+	dir := filepath.Dir(goFile)
+	var out []string
+	for _, line := range strings.Split(string(dt), "\n") {
+		line = strings.TrimSpace(line)
+		if !strings.HasPrefix(line, "//go:embed ") {
+			continue
+		}
+		for _, pat := range embedPatterns(strings.TrimPrefix(line, "//go:embed ")) {
+			pat = strings.TrimPrefix(pat, "all:")
+			matches, _ := filepath.Glob(filepath.Join(dir, filepath.FromSlash(pat)))
+			for _, m := range matches {
+				_ = filepath.WalkDir(m, func(p string, d fs.DirEntry, err error) error {
+					if err == nil && !d.IsDir() {
+						out = append(out, p)
+					}
+					return nil
+				})
+			}
+		}
+	}
+	return out
+}
+
+// embedPatterns splits a //go:embed argument list: space-separated, with
+// "double" or `back` quotes around patterns that contain spaces.
+func embedPatterns(args string) []string {
+	var out []string
+	for args = strings.TrimSpace(args); args != ""; args = strings.TrimSpace(args) {
+		if q := args[0]; q == '"' || q == '`' {
+			if end := strings.IndexByte(args[1:], q); end >= 0 {
+				out = append(out, args[1:1+end])
+				args = args[2+end:]
+				continue
+			}
+		}
+		end := strings.IndexAny(args, " \t")
+		if end < 0 {
+			end = len(args)
+		}
+		out = append(out, args[:end])
+		args = args[end:]
+	}
+	return out
+}
+
 // checkDockerignore makes sure the Go sources survive the build context filter.
 func checkDockerignore(ctxDir, dockerfile string) {
 	ignorePath := filepath.Join(ctxDir, ".dockerignore")
@@ -372,43 +424,53 @@ func checkDockerignore(ctxDir, dockerfile string) {
 		fail("%s: invalid pattern: %v", ignorePath, err)
 		return
 	}
-	var dropped []string
+	var needed []string
 	walkErr := filepath.WalkDir(ctxDir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
-		rel, _ := filepath.Rel(ctxDir, p)
-		rel = filepath.ToSlash(rel)
 		if d.IsDir() {
-			if d.Name() == ".git" || d.Name() == "node_modules" {
+			if d.Name() == ".git" || d.Name() == "node_modules" || d.Name() == "testdata" {
 				return filepath.SkipDir
 			}
 			return nil
 		}
 		name := d.Name()
-		needed := name == "go.mod" || name == "go.sum" || strings.HasSuffix(name, ".sql") ||
-			(strings.HasSuffix(name, ".go") && !strings.HasSuffix(name, "_test.go"))
-		if !needed || strings.Contains("/"+rel, "/testdata/") {
-			return nil
+		if name == "go.mod" || name == "go.sum" {
+			needed = append(needed, p)
+		}
+		if strings.HasSuffix(name, ".go") && !strings.HasSuffix(name, "_test.go") {
+			needed = append(needed, p)
+			needed = append(needed, embedTargets(p)...)
+		}
+		return nil
+	})
+	var dropped []string
+	for _, p := range needed {
+		rel, _ := filepath.Rel(ctxDir, p)
+		rel = filepath.ToSlash(rel)
+		if strings.HasPrefix(rel, "../") {
+			continue
 		}
 		excluded, err := pm.MatchesOrParentMatches(rel)
 		if err != nil {
-			return err
+			walkErr = err
+			break
 		}
 		if excluded {
 			dropped = append(dropped, rel)
 		}
-		return nil
-	})
+	}
 	if walkErr != nil {
 		fail("%s: %v", ignorePath, walkErr)
 		return
 	}
 	if len(dropped) > 0 {
+		sort.Strings(dropped)
 		fail("%s excludes files the Go build needs: %s", ignorePath, strings.Join(dropped, ", "))
 		return
 	}
-	fmt.Printf("ok   .dockerignore: %s (%d patterns; keeps go.mod, go.sum, *.go, *.sql)\n", ignorePath, len(patterns))
+	fmt.Printf("ok   .dockerignore: %s (%d patterns; keeps go.mod, go.sum, *.go and //go:embed files)\n", ignorePath, len(patterns))
 }
 EOF
 }

@@ -114,6 +114,7 @@ fetch() {
     exec 8>"$KAFKA_HOME/.fetch.lock"
     flock -w 600 8 || die "another kafka.sh has been fetching into $KAFKA_HOME for over 600s"
     if libs_ready; then exec 8>&-; return 0; fi
+    rm -rf "$KAFKA_HOME"/libs.tmp.* # left by an interrupted fetch
   fi
   local tmp
   tmp="$(mktemp -d "$KAFKA_HOME/libs.tmp.XXXXXX")"
@@ -135,7 +136,7 @@ fetch() {
   rm -rf "$LIBS"
   mv "$tmp" "$LIBS"
   log "fetched $(ls "$LIBS"/*.jar | wc -l) jars ($(du -sh "$LIBS" | cut -f1)) in $((SECONDS - t0))s"
-  exec 8>&- 2>/dev/null || true
+  exec 8>&-
 }
 
 # ---------------------------------------------------------------- process helpers
@@ -268,7 +269,7 @@ wait_ready() {
   while (( SECONDS < deadline )); do
     if ! kill -0 "$pid" 2>/dev/null; then
       log "broker exited during startup; last lines of $LOG_FILE:"
-      tail -n 40 "$LOG_FILE" >&2 || true
+      tail -c +"$((offset + 1))" "$LOG_FILE" 2>/dev/null | tail -n 40 >&2 || true
       rm -f "$PID_FILE"
       die "Kafka failed to start"
     fi
@@ -278,7 +279,7 @@ wait_ready() {
     sleep 0.25
   done
   log "broker not ready after ${START_TIMEOUT}s; last lines of $LOG_FILE:"
-  tail -n 40 "$LOG_FILE" >&2 || true
+  tail -c +"$((offset + 1))" "$LOG_FILE" 2>/dev/null | tail -n 40 >&2 || true
   stop_broker >/dev/null 2>&1 || true
   die "timed out waiting for Kafka on $ADDR"
 }
@@ -370,7 +371,7 @@ status_broker() {
 clean_state() {
   stop_broker
   case "$STATE" in
-    / | "$HOME" | /tmp | /root | "") die "refusing to delete state dir '$STATE'" ;;
+    / | "${HOME:-/}" | /tmp | /root | "") die "refusing to delete state dir '$STATE'" ;;
   esac
   log "deleting $STATE"
   # Keep the lock file we hold; remove everything else.

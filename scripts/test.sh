@@ -30,6 +30,7 @@ fi
 
 if [ "$lane" = all ] || [ "$lane" = kafka ]; then
   step "real Apache Kafka broker"
+  export SMS_KAFKA_START_TIMEOUT="${SMS_KAFKA_START_TIMEOUT:-180}"
   brokers="$(scripts/kafka.sh start)"
   trap 'scripts/kafka.sh stop >/dev/null 2>&1 || true' EXIT
   step "go test -race (real Kafka lane, brokers $brokers)"

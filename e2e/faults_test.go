@@ -1,0 +1,450 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/smsctl/smsctl/platform/platformtest"
+	"github.com/smsctl/smsctl/sms"
+)
+
+// The fault tests print one line per scenario, collected for the issue note:
+// FAULT scenario accepted=… sent=… failed=… lost=… repeated_calls=… recover=…
+func report(t testing.TB, scenario string, accepted int, counts map[string]int, lost, repeated int, recover time.Duration) {
+	t.Logf("FAULT %-28s accepted=%d sent=%d failed=%d lost=%d repeated_carrier_calls=%d recover=%s",
+		scenario, accepted, counts["SENT"], counts["FAILED"], lost, repeated, recover.Round(100*time.Millisecond))
+}
+
+func storedOf(t testing.TB, p *platform, l *load) int {
+	t.Helper()
+	db := openDB(t, p)
+	ids := make([]string, len(l.accepted))
+	for i, id := range l.accepted {
+		ids[i] = id.String()
+	}
+	var n int
+	if err := db.Get(&n, `SELECT count(*) FROM sms.messages WHERE id = ANY($1::uuid[])`, pqArray(ids)); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// 1. Kafka stopped while 1,000 messages are posted: all 202; broker back:
+// all reach a final status.
+func TestFaultKafkaDown(t *testing.T) {
+	b := privateKafka(t)
+	p := newPlatformOn(t, platformtest.NewDatabase(t), []string{b.addr})
+	p.startAPI()
+	p.startProcessor("processor", "SMS_SIM_MIN_DELAY=0s", "SMS_SIM_MAX_DELAY=10ms")
+	client := sms.NewClient("http://"+p.apiAddr, p.apiKey)
+	ctx := ctxTimeout(t, 4*time.Minute)
+
+	b.stop()
+	l := postLoad(ctx, client, 1000, 16)
+	if l.statuses[202] != 1000 {
+		t.Fatalf("with Kafka down: want 1000 × 202, got %v (errors: %v)", l.statuses, firstErrs(l))
+	}
+	db := openDB(t, p)
+	var backlog int
+	if err := db.Get(&backlog, `SELECT count(*) FROM sms.outbox`); err != nil {
+		t.Fatal(err)
+	}
+	if backlog == 0 {
+		t.Fatalf("outbox is empty while Kafka is down: the messages cannot have been published")
+	}
+	restarted := time.Now()
+	b.start()
+	waitAllFinal(t, db, 3*time.Minute)
+	checkNoLoss(t, db, l.accepted)
+	report(t, "kafka stopped during posts", len(l.accepted), finalCounts(t, db), len(l.accepted)-storedOf(t, p, l), 0, time.Since(restarted))
+}
+
+// 2. API stopped (SIGKILL) while the processor reports: outcomes wait in
+// the processor's store and are applied after the API is back.
+func TestFaultAPIDownWhileReporting(t *testing.T) {
+	p := newPlatform(t)
+	api := p.startAPI()
+	p.startProcessor("processor", "SMS_SIM_MIN_DELAY=300ms", "SMS_SIM_MAX_DELAY=800ms")
+	client := sms.NewClient("http://"+p.apiAddr, p.apiKey)
+	ctx := ctxTimeout(t, 3*time.Minute)
+	l := postLoad(ctx, client, 300, 8)
+	if l.statuses[202] != 300 {
+		t.Fatalf("want 300 × 202, got %v", l.statuses)
+	}
+	db := openDB(t, p)
+	// Kill the API once everything is handed to Kafka, while reports flow.
+	eventually(t, time.Minute, "outbox drained", func() (bool, string) {
+		var n int
+		_ = db.Get(&n, `SELECT count(*) FROM sms.outbox`)
+		return n == 0, fmt.Sprintf("%d waiting", n)
+	})
+	api.kill()
+	eventually(t, time.Minute, "every outcome recorded by the processor", func() (bool, string) {
+		var n int
+		_ = db.Get(&n, `SELECT count(*) FROM processor.deliveries`)
+		return n == 300, fmt.Sprintf("%d recorded", n)
+	})
+	var unreported int
+	if err := db.Get(&unreported, `SELECT count(*) FROM processor.deliveries WHERE reported_at IS NULL`); err != nil {
+		t.Fatal(err)
+	}
+	if unreported == 0 {
+		t.Fatal("no report was waiting while the API was down: the scenario did not happen")
+	}
+	restarted := time.Now()
+	p.startAPI()
+	waitAllFinal(t, db, 2*time.Minute)
+	checkNoLoss(t, db, l.accepted)
+	report(t, "api killed while reporting", len(l.accepted), finalCounts(t, db), len(l.accepted)-storedOf(t, p, l), 0, time.Since(restarted))
+}
+
+// 3. A processor killed with SIGKILL under load while a second replica
+// runs: every message reaches exactly one final status. Carrier calls may
+// repeat only for messages in the killed replica's crash window, which is
+// bounded by its in-flight window.
+func TestFaultProcessorKilled(t *testing.T) {
+	const window = 200
+	p := newPlatform(t)
+	p.startAPI()
+	knobs := []string{"SMS_SIM_MIN_DELAY=20ms", "SMS_SIM_MAX_DELAY=200ms", "SMS_SIM_LEDGER=true", fmt.Sprintf("SMS_MAX_IN_FLIGHT=%d", window)}
+	victim := p.startProcessor("processor-a", knobs...)
+	p.startProcessor("processor-b", knobs...)
+	client := sms.NewClient("http://"+p.apiAddr, p.apiKey)
+	ctx := ctxTimeout(t, 3*time.Minute)
+	db := openDB(t, p)
+
+	var l *load
+	done := make(chan struct{})
+	go func() { defer close(done); l = postLoad(ctx, client, 1500, 8) }()
+	eventually(t, time.Minute, "some deliveries recorded", func() (bool, string) {
+		var n int
+		_ = db.Get(&n, `SELECT count(*) FROM processor.deliveries`)
+		return n >= 300, fmt.Sprintf("%d recorded", n)
+	})
+	killed := time.Now()
+	victim.kill()
+	<-done
+	if l.statuses[202] != 1500 {
+		t.Fatalf("want 1500 × 202, got %v", l.statuses)
+	}
+	waitAllFinal(t, db, 2*time.Minute)
+	checkNoLoss(t, db, l.accepted)
+	repeated := repeatedCarrierCalls(t, db)
+	if repeated > window {
+		t.Errorf("%d repeated carrier calls, more than the killed replica's in-flight window %d", repeated, window)
+	}
+	var outcomes int
+	_ = db.Get(&outcomes, `SELECT count(*) FROM processor.deliveries`)
+	if outcomes != 1500 {
+		t.Errorf("processor recorded %d outcomes for 1500 messages", outcomes)
+	}
+	report(t, "processor SIGKILL, 2 replicas", len(l.accepted), finalCounts(t, db), len(l.accepted)-storedOf(t, p, l), repeated, time.Since(killed))
+}
+
+// 4. Rebalance: processors join and leave during load; nothing is lost or
+// delivered twice, and with cooperative-sticky the first replica keeps
+// the partitions that didn't move.
+func TestFaultRebalance(t *testing.T) {
+	p := newPlatform(t)
+	p.startAPI()
+	knobs := []string{"SMS_SIM_MIN_DELAY=10ms", "SMS_SIM_MAX_DELAY=100ms", "SMS_SIM_LEDGER=true"}
+	a := p.startProcessor("processor-a", knobs...)
+	client := sms.NewClient("http://"+p.apiAddr, p.apiKey)
+	ctx := ctxTimeout(t, 3*time.Minute)
+	db := openDB(t, p)
+	recorded := func(min int) func() (bool, string) {
+		return func() (bool, string) {
+			var n int
+			_ = db.Get(&n, `SELECT count(*) FROM processor.deliveries`)
+			return n >= min, fmt.Sprintf("%d recorded", n)
+		}
+	}
+	var l *load
+	done := make(chan struct{})
+	go func() { defer close(done); l = postLoad(ctx, client, 2000, 8) }()
+	eventually(t, time.Minute, "first deliveries", recorded(200))
+	b := p.startProcessor("processor-b", knobs...)
+	eventually(t, time.Minute, "more deliveries", recorded(800))
+	p.startProcessor("processor-c", knobs...)
+	b.stop(t)
+	<-done
+	waitAllFinal(t, db, 2*time.Minute)
+	checkNoLoss(t, db, l.accepted)
+	if repeated := repeatedCarrierCalls(t, db); repeated != 0 {
+		t.Errorf("%d carrier calls repeated across graceful rebalances, want 0", repeated)
+	}
+	// When B joined, A must have given up only some of its partitions.
+	revokes := logEvents(a.output(), "partitions revoked")
+	if len(revokes) == 0 {
+		t.Fatalf("processor-a never revoked a partition: no rebalance happened\n%s", tail(a.output(), 20))
+	}
+	if n := len(revokes[0]["partitions"].([]any)); n >= 6 {
+		t.Errorf("processor-a revoked all %d partitions when a replica joined; cooperative-sticky revokes only those that move", n)
+	}
+	report(t, "rebalance (join, leave, join)", len(l.accepted), finalCounts(t, db), len(l.accepted)-storedOf(t, p, l), 0, 0)
+}
+
+func logEvents(output, message string) []map[string]any {
+	var out []map[string]any
+	for _, line := range strings.Split(output, "\n") {
+		var ev map[string]any
+		if json.Unmarshal([]byte(line), &ev) == nil && ev["message"] == message {
+			out = append(out, ev)
+		}
+	}
+	return out
+}
+
+// 5. Poison records produced straight to the topic end in the DLQ with
+// their error; the consumer goes on.
+func TestFaultPoisonRecords(t *testing.T) {
+	p := newPlatform(t)
+	p.startAPI()
+	p.startProcessor("processor", "SMS_SIM_MIN_DELAY=0s", "SMS_SIM_MAX_DELAY=10ms")
+	var brokers []string
+	for _, kv := range p.env {
+		if v, ok := strings.CutPrefix(kv, "SMS_KAFKA_BROKERS="); ok {
+			brokers = strings.Split(v, ",")
+		}
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(p.topic+".dlq"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx := ctxTimeout(t, 2*time.Minute)
+	poison := []string{"not json", `{"message_id":"not-a-uuid"}`, `{}`, `{"message_id":"0b9c4a40-0000-4000-8000-000000000001","sender":"+14155550100"}`}
+	for _, v := range poison {
+		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: p.topic, Key: []byte("+14155550100"), Value: []byte(v)}).FirstErr(); err != nil {
+			t.Fatalf("produce poison: %v", err)
+		}
+	}
+	client := sms.NewClient("http://"+p.apiAddr, p.apiKey)
+	l := postLoad(ctx, client, 20, 4)
+	db := openDB(t, p)
+	waitAllFinal(t, db, time.Minute)
+	checkNoLoss(t, db, l.accepted)
+
+	got := map[string]map[string]string{}
+	for len(got) < len(poison) && ctx.Err() == nil {
+		fetches := cl.PollFetches(ctx)
+		fetches.EachRecord(func(r *kgo.Record) {
+			h := map[string]string{}
+			for _, x := range r.Headers {
+				h[x.Key] = string(x.Value)
+			}
+			got[string(r.Value)] = h
+		})
+	}
+	for _, v := range poison {
+		h, ok := got[v]
+		if !ok {
+			t.Errorf("poison record %q not in the DLQ", v)
+			continue
+		}
+		if h["error"] == "" || h["original_topic"] != p.topic || h["original_partition"] == "" || h["original_offset"] == "" {
+			t.Errorf("DLQ record %q lacks its error or origin headers: %v", v, h)
+		}
+	}
+	report(t, "poison records", len(l.accepted), finalCounts(t, db), len(l.accepted)-storedOf(t, p, l), 0, 0)
+}
+
+// 6. Duplicate and out-of-order delivery reports leave final statuses and
+// counters unchanged.
+func TestFaultDuplicateReports(t *testing.T) {
+	p := newPlatform(t)
+	p.startAPI()
+	p.startProcessor("processor", "SMS_SIM_MIN_DELAY=0s", "SMS_SIM_MAX_DELAY=10ms", "SMS_SIM_FAILURE_RATE=0.5", "SMS_SIM_TRANSIENT_SHARE=0")
+	client := sms.NewClient("http://"+p.apiAddr, p.apiKey)
+	ctx := ctxTimeout(t, time.Minute)
+	l := postLoad(ctx, client, 50, 4)
+	db := openDB(t, p)
+	waitAllFinal(t, db, time.Minute)
+	before := finalCounts(t, db)
+	var statsBefore sms.Stats
+	getJSON(t, "http://"+p.apiAddr+"/v1/messages/stats", p.apiKey, &statsBefore)
+
+	// Replay every report, then the opposite outcome, as a late report.
+	var reports []sms.DeliveryReport
+	for _, id := range l.accepted {
+		m, err := client.Get(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		reason := "late: contradicting report"
+		opposite := sms.DeliveryReport{MessageID: id, Status: sms.StatusSent, ProcessedAt: time.Now()}
+		if m.Status == sms.StatusSent {
+			opposite = sms.DeliveryReport{MessageID: id, Status: sms.StatusFailed, FailureReason: &reason, ProcessedAt: time.Now()}
+		}
+		reports = append(reports, sms.DeliveryReport{MessageID: id, Status: m.Status, FailureReason: m.FailureReason, ProcessedAt: m.UpdatedAt}, opposite)
+	}
+	for _, r := range reports {
+		body, _ := json.Marshal(r)
+		req, _ := http.NewRequest(http.MethodPost, "http://"+p.apiAddr+"/v1/internal/delivery-report", strings.NewReader(string(body)))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer e2e-internal-token-0123456789")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var res sms.ReportResult
+		_ = json.NewDecoder(resp.Body).Decode(&res)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || res.Applied {
+			t.Errorf("report %s %s: status %d applied=%v, want 200 and not applied", r.MessageID, r.Status, resp.StatusCode, res.Applied)
+		}
+	}
+	after := finalCounts(t, db)
+	var statsAfter sms.Stats
+	getJSON(t, "http://"+p.apiAddr+"/v1/messages/stats", p.apiKey, &statsAfter)
+	if fmt.Sprint(before) != fmt.Sprint(after) || statsBefore != statsAfter {
+		t.Errorf("duplicate reports changed something: rows %v -> %v, stats %+v -> %+v", before, after, statsBefore, statsAfter)
+	}
+	checkNoLoss(t, db, l.accepted)
+	report(t, "duplicate + late reports", len(l.accepted), after, len(l.accepted)-storedOf(t, p, l), 0, 0)
+}
+
+func getJSON(t testing.TB, url, key string, dst any) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(dst); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// 7. PostgreSQL restarted under load: the API answers 503 problem+json
+// while it is down and recovers without a restart; no 202 is lost.
+func TestFaultPostgresRestart(t *testing.T) {
+	pg, url := privatePostgres(t)
+	p := newPlatformOn(t, url, nil)
+	p.run("migrate", "up")
+	p.startAPI()
+	p.startProcessor("processor", "SMS_SIM_MIN_DELAY=0s", "SMS_SIM_MAX_DELAY=20ms")
+	client := sms.NewClient("http://"+p.apiAddr, p.apiKey)
+	ctx := ctxTimeout(t, 3*time.Minute)
+
+	var mu sync.Mutex
+	total := &load{statuses: map[int]int{}}
+	stopLoad := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			select {
+			case <-stopLoad:
+				return
+			default:
+			}
+			l := postLoad(ctx, client, 40, 4)
+			mu.Lock()
+			total.accepted = append(total.accepted, l.accepted...)
+			for k, v := range l.statuses {
+				total.statuses[k] += v
+			}
+			total.errs = append(total.errs, l.errs...)
+			mu.Unlock()
+		}
+	})
+	time.Sleep(time.Second)
+	pg.stop()
+	time.Sleep(3 * time.Second)
+	restarted := time.Now()
+	pg.start()
+	// The API must recover by itself: wait for 202s again.
+	eventually(t, time.Minute, "API accepting again", func() (bool, string) {
+		_, err := client.Send(ctx, sms.SendInput{Sender: "+14155550100", Recipient: "+14155552671", Text: "probe"}, "probe-"+time.Now().Format(time.RFC3339Nano))
+		return err == nil, fmt.Sprint(err)
+	})
+	recovered := time.Since(restarted)
+	close(stopLoad)
+	wg.Wait()
+
+	mu.Lock()
+	defer mu.Unlock()
+	if total.statuses[503] == 0 {
+		t.Errorf("no 503 while PostgreSQL was down: %v", total.statuses)
+	}
+	for code, n := range total.statuses {
+		if code != 202 && code != 503 {
+			t.Errorf("%d answers with status %d (0 = transport error; errors: %v); want only 202 and 503", n, code, firstErrs(total))
+		}
+	}
+	db := openDB(t, p)
+	waitAllFinal(t, db, 2*time.Minute)
+	checkNoLoss(t, db, total.accepted)
+	report(t, "postgres restarted", len(total.accepted), finalCounts(t, db), len(total.accepted)-storedOf(t, p, total), 0, recovered)
+}
+
+// 8. SIGTERM to each role under load: no message lost, no request cut off
+// mid-way (every request is either a stored 202 or refused unstored).
+func TestFaultGracefulShutdown(t *testing.T) {
+	p := newPlatform(t)
+	api := p.startAPI()
+	knobs := []string{"SMS_SIM_MIN_DELAY=50ms", "SMS_SIM_MAX_DELAY=300ms", "SMS_SIM_LEDGER=true"}
+	proc := p.startProcessor("processor", knobs...)
+	client := sms.NewClient("http://"+p.apiAddr, p.apiKey)
+	ctx := ctxTimeout(t, 3*time.Minute)
+	db := openDB(t, p)
+
+	var l *load
+	done := make(chan struct{})
+	go func() { defer close(done); l = postLoad(ctx, client, 3000, 16) }()
+	time.Sleep(1500 * time.Millisecond)
+	_ = proc.cmd.Process.Signal(syscall.SIGTERM)
+	api.stop(t)
+	proc.stop(t)
+	<-done
+	var stored int
+	if err := db.Get(&stored, `SELECT count(*) FROM sms.messages`); err != nil {
+		t.Fatal(err)
+	}
+	if stored != l.statuses[202] {
+		t.Errorf("%d requests answered 202 but %d messages stored: a request was cut off mid-way", l.statuses[202], stored)
+	}
+	if l.statuses[202] == 0 {
+		t.Fatal("no message was accepted before the shutdown")
+	}
+	for code := range l.statuses {
+		if code != 202 && code != 0 {
+			t.Errorf("status %d during shutdown: %v", code, l.statuses)
+		}
+	}
+	for _, err := range l.errs {
+		if !errors.Is(err, syscall.ECONNREFUSED) && !strings.Contains(err.Error(), "EOF") && !strings.Contains(err.Error(), "connection reset") {
+			t.Errorf("unexpected client error during shutdown: %v", err)
+		}
+	}
+	restarted := time.Now()
+	p.startAPI()
+	p.startProcessor("processor-2", knobs...)
+	waitAllFinal(t, db, 2*time.Minute)
+	checkNoLoss(t, db, l.accepted)
+	if repeated := repeatedCarrierCalls(t, db); repeated != 0 {
+		t.Errorf("%d carrier calls repeated after a graceful processor shutdown, want 0", repeated)
+	}
+	report(t, "SIGTERM api and processor", len(l.accepted), finalCounts(t, db), len(l.accepted)-storedOf(t, p, l), 0, time.Since(restarted))
+}
+
+func firstErrs(l *load) []error {
+	if len(l.errs) > 3 {
+		return l.errs[:3]
+	}
+	return l.errs
+}
+
+var _ = context.Background
