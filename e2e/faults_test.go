@@ -333,7 +333,6 @@ func getJSON(t testing.TB, url, key string, dst any) {
 func TestFaultPostgresRestart(t *testing.T) {
 	pg, url := privatePostgres(t)
 	p := newPlatformOn(t, url, nil)
-	p.run("migrate", "up")
 	p.startAPI()
 	p.startProcessor("processor", "SMS_SIM_MIN_DELAY=0s", "SMS_SIM_MAX_DELAY=20ms")
 	client := sms.NewClient("http://"+p.apiAddr, p.apiKey)
@@ -405,9 +404,9 @@ func TestFaultGracefulShutdown(t *testing.T) {
 	done := make(chan struct{})
 	go func() { defer close(done); l = postLoad(ctx, client, 3000, 16) }()
 	time.Sleep(1500 * time.Millisecond)
-	_ = proc.cmd.Process.Signal(syscall.SIGTERM)
+	proc.terminate()
 	api.stop(t)
-	proc.stop(t)
+	proc.wait(t)
 	<-done
 	var stored int
 	if err := db.Get(&stored, `SELECT count(*) FROM sms.messages`); err != nil {

@@ -74,6 +74,7 @@ func newPlatformOn(t testing.TB, databaseURL string, brokers []string) *platform
 		"SMS_API_URL=http://" + p.apiAddr,
 		"SMS_LOG_LEVEL=info",
 	}
+	p.run("migrate", "up")
 	out := p.run("apikey", "create", "--account", "e2e")
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	p.apiKey = lines[len(lines)-1]
@@ -170,7 +171,16 @@ func (p *platform) startProcessor(name string, extraEnv ...string) *proc {
 // stop sends SIGTERM and waits for a clean exit.
 func (pr *proc) stop(t testing.TB) {
 	t.Helper()
-	_ = pr.cmd.Process.Signal(syscall.SIGTERM)
+	pr.terminate()
+	pr.wait(t)
+}
+
+// terminate sends SIGTERM without waiting.
+func (pr *proc) terminate() { _ = pr.cmd.Process.Signal(syscall.SIGTERM) }
+
+// wait waits for a clean exit after SIGTERM.
+func (pr *proc) wait(t testing.TB) {
+	t.Helper()
 	select {
 	case <-pr.done:
 		if pr.err != nil {

@@ -101,10 +101,13 @@ func NormalizePhone(raw string) (string, error) {
 		return "", ErrPhoneNotPossible
 	}
 	e164 := phonenumbers.Format(num, phonenumbers.E164)
-	// Parse drops a trunk prefix after the country code ("+44 (0)20"), but
-	// only one: with two, the result would lose another digit each time it
-	// is normalized again. Such a number is not a real one; reject it so
-	// stored numbers stay the same through any later round trip.
+	if e164 == string(out) {
+		return e164, nil
+	}
+	// Parse dropped a trunk prefix after the country code ("+44 (0)20"),
+	// but it drops only one: with two, the result would lose another digit
+	// each time it is normalized again. Such a number is not a real one;
+	// reject it so stored numbers stay the same through any round trip.
 	again, err := phonenumbers.Parse(e164, "")
 	if err != nil || phonenumbers.Format(again, phonenumbers.E164) != e164 {
 		return "", ErrPhoneNotPossible

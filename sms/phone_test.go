@@ -2,6 +2,7 @@ package sms
 
 import (
 	"errors"
+	"math/rand/v2"
 	"strings"
 	"testing"
 )
@@ -132,6 +133,36 @@ func TestNormalizePhoneLongInput(t *testing.T) {
 	}
 }
 
+func TestNormalizePhoneRoundTrip(t *testing.T) {
+	t.Parallel()
+	// Random digit strings reach far more of the phone metadata than
+	// hand-picked cases; whatever is accepted must normalize to itself.
+	r := rand.New(rand.NewPCG(1, 2))
+	n := 5000
+	if testing.Short() {
+		n = 500
+	}
+	accepted := 0
+	for range n {
+		b := []byte{'+'}
+		for range 2 + r.IntN(maxPhoneDigits-1) {
+			b = append(b, byte('0'+r.IntN(10)))
+		}
+		got, err := NormalizePhone(string(b))
+		if err != nil {
+			if !knownPhoneError(err) {
+				t.Fatalf("NormalizePhone(%q) returned unexpected error %v", b, err)
+			}
+			continue
+		}
+		accepted++
+		checkE164(t, string(b), got)
+	}
+	if accepted == 0 {
+		t.Error("no random number was accepted")
+	}
+}
+
 func BenchmarkNormalizePhone(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
@@ -161,6 +192,19 @@ func FuzzNormalizePhone(f *testing.F) {
 			}
 		} else {
 			checkE164(t, raw, got)
+		}
+
+		// Arbitrary strings rarely get past the character checks, so also
+		// map the input onto a plus and up to 15 digits to exercise the
+		// parsing and metadata behind them.
+		digits := []byte{'+'}
+		for i := 0; i < len(raw) && i < maxPhoneDigits; i++ {
+			digits = append(digits, '0'+raw[i]%10)
+		}
+		if got, err := NormalizePhone(string(digits)); err == nil {
+			checkE164(t, string(digits), got)
+		} else if !knownPhoneError(err) {
+			t.Fatalf("NormalizePhone(%q) returned unexpected error %v", digits, err)
 		}
 
 		// A sender that looks like a phone number gets exactly the phone
