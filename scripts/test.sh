@@ -2,7 +2,7 @@
 # Runs every test the way CI does: go vet, the race detector over the whole
 # suite on an in-process Kafka (kfake), the Kafka-facing suites again on a
 # real Apache Kafka broker, the Go benchmarks at a short benchtime (so they
-# keep compiling and running), and the compose/Dockerfile syntax check.
+# keep compiling and running), gosec, and the compose/Dockerfile syntax check.
 # PostgreSQL and Kafka are installed and started as needed.
 #
 #   scripts/test.sh           # everything
@@ -41,6 +41,8 @@ fi
 if [ "$lane" = all ]; then
   step "Go benchmarks (short, to keep them running)"
   go test -run '^$' -bench . -benchtime 100x ./... >/dev/null
+  step "gosec (static security check)"
+  scripts/gosec.sh
   step "compose.yaml and Dockerfile"
   scripts/check-compose.sh
 fi
