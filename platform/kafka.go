@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/plugin/kprom"
 )
 
 // NewKafkaClient returns a franz-go client for brokers that logs through
@@ -72,4 +74,10 @@ func (k kgoLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
 		ev = ev.Interface(fmt.Sprint(keyvals[i]), keyvals[i+1])
 	}
 	ev.Msg(msg)
+}
+
+// KafkaMetrics exports franz-go's client metrics (kprom) on reg, under the
+// kafka_ namespace.
+func KafkaMetrics(reg prometheus.Registerer) kgo.Opt {
+	return kgo.WithHooks(kprom.NewMetrics("kafka", kprom.Registerer(reg)))
 }
