@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"sync"
+	"time"
 
 	"github.com/jmoiron/sqlx"
 	"github.com/rs/zerolog"
@@ -22,6 +23,7 @@ type Service struct {
 	db        *sqlx.DB
 	processor *Processor
 	reporter  *Reporter
+	monitor   *monitor
 	http      *platform.HTTPListener
 }
 
@@ -42,12 +44,13 @@ func NewService(ctx context.Context, cfg config.Processor, log zerolog.Logger, e
 	p, err := New(Config{
 		Brokers: cfg.Brokers, Topic: cfg.Topic, DLQTopic: cfg.DLQTopic, Group: cfg.Group,
 		MaxInFlight: cfg.MaxInFlight, MaxAttempts: cfg.MaxAttempts, RetryBackoff: cfg.RetryBackoff, DrainTimeout: cfg.ShutdownTimeout / 2,
-	}, store, NewSimulator(sim), reporter, log, reg, extra...)
+	}, store, NewSimulator(sim), reporter, log, reg, append([]kgo.Opt{platform.KafkaMetrics(reg)}, extra...)...)
 	if err != nil {
 		db.Close()
 		return nil, err
 	}
-	s := &Service{cfg: cfg, log: log, db: db, processor: p, reporter: reporter}
+	s := &Service{cfg: cfg, log: log, db: db, processor: p, reporter: reporter,
+		monitor: newMonitor(p.Client(), cfg.Group, cfg.Topic, store, log, reg)}
 	e := platform.NewEcho(log, func(error) *platform.Problem { return nil })
 	e.Use(platform.HTTPMetrics(reg))
 	platform.RegisterHealth(e, map[string]platform.Check{
@@ -81,6 +84,7 @@ func (s *Service) Run(ctx context.Context) error {
 	reporterCtx, stopReporter := context.WithCancel(bg)
 	var wg sync.WaitGroup
 	wg.Go(func() { s.reporter.Run(reporterCtx) })
+	wg.Go(func() { s.monitor.run(reporterCtx, 5*time.Second) })
 	httpCtx, stopHTTP := context.WithCancel(bg)
 	var httpErr error
 	wg.Go(func() { httpErr = s.http.Serve(httpCtx, s.cfg.ShutdownTimeout) })

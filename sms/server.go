@@ -38,7 +38,9 @@ func NewServer(ctx context.Context, cfg config.API, log zerolog.Logger) (*Server
 	if err != nil {
 		return nil, err
 	}
+	reg := platform.NewRegistry()
 	cl, err := platform.NewKafkaClient(cfg.Brokers, log,
+		platform.KafkaMetrics(reg),
 		kgo.RequiredAcks(kgo.AllISRAcks()), // idempotent writes are franz-go's default with acks=all
 		kgo.ProducerLinger(time.Millisecond),
 		kgo.RecordDeliveryTimeout(10*time.Second),
@@ -49,7 +51,6 @@ func NewServer(ctx context.Context, cfg config.API, log zerolog.Logger) (*Server
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: log, db: db, kafka: cl, store: NewStore(db)}
-	reg := platform.NewRegistry()
 	s.relay = NewRelay(db, cl, RelayConfig{Topic: cfg.Topic, Batch: cfg.OutboxBatch, Interval: cfg.OutboxInterval, RequeueAfter: cfg.RequeueAfter}, log, reg)
 	s.writer = NewWriter(s.store, 4, 500, s.relay.Wake)
 	keys := NewKeys(db, 5*time.Second)
