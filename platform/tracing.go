@@ -3,7 +3,12 @@ package platform
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
+
+	"github.com/labstack/echo/v4"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/propagation"
@@ -39,4 +44,53 @@ func NewTracerProvider(ctx context.Context, service string) (tp trace.TracerProv
 	}
 	sdk := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
 	return sdk, sdk.Shutdown, nil
+}
+
+// TraceHTTP starts a server span for each request, continuing the trace a
+// client sent in traceparent, and names it after the route pattern.
+func TraceHTTP(tp trace.TracerProvider) echo.MiddlewareFunc {
+	tracer := tp.Tracer("github.com/smsctl/smsctl/http")
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			req := c.Request()
+			ctx := Propagator.Extract(req.Context(), propagation.HeaderCarrier(req.Header))
+			route := c.Path()
+			if route == "" {
+				route = "unmatched"
+			}
+			ctx, span := tracer.Start(ctx, req.Method+" "+route, trace.WithSpanKind(trace.SpanKindServer),
+				trace.WithAttributes(attribute.String("http.request.method", req.Method), attribute.String("http.route", route)))
+			defer span.End()
+			c.SetRequest(req.WithContext(ctx))
+			err := next(c)
+			if err != nil {
+				c.Error(err)
+			}
+			status := c.Response().Status
+			span.SetAttributes(attribute.Int("http.response.status_code", status))
+			if status >= 500 {
+				span.SetStatus(codes.Error, http.StatusText(status))
+			}
+			return nil
+		}
+	}
+}
+
+// Traceparent returns the W3C traceparent of the span in ctx, or "" when
+// there is none (tracing off).
+func Traceparent(ctx context.Context) string {
+	if !trace.SpanContextFromContext(ctx).IsValid() {
+		return ""
+	}
+	carrier := propagation.MapCarrier{}
+	Propagator.Inject(ctx, carrier)
+	return carrier.Get("traceparent")
+}
+
+// WithTraceparent returns ctx continuing the trace in traceparent.
+func WithTraceparent(ctx context.Context, traceparent string) context.Context {
+	if traceparent == "" {
+		return ctx
+	}
+	return Propagator.Extract(ctx, propagation.MapCarrier{"traceparent": traceparent})
 }
