@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
@@ -57,7 +59,7 @@ type Processor struct {
 
 	mu       sync.Mutex
 	parts    map[int32]*partition
-	inFlight map[uuid.UUID]bool // message ids being processed, against duplicates in flight
+	inFlight map[uuid.UUID]*flight // messages being processed; redelivered copies wait on them
 
 	slots    chan struct{} // one token per record in flight
 	outcomes chan finished
@@ -87,12 +89,12 @@ func New(cfg Config, store *Store, carrier Carrier, reporter *Reporter, log zero
 		cfg: cfg, store: store, carrier: carrier, reporter: reporter,
 		log:      log.With().Str("component", "processor").Logger(),
 		parts:    make(map[int32]*partition),
-		inFlight: make(map[uuid.UUID]bool),
+		inFlight: make(map[uuid.UUID]*flight),
 		slots:    make(chan struct{}, cfg.MaxInFlight),
 		outcomes: make(chan finished, 4096),
 	}
 	p.metrics = procMetrics{
-		calls: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sms_carrier_calls_total", Help: "Calls to the carrier by result."}, []string{"result"}),
+		calls:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sms_carrier_calls_total", Help: "Calls to the carrier by result."}, []string{"result"}),
 		retries: prometheus.NewCounter(prometheus.CounterOpts{Name: "sms_carrier_retries_total", Help: "Carrier calls retried after a transient failure."}),
 		dlq:     prometheus.NewCounter(prometheus.CounterOpts{Name: "sms_dlq_total", Help: "Records sent to the dead-letter topic."}),
 		skipped: prometheus.NewCounter(prometheus.CounterOpts{Name: "sms_redelivered_skipped_total", Help: "Redelivered records whose outcome was already known (carrier not called)."}),
@@ -114,6 +116,10 @@ func New(cfg Config, store *Store, carrier Carrier, reporter *Reporter, log zero
 		kgo.OnPartitionsAssigned(p.assigned),
 		kgo.OnPartitionsRevoked(p.revoked),
 		kgo.OnPartitionsLost(p.lost),
+		// A replica that dies is noticed after the session timeout; Kafka's
+		// 45s default would leave its partitions idle that long.
+		kgo.SessionTimeout(10 * time.Second),
+		kgo.HeartbeatInterval(time.Second),
 		// The dead-letter producer shares the client.
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.RecordDeliveryTimeout(30 * time.Second),
@@ -274,12 +280,16 @@ func (p *Processor) dispatch(ctx context.Context, records []*kgo.Record) {
 			go p.deadLetter(st, rec, fmt.Errorf("poison record: %w", err))
 			continue
 		}
-		if p.inFlight[req.MessageID] {
-			p.finishLocked(st, rec.Offset) // the earlier copy is in flight; its offset holds the commit back
+		if f := p.inFlight[req.MessageID]; f != nil {
+			// The earlier copy is in flight: this one finishes when it is
+			// recorded, or takes over if it is handed back. Finishing it now
+			// could commit past it before any outcome is durable (the
+			// earlier copy may belong to a partition state since lost).
+			f.waiting = append(f.waiting, waiter{st: st, rec: rec, req: req})
 			p.metrics.skipped.Inc()
 			continue
 		}
-		p.inFlight[req.MessageID] = true
+		p.inFlight[req.MessageID] = &flight{}
 		todo = append(todo, work{rec: rec, req: req, st: st})
 	}
 	p.mu.Unlock()
@@ -299,12 +309,84 @@ func (p *Processor) dispatch(ctx context.Context, records []*kgo.Record) {
 		if known[w.req.MessageID] {
 			p.metrics.skipped.Inc()
 			p.mu.Lock()
-			delete(p.inFlight, w.req.MessageID)
+			p.finishFlightLocked(w.req.MessageID)
 			p.finishLocked(w.st, w.rec.Offset)
 			p.mu.Unlock()
 			continue
 		}
 		go p.deliver(w.st, w.rec, w.req)
+	}
+}
+
+// flight is a message being processed, with the redelivered copies of it
+// that wait for its outcome instead of calling the carrier alongside it.
+// Waiting copies keep their slot and their offset pending.
+type flight struct {
+	waiting []waiter
+}
+
+type waiter struct {
+	st  *partition
+	rec *kgo.Record
+	req sms.SendRequest
+}
+
+// finishFlightLocked ends id's flight once its outcome is recorded: the
+// copies waiting on it are done too.
+func (p *Processor) finishFlightLocked(id uuid.UUID) {
+	f := p.inFlight[id]
+	delete(p.inFlight, id)
+	if f == nil {
+		return
+	}
+	for _, w := range f.waiting {
+		p.finishLocked(w.st, w.rec.Offset)
+	}
+}
+
+// handOverLocked ends id's flight after its copy was handed back. The
+// first waiting copy whose partition is still ours takes over (the caller
+// starts it with redeliver); the others wait on it. Copies of partitions no
+// longer ours are handed back too.
+func (p *Processor) handOverLocked(id uuid.UUID) *waiter {
+	f := p.inFlight[id]
+	delete(p.inFlight, id)
+	if f == nil {
+		return nil
+	}
+	var next *waiter
+	var rest []waiter
+	for i, w := range f.waiting {
+		switch {
+		case w.st.ctx.Err() != nil:
+			w.st.abandon()
+			<-p.slots
+		case next == nil:
+			next = &f.waiting[i]
+		default:
+			rest = append(rest, w)
+		}
+	}
+	if next != nil {
+		p.inFlight[id] = &flight{waiting: rest}
+	}
+	return next
+}
+
+// redeliver processes a copy that took over from one handed back: checked
+// against the store first, like any fetched record.
+func (p *Processor) redeliver(w waiter) {
+	known, ok := p.lookup(w.st.ctx, []uuid.UUID{w.req.MessageID})
+	switch {
+	case !ok:
+		p.abandon(w.st, w.req.MessageID)
+	case known[w.req.MessageID]:
+		p.mu.Lock()
+		p.finishFlightLocked(w.req.MessageID)
+		p.finishLocked(w.st, w.rec.Offset)
+		p.mu.Unlock()
+	default:
+		p.deliver(w.st, w.rec, w.req)
 	}
 }
 
@@ -335,9 +417,12 @@ func (p *Processor) finishLocked(st *partition, offset int64) {
 func (p *Processor) abandon(st *partition, id uuid.UUID) {
 	p.mu.Lock()
 	st.abandon()
-	delete(p.inFlight, id)
-	p.mu.Unlock()
 	<-p.slots
+	next := p.handOverLocked(id)
+	p.mu.Unlock()
+	if next != nil {
+		go p.redeliver(*next)
+	}
 }
 
 // deliver calls the carrier, retrying transient failures with exponential
@@ -349,12 +434,15 @@ func (p *Processor) deliver(st *partition, rec *kgo.Record, req sms.SendRequest)
 	for attempt := 1; ; attempt++ {
 		start := time.Now()
 		err := p.carrier.Deliver(ctx, req, attempt)
-		if ctx.Err() != nil {
-			p.abandon(st, req.MessageID) // revoked, lost or shutting down: the next owner redoes it
+		var cerr *CarrierError
+		if err != nil && ctx.Err() != nil && !errors.As(err, &cerr) {
+			// Revoked, lost or shutting down before the carrier answered:
+			// the next owner redoes it. A call the carrier did answer is
+			// recorded below even now, or the next owner would repeat it.
+			p.abandon(st, req.MessageID)
 			return
 		}
 		p.metrics.attempt.Observe(time.Since(start).Seconds())
-		var cerr *CarrierError
 		transient := err != nil && (!errors.As(err, &cerr) || cerr.Transient)
 		switch {
 		case err == nil:
@@ -375,18 +463,45 @@ func (p *Processor) deliver(st *partition, rec *kgo.Record, req sms.SendRequest)
 			}
 		case transient:
 			p.metrics.calls.WithLabelValues("transient").Inc()
-			reason := fmt.Sprintf("exhausted: %d attempts, last error: %v", attempt, err)
+			reason := failureReason(fmt.Sprintf("exhausted: %d attempts, last error: %v", attempt, err))
 			out = Outcome{Status: sms.StatusFailed, FailureReason: &reason}
-			p.sendDLQ(ctx, rec, errors.New(reason))
+			if !p.sendDLQ(ctx, rec, errors.New(reason)) {
+				// Revoked or shutting down before the dead letter was
+				// acknowledged: recording now would lose it. Hand it back.
+				p.abandon(st, req.MessageID)
+				return
+			}
 		default:
 			p.metrics.calls.WithLabelValues("permanent").Inc()
 			reason := cerr.Reason
+			if strings.TrimSpace(reason) == "" {
+				reason = "permanent: the carrier gave no reason"
+			}
+			reason = failureReason(reason)
 			out = Outcome{Status: sms.StatusFailed, FailureReason: &reason}
 		}
 		out.MessageID, out.Attempts, out.ProcessedAt = req.MessageID, attempt, time.Now().UTC()
 		break
 	}
 	p.outcomes <- finished{out: out, partition: rec.Partition, offset: rec.Offset}
+}
+
+// maxReasonBytes is the longest failure reason the API accepts in a
+// delivery report (sms.DeliveryReport.Validate).
+const maxReasonBytes = 1000
+
+// failureReason cuts reason to what the API accepts: a report it rejects
+// would be retried forever and hold up every report behind it.
+func failureReason(reason string) string {
+	if len(reason) <= maxReasonBytes {
+		return reason
+	}
+	const ellipsis = "…"
+	cut := maxReasonBytes - len(ellipsis)
+	for cut > 0 && !utf8.RuneStart(reason[cut]) {
+		cut--
+	}
+	return reason[:cut] + ellipsis
 }
 
 // record writes outcomes in batches; only then are their offsets done.
@@ -428,7 +543,7 @@ func (p *Processor) record(ctx context.Context) {
 		}
 		p.mu.Lock()
 		for _, f := range batch {
-			delete(p.inFlight, f.out.MessageID)
+			p.finishFlightLocked(f.out.MessageID)
 			if st := p.parts[f.partition]; st != nil {
 				st.done(f.offset)
 			}
