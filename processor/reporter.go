@@ -49,8 +49,8 @@ type Reporter struct {
 func NewReporter(store *Store, cfg ReporterConfig, log zerolog.Logger, reg prometheus.Registerer) *Reporter {
 	r := &Reporter{
 		store: store, cfg: cfg, log: log.With().Str("component", "reporter").Logger(),
-		client: &http.Client{Timeout: 10 * time.Second},
-		wake:   make(chan struct{}, 1),
+		client:   &http.Client{Timeout: 10 * time.Second},
+		wake:     make(chan struct{}, 1),
 		reported: prometheus.NewCounter(prometheus.CounterOpts{Name: "sms_reports_sent_total", Help: "Delivery reports acknowledged by the API."}),
 		failures: prometheus.NewCounter(prometheus.CounterOpts{Name: "sms_report_errors_total", Help: "Report requests that failed."}),
 		breakerState: prometheus.NewGauge(prometheus.GaugeOpts{Name: "sms_report_breaker_state",

@@ -12,9 +12,9 @@ type partition struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	pending  []entry // ascending offsets, as fetched
-	inFlight int     // records dispatched and not yet finished or abandoned
-	commit    int64 // next offset to commit (one past the finished prefix), -1 before any
+	pending   []entry // ascending offsets, as fetched
+	inFlight  int     // records dispatched and not yet finished or abandoned
+	commit    int64   // next offset to commit (one past the finished prefix), -1 before any
 	epoch     int32
 	committed int64 // last offset acknowledged by a commit, -1 before any
 }

@@ -2,6 +2,7 @@ package sms
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 
@@ -30,8 +31,12 @@ func ProblemFor(err error) *platform.Problem {
 		for i, v := range ve.Violations {
 			vs[i] = platform.Violation{Field: v.Field, Message: v.Message}
 		}
-		return &platform.Problem{Type: ProblemValidation, Title: "Invalid request", Status: http.StatusBadRequest,
-			Detail: "the request has invalid fields; see violations", Violations: vs}
+		detail := fmt.Sprintf("The request has %d invalid fields.", len(vs))
+		if len(vs) == 1 {
+			detail = "The request has 1 invalid field."
+		}
+		return &platform.Problem{Type: ProblemValidation, Title: "Validation failed", Status: http.StatusBadRequest,
+			Detail: detail, Violations: vs}
 	case errors.Is(err, ErrMalformed):
 		return &platform.Problem{Type: platform.ProblemTypeBlank, Title: http.StatusText(http.StatusBadRequest), Status: http.StatusBadRequest,
 			Detail: err.Error()}

@@ -24,6 +24,11 @@ import (
 // MaxBodyBytes is the largest request body accepted.
 const MaxBodyBytes = 64 << 10
 
+// MaxReportBatchBytes is the largest body of a batch of delivery reports:
+// MaxReportBatch reports with failure reasons of the longest length allowed
+// fit, so a full batch is never refused for its size.
+const MaxReportBatchBytes = 2 << 20
+
 // MaxReportBatch is the most reports accepted in one batch request.
 const MaxReportBatch = 1000
 
@@ -167,38 +172,54 @@ func (h *Handler) internalOnly(next echo.HandlerFunc) echo.HandlerFunc {
 }
 
 // readJSON checks the content type and size, then decodes the body.
-func readJSON(c echo.Context, dst any) error {
+func readJSON(c echo.Context, dst any) error { return readJSONLimit(c, dst, MaxBodyBytes) }
+
+// readJSONLimit is readJSON for bodies of at most limit bytes.
+func readJSONLimit(c echo.Context, dst any, limit int) error {
 	ct := c.Request().Header.Get(echo.HeaderContentType)
 	if mt, _, err := mime.ParseMediaType(ct); err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
 		return echo.NewHTTPError(http.StatusUnsupportedMediaType, fmt.Sprintf("Content-Type must be application/json, got %q", ct))
 	}
-	body, err := io.ReadAll(io.LimitReader(c.Request().Body, MaxBodyBytes+1))
+	body, err := io.ReadAll(io.LimitReader(c.Request().Body, int64(limit)+1))
 	if err != nil {
 		return fmt.Errorf("%w: read body: %v", ErrMalformed, err)
 	}
-	if len(body) > MaxBodyBytes {
-		return echo.NewHTTPError(http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is larger than %d bytes", MaxBodyBytes))
+	if len(body) > limit {
+		return echo.NewHTTPError(http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is larger than %d bytes", limit))
 	}
 	return DecodeJSON(body, dst)
 }
 
 func (h *Handler) send(c echo.Context) error {
 	var in SendInput
+	var v ValidationError
+	// A field of the wrong type is one violation among all the others, so
+	// validation goes on with the fields that did decode.
+	mistyped := map[string]bool{}
 	if err := readJSON(c, &in); err != nil {
-		return err
+		var ve *ValidationError
+		if !errors.As(err, &ve) || ve.Violations[0].Field == "body" {
+			return err
+		}
+		for _, x := range ve.Violations {
+			mistyped[x.Field] = true
+		}
+		v.Violations = append(v.Violations, ve.Violations...)
 	}
 	key := c.Request().Header.Get("Idempotency-Key")
-	var v ValidationError
 	if _, present := c.Request().Header["Idempotency-Key"]; present && (key == "" || len(key) > 255 || strings.IndexFunc(key, func(r rune) bool { return r < 0x21 || r > 0x7e }) >= 0) {
 		v.Add("Idempotency-Key", "must be 1 to 255 visible ASCII characters")
 	}
 	draft, err := in.Validate()
 	if err != nil {
 		var ve *ValidationError
-		if errors.As(err, &ve) {
-			v.Violations = append(v.Violations, ve.Violations...)
-		} else {
+		if !errors.As(err, &ve) {
 			return err
+		}
+		for _, x := range ve.Violations {
+			if !mistyped[x.Field] {
+				v.Violations = append(v.Violations, x)
+			}
 		}
 	}
 	if err := v.Err(); err != nil {
@@ -306,11 +327,13 @@ func parseFilter(q url.Values, statusAllowed bool) (Filter, error) {
 	intParam("size", 1, 100, &f.Size)
 	intParam("page", 0, 10_000_000, &f.Page)
 	if raw, ok := q["status"]; ok {
-		st, err := ParseStatus(raw[0])
+		// Exactly as the spec spells them: "sent" is refused like any other
+		// value outside the enum, rather than quietly accepted.
+		st := Status(raw[0])
 		switch {
 		case !statusAllowed:
 			v.Add("status", "is not accepted here")
-		case err != nil || len(raw) > 1:
+		case st != StatusPending && st != StatusSent && st != StatusFailed || len(raw) > 1:
 			v.Add("status", "must be one of PENDING, SENT, FAILED")
 		default:
 			f.Status = st
@@ -319,8 +342,8 @@ func parseFilter(q url.Values, statusAllowed bool) (Filter, error) {
 	if raw, ok := q["after"]; ok {
 		cur, err := ParseCursor(raw[0])
 		switch {
-		case err != nil:
-			v.Add("after", err.Error())
+		case err != nil || len(raw) > 1:
+			v.Add("after", "must be one cursor returned by this API as next_after")
 		case f.Page != 0:
 			v.Add("page", "must be 0 or absent when after is given")
 		default:
@@ -345,12 +368,56 @@ type ReportResult struct {
 	Applied   bool      `json:"applied"`
 }
 
+// reportInput is a delivery report as it arrives. Its fields are strings so
+// that a malformed id or timestamp is reported as a violation naming the
+// field, like every other invalid field, instead of failing the decode.
+type reportInput struct {
+	MessageID     string  `json:"message_id"`
+	Status        string  `json:"status"`
+	FailureReason *string `json:"failure_reason"`
+	ProcessedAt   string  `json:"processed_at"`
+}
+
+// report parses and validates in; violations are added to v with prefix
+// before each field name.
+func (in reportInput) report(prefix string, v *ValidationError) DeliveryReport {
+	r := DeliveryReport{Status: Status(in.Status), FailureReason: in.FailureReason}
+	bad := map[string]bool{}
+	if in.MessageID != "" {
+		id, err := uuid.Parse(in.MessageID)
+		if err != nil {
+			v.Add(prefix+"message_id", "must be a UUID")
+			bad["message_id"] = true
+		}
+		r.MessageID = id
+	}
+	if in.ProcessedAt != "" {
+		at, err := time.Parse(time.RFC3339Nano, in.ProcessedAt)
+		if err != nil {
+			v.Add(prefix+"processed_at", "must be an RFC 3339 timestamp")
+			bad["processed_at"] = true
+		}
+		r.ProcessedAt = at
+	}
+	var ve *ValidationError
+	if errors.As(r.Validate(), &ve) {
+		for _, x := range ve.Violations {
+			if !bad[x.Field] {
+				v.Add(prefix+x.Field, x.Message)
+			}
+		}
+	}
+	return r
+}
+
 func (h *Handler) deliveryReport(c echo.Context) error {
-	var r DeliveryReport
-	if err := readJSON(c, &r); err != nil {
+	var in reportInput
+	if err := readJSON(c, &in); err != nil {
 		return err
 	}
-	if err := r.Validate(); err != nil {
+	var v ValidationError
+	r := in.report("", &v)
+	if err := v.Err(); err != nil {
 		return err
 	}
 	res, err := h.apply(c.Request().Context(), []DeliveryReport{r})
@@ -368,36 +435,51 @@ type BatchReports struct {
 	Reports []DeliveryReport `json:"reports"`
 }
 
-// BatchResults answers a batch of reports, one result per distinct message.
+// BatchResults answers a batch of reports, one result per report in the
+// order of the request.
 type BatchResults struct {
 	Results []AppliedReport `json:"results"`
 }
 
 func (h *Handler) deliveryReports(c echo.Context) error {
-	var b BatchReports
-	if err := readJSON(c, &b); err != nil {
+	var b struct {
+		Reports []reportInput `json:"reports"`
+	}
+	if err := readJSONLimit(c, &b, MaxReportBatchBytes); err != nil {
 		return err
 	}
 	var v ValidationError
 	if len(b.Reports) == 0 || len(b.Reports) > MaxReportBatch {
 		v.Add("reports", fmt.Sprintf("must hold 1 to %d reports", MaxReportBatch))
 	}
-	for i, r := range b.Reports {
-		var ve *ValidationError
-		if errors.As(r.Validate(), &ve) {
-			for _, x := range ve.Violations {
-				v.Add(fmt.Sprintf("reports[%d].%s", i, x.Field), x.Message)
-			}
-		}
+	reports := make([]DeliveryReport, len(b.Reports))
+	for i, in := range b.Reports {
+		reports[i] = in.report(fmt.Sprintf("reports[%d].", i), &v)
 	}
 	if err := v.Err(); err != nil {
 		return err
 	}
-	res, err := h.apply(c.Request().Context(), b.Reports)
+	res, err := h.apply(c.Request().Context(), reports)
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, BatchResults{Results: res})
+	// The store applies each message once; answer every report in request
+	// order, a repeated id after an applied one being a duplicate.
+	byID := make(map[uuid.UUID]AppliedReport, len(res))
+	for _, r := range res {
+		byID[r.MessageID] = r
+	}
+	out := make([]AppliedReport, len(reports))
+	seen := make(map[uuid.UUID]bool, len(reports))
+	for i, r := range reports {
+		a := byID[r.MessageID]
+		if seen[r.MessageID] && a.Outcome == ReportApplied {
+			a.Outcome = ReportDuplicate
+		}
+		seen[r.MessageID] = true
+		out[i] = a
+	}
+	return c.JSON(http.StatusOK, BatchResults{Results: out})
 }
 
 // apply applies reports and counts what actually changed.
