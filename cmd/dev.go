@@ -97,7 +97,12 @@ func runDev(cmd *cobra.Command, _ []string) error {
 		}
 	}
 
-	srv, err := sms.NewServer(ctx, api, log)
+	tp, stopTracing, err := platform.NewTracerProvider(ctx, "smsctl")
+	if err != nil {
+		return err
+	}
+	defer flushTraces(stopTracing)
+	srv, err := sms.NewServer(ctx, api, log, tp)
 	if err != nil {
 		return err
 	}
@@ -107,7 +112,7 @@ func runDev(cmd *cobra.Command, _ []string) error {
 	if err := proc.Validate(); err != nil {
 		return fmt.Errorf("invalid configuration:\n%w", err)
 	}
-	svc, err := processor.NewService(ctx, proc, log)
+	svc, err := processor.NewService(ctx, proc, log, tp)
 	if err != nil {
 		return err
 	}

@@ -1,11 +1,14 @@
 package cmd
 
 import (
+	"context"
 	"fmt"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/smsctl/smsctl/config"
+	"github.com/smsctl/smsctl/platform"
 	"github.com/smsctl/smsctl/processor"
 	"github.com/smsctl/smsctl/sms"
 )
@@ -49,7 +52,12 @@ func newServeAPI() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			srv, err := sms.NewServer(cmd.Context(), cfg, log)
+			tp, stopTracing, err := platform.NewTracerProvider(cmd.Context(), "smsctl-api")
+			if err != nil {
+				return err
+			}
+			defer flushTraces(stopTracing)
+			srv, err := sms.NewServer(cmd.Context(), cfg, log, tp)
 			if err != nil {
 				return err
 			}
@@ -102,7 +110,12 @@ func newServeProcessor() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			svc, err := processor.NewService(cmd.Context(), cfg, log)
+			tp, stopTracing, err := platform.NewTracerProvider(cmd.Context(), "smsctl-processor")
+			if err != nil {
+				return err
+			}
+			defer flushTraces(stopTracing)
+			svc, err := processor.NewService(cmd.Context(), cfg, log, tp)
 			if err != nil {
 				return err
 			}
@@ -111,4 +124,11 @@ func newServeProcessor() *cobra.Command {
 	}
 	addProcessorFlags(cmd)
 	return cmd
+}
+
+// flushTraces sends the spans still buffered, for a bounded time.
+func flushTraces(stop func(context.Context) error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = stop(ctx)
 }

@@ -18,6 +18,11 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/plugin/kotel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/smsctl/smsctl/platform"
 	"github.com/smsctl/smsctl/sms"
@@ -44,6 +49,8 @@ type Config struct {
 	// DrainTimeout bounds how long revoked partitions and shutdown wait for
 	// messages in flight before they are handed back uncommitted.
 	DrainTimeout time.Duration
+	// Tracer records spans; nil records nothing.
+	Tracer trace.TracerProvider
 }
 
 // Processor consumes send requests with at-least-once semantics: a record's
@@ -65,6 +72,7 @@ type Processor struct {
 	outcomes chan finished
 	joined   atomic.Bool
 	metrics  procMetrics
+	tracer   trace.Tracer
 }
 
 type finished struct {
@@ -85,8 +93,12 @@ type procMetrics struct {
 // New returns a processor with its own consumer-group client. extra options
 // are appended to the client's (tests use them to shorten timeouts).
 func New(cfg Config, store *Store, carrier Carrier, reporter *Reporter, log zerolog.Logger, reg prometheus.Registerer, extra ...kgo.Opt) (*Processor, error) {
+	if cfg.Tracer == nil {
+		cfg.Tracer = noop.NewTracerProvider()
+	}
 	p := &Processor{
 		cfg: cfg, store: store, carrier: carrier, reporter: reporter,
+		tracer:   cfg.Tracer.Tracer("github.com/smsctl/smsctl/processor"),
 		log:      log.With().Str("component", "processor").Logger(),
 		parts:    make(map[int32]*partition),
 		inFlight: make(map[uuid.UUID]*flight),
@@ -124,6 +136,10 @@ func New(cfg Config, store *Store, carrier Carrier, reporter *Reporter, log zero
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.RecordDeliveryTimeout(30 * time.Second),
 		kgo.WithLogger(platform.NewKafkaLogger(p.log)),
+		// Receive and dead-letter publish spans, continuing the trace the
+		// API put in the record headers.
+		kgo.WithHooks(kotel.NewKotel(kotel.WithTracer(kotel.NewTracer(
+			kotel.TracerProvider(cfg.Tracer), kotel.TracerPropagator(platform.Propagator)))).Hooks()...),
 	}
 	cl, err := kgo.NewClient(append(opts, extra...)...)
 	if err != nil {
@@ -429,11 +445,22 @@ func (p *Processor) abandon(st *partition, id uuid.UUID) {
 // backoff and jitter in this goroutine, so the partition keeps flowing.
 func (p *Processor) deliver(st *partition, rec *kgo.Record, req sms.SendRequest) {
 	ctx := st.ctx
-	log := p.log.With().Str("message_id", req.MessageID.String()).Logger()
+	parent := rec.Context
+	if parent == nil {
+		parent = context.Background()
+	}
+	spanCtx, span := p.tracer.Start(parent, "sms.deliver", trace.WithAttributes(attribute.String("message_id", req.MessageID.String())))
+	defer span.End()
+	log := p.log.With().Str("message_id", req.MessageID.String()).Str("trace_id", span.SpanContext().TraceID().String()).Logger()
 	var out Outcome
 	for attempt := 1; ; attempt++ {
 		start := time.Now()
+		_, attemptSpan := p.tracer.Start(spanCtx, "carrier.attempt", trace.WithAttributes(attribute.Int("attempt", attempt)))
 		err := p.carrier.Deliver(ctx, req, attempt)
+		if err != nil {
+			attemptSpan.SetStatus(codes.Error, err.Error())
+		}
+		attemptSpan.End()
 		var cerr *CarrierError
 		if err != nil && ctx.Err() != nil && !errors.As(err, &cerr) {
 			// Revoked, lost or shutting down before the carrier answered:
@@ -481,6 +508,8 @@ func (p *Processor) deliver(st *partition, rec *kgo.Record, req sms.SendRequest)
 			out = Outcome{Status: sms.StatusFailed, FailureReason: &reason}
 		}
 		out.MessageID, out.Attempts, out.ProcessedAt = req.MessageID, attempt, time.Now().UTC()
+		out.Traceparent = platform.Traceparent(spanCtx)
+		span.SetAttributes(attribute.String("status", string(out.Status)))
 		break
 	}
 	p.outcomes <- finished{out: out, partition: rec.Partition, offset: rec.Offset}

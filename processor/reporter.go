@@ -140,7 +140,7 @@ func (r *Reporter) ReportOnce(ctx context.Context) (int, error) {
 func (r *Reporter) post(ctx context.Context, outs []Outcome) error {
 	body := sms.BatchReports{Reports: make([]sms.DeliveryReport, len(outs))}
 	for i, o := range outs {
-		body.Reports[i] = sms.DeliveryReport{MessageID: o.MessageID, Status: o.Status, FailureReason: o.FailureReason, ProcessedAt: o.ProcessedAt}
+		body.Reports[i] = sms.DeliveryReport{MessageID: o.MessageID, Status: o.Status, FailureReason: o.FailureReason, ProcessedAt: o.ProcessedAt, Traceparent: o.Traceparent}
 	}
 	buf, err := json.Marshal(body)
 	if err != nil {

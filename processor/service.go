@@ -10,6 +10,7 @@ import (
 	"github.com/jmoiron/sqlx"
 	"github.com/rs/zerolog"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/smsctl/smsctl/config"
 	"github.com/smsctl/smsctl/platform"
@@ -29,7 +30,7 @@ type Service struct {
 
 // NewService connects to PostgreSQL and Kafka and builds the processor;
 // Run processes. extra Kafka options go to the consumer client.
-func NewService(ctx context.Context, cfg config.Processor, log zerolog.Logger, extra ...kgo.Opt) (*Service, error) {
+func NewService(ctx context.Context, cfg config.Processor, log zerolog.Logger, tp trace.TracerProvider, extra ...kgo.Opt) (*Service, error) {
 	db, err := platform.OpenPostgres(ctx, cfg.DatabaseURL, cfg.DatabaseMaxConns)
 	if err != nil {
 		return nil, err
@@ -44,6 +45,7 @@ func NewService(ctx context.Context, cfg config.Processor, log zerolog.Logger, e
 	p, err := New(Config{
 		Brokers: cfg.Brokers, Topic: cfg.Topic, DLQTopic: cfg.DLQTopic, Group: cfg.Group,
 		MaxInFlight: cfg.MaxInFlight, MaxAttempts: cfg.MaxAttempts, RetryBackoff: cfg.RetryBackoff, DrainTimeout: cfg.ShutdownTimeout / 2,
+		Tracer: tp,
 	}, store, NewSimulator(sim), reporter, log, reg, append([]kgo.Opt{platform.KafkaMetrics(reg)}, extra...)...)
 	if err != nil {
 		db.Close()

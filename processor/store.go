@@ -27,6 +27,8 @@ type Outcome struct {
 	FailureReason *string    `db:"failure_reason"`
 	Attempts      int        `db:"attempts"`
 	ProcessedAt   time.Time  `db:"processed_at"`
+	// Traceparent continues the message's trace in the report.
+	Traceparent string `db:"traceparent"`
 }
 
 // Known returns which of ids already have a recorded outcome.
@@ -51,18 +53,20 @@ func (s *Store) Known(ctx context.Context, ids []uuid.UUID) (map[uuid.UUID]bool,
 func (s *Store) Record(ctx context.Context, outs []Outcome) error {
 	n := len(outs)
 	ids, statuses, reasons, attempts, at := make([]string, n), make([]string, n), make([]string, n), make([]int64, n), make([]string, n)
+	traces := make([]string, n)
 	for i, o := range outs {
 		ids[i], statuses[i], attempts[i], at[i] = o.MessageID.String(), string(o.Status), int64(o.Attempts), o.ProcessedAt.Format(time.RFC3339Nano)
+		traces[i] = o.Traceparent
 		if o.FailureReason != nil {
 			reasons[i] = *o.FailureReason
 		}
 	}
 	_, err := s.db.ExecContext(ctx, `
-        INSERT INTO processor.deliveries (message_id, status, failure_reason, attempts, processed_at)
-        SELECT id, status, NULLIF(reason, ''), attempts, at
-        FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::timestamptz[]) AS u(id, status, reason, attempts, at)
+        INSERT INTO processor.deliveries (message_id, status, failure_reason, attempts, processed_at, traceparent)
+        SELECT id, status, NULLIF(reason, ''), attempts, at, tp
+        FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::timestamptz[], $6::text[]) AS u(id, status, reason, attempts, at, tp)
         ON CONFLICT (message_id) DO NOTHING`,
-		pq.Array(ids), pq.Array(statuses), pq.Array(reasons), pq.Array(attempts), pq.Array(at))
+		pq.Array(ids), pq.Array(statuses), pq.Array(reasons), pq.Array(attempts), pq.Array(at), pq.Array(traces))
 	if err != nil {
 		return fmt.Errorf("record outcomes: %w", err)
 	}
@@ -89,7 +93,7 @@ func (s *Store) ReportBatch(ctx context.Context, limit int, send func([]Outcome)
 	defer func() { _ = tx.Rollback() }()
 	var outs []Outcome
 	err = tx.SelectContext(ctx, &outs, `
-        SELECT message_id, status, failure_reason, attempts, processed_at FROM processor.deliveries
+        SELECT message_id, status, failure_reason, attempts, processed_at, traceparent FROM processor.deliveries
         WHERE reported_at IS NULL ORDER BY processed_at LIMIT $1 FOR UPDATE SKIP LOCKED`, limit)
 	if err != nil {
 		return 0, fmt.Errorf("claim unreported: %w", err)

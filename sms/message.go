@@ -84,6 +84,9 @@ type DeliveryReport struct {
 	Status        Status    `json:"status"`
 	FailureReason *string   `json:"failure_reason"`
 	ProcessedAt   time.Time `json:"processed_at"`
+	// Traceparent, when set, is the W3C trace context of the delivery, so
+	// that applying the report joins the message's trace.
+	Traceparent string `json:"traceparent,omitempty"`
 }
 
 // Validate checks a report; the violations name the fields.
@@ -100,6 +103,9 @@ func (r DeliveryReport) Validate() error {
 	}
 	if r.FailureReason != nil && len(*r.FailureReason) > 1000 {
 		v.Add("failure_reason", "must be at most 1000 bytes")
+	}
+	if len(r.Traceparent) > 128 {
+		v.Add("traceparent", "must be at most 128 characters")
 	}
 	if r.ProcessedAt.IsZero() {
 		v.Add("processed_at", "required, an RFC 3339 timestamp")

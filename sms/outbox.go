@@ -14,6 +14,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/smsctl/smsctl/platform"
 )
 
 // Producer is the part of a Kafka client the relay needs.
@@ -174,11 +176,11 @@ func (r *Relay) PublishBatch(ctx context.Context) (int, error) {
 		if err != nil {
 			return 0, fmt.Errorf("encode send request: %w", err)
 		}
+		// The record continues the trace of the POST that accepted it; the
+		// client's kotel hook puts the context in the record's headers.
 		rec := &kgo.Record{Topic: r.cfg.Topic, Key: []byte(row.Recipient), Value: value,
+			Context: platform.WithTraceparent(ctx, row.Traceparent),
 			Headers: []kgo.RecordHeader{{Key: "message_id", Value: []byte(row.MessageID.String())}}}
-		if row.Traceparent != "" {
-			rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: "traceparent", Value: []byte(row.Traceparent)})
-		}
 		records[i], ids[i] = rec, row.OutboxID
 	}
 	produceCtx, cancel := context.WithTimeout(ctx, 15*time.Second)

@@ -11,6 +11,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/plugin/kotel"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/smsctl/smsctl/config"
 	"github.com/smsctl/smsctl/platform"
@@ -33,7 +35,7 @@ type Server struct {
 
 // NewServer connects to PostgreSQL and Kafka, builds the API and opens its
 // listeners; Run serves.
-func NewServer(ctx context.Context, cfg config.API, log zerolog.Logger) (*Server, error) {
+func NewServer(ctx context.Context, cfg config.API, log zerolog.Logger, tp trace.TracerProvider) (*Server, error) {
 	db, err := platform.OpenPostgres(ctx, cfg.DatabaseURL, cfg.DatabaseMaxConns)
 	if err != nil {
 		return nil, err
@@ -41,6 +43,9 @@ func NewServer(ctx context.Context, cfg config.API, log zerolog.Logger) (*Server
 	reg := platform.NewRegistry()
 	cl, err := platform.NewKafkaClient(cfg.Brokers, log,
 		platform.KafkaMetrics(reg),
+		// Publish spans, and the trace context in each record's headers.
+		kgo.WithHooks(kotel.NewKotel(kotel.WithTracer(kotel.NewTracer(
+			kotel.TracerProvider(tp), kotel.TracerPropagator(platform.Propagator)))).Hooks()...),
 		kgo.RequiredAcks(kgo.AllISRAcks()), // idempotent writes are franz-go's default with acks=all
 		kgo.ProducerLinger(time.Millisecond),
 		kgo.RecordDeliveryTimeout(10*time.Second),
@@ -59,7 +64,7 @@ func NewServer(ctx context.Context, cfg config.API, log zerolog.Logger) (*Server
 	}, log, reg)
 
 	e := platform.NewEcho(log, ProblemFor)
-	e.Use(platform.HTTPMetrics(reg))
+	e.Use(platform.HTTPMetrics(reg), platform.TraceHTTP(tp))
 	platform.RegisterHealth(e,
 		map[string]platform.Check{"postgres": db.PingContext},
 		// Kafka being down doesn't stop the API from accepting: the outbox holds messages.
@@ -72,7 +77,7 @@ func NewServer(ctx context.Context, cfg config.API, log zerolog.Logger) (*Server
 	internal := e
 	if cfg.InternalAddr != "" {
 		internal = platform.NewEcho(log, ProblemFor)
-		internal.Use(platform.HTTPMetrics(prometheus.WrapRegistererWith(prometheus.Labels{"listener": "internal"}, reg)))
+		internal.Use(platform.HTTPMetrics(prometheus.WrapRegistererWith(prometheus.Labels{"listener": "internal"}, reg)), platform.TraceHTTP(tp))
 	}
 	h.Register(e, internal)
 
