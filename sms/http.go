@@ -376,12 +376,13 @@ type reportInput struct {
 	Status        string  `json:"status"`
 	FailureReason *string `json:"failure_reason"`
 	ProcessedAt   string  `json:"processed_at"`
+	Traceparent   string  `json:"traceparent"`
 }
 
 // report parses and validates in; violations are added to v with prefix
 // before each field name.
 func (in reportInput) report(prefix string, v *ValidationError) DeliveryReport {
-	r := DeliveryReport{Status: Status(in.Status), FailureReason: in.FailureReason}
+	r := DeliveryReport{Status: Status(in.Status), FailureReason: in.FailureReason, Traceparent: in.Traceparent}
 	bad := map[string]bool{}
 	if in.MessageID != "" {
 		id, err := uuid.Parse(in.MessageID)

@@ -434,7 +434,7 @@ func (s *Store) ApplyReports(ctx context.Context, reports []DeliveryReport) ([]A
 // PostgreSQL unreachable, or the pool already closed (database/sql has no
 // exported error for that, only its text).
 func storeErr(op string, err error) error {
-	if platform.IsUnavailable(err)  {
+	if platform.IsUnavailable(err) || errors.Is(err, sql.ErrConnDone) || strings.Contains(err.Error(), "sql: database is closed") {
 		return fmt.Errorf("%s: %w: %w", op, ErrUnavailable, err)
 	}
 	return fmt.Errorf("%s: %w", op, err)

@@ -1,0 +1,624 @@
+package sms
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jmoiron/sqlx"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/smsctl/smsctl/platform"
+	"github.com/smsctl/smsctl/platform/platformtest"
+)
+
+// counters reads an account's counters row.
+func counters(tb testing.TB, db *sqlx.DB, account int64) (pending, sent, failed int64) {
+	tb.Helper()
+	err := db.QueryRow(`SELECT pending, sent, failed FROM sms.account_counters WHERE account_id = $1`, account).Scan(&pending, &sent, &failed)
+	if err != nil {
+		tb.Fatalf("counters of account %d: %v", account, err)
+	}
+	return pending, sent, failed
+}
+
+func draft(sender, recipient, text string) Draft {
+	enc, n := Segments(text)
+	return Draft{Sender: sender, Recipient: recipient, Text: text, Encoding: enc, Segments: n}
+}
+
+func TestStoreInsertBatch(t *testing.T) {
+	t.Parallel()
+	db := platformtest.NewDB(t)
+	s := NewStore(db)
+	ctx := context.Background()
+	in := []NewMessage{
+		{AccountID: 1, Draft: draft("Acme", "+14155552671", "one")},
+		{AccountID: 2, Draft: draft("+442071838750", "+14155552671", "два")},
+		{AccountID: 1, Draft: draft("Acme", "+442071838750", "three")},
+	}
+	msgs, err := s.Insert(ctx, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(msgs) != 3 {
+		t.Fatalf("%d messages back, want 3", len(msgs))
+	}
+	for i, m := range msgs {
+		got, err := s.Get(ctx, in[i].AccountID, m.ID)
+		if err != nil {
+			t.Fatalf("message %d not stored: %v", i, err)
+		}
+		if got.Text != in[i].Text || got.Sender != in[i].Sender || got.Status != StatusPending || got.Encoding != in[i].Encoding ||
+			got.Segments != in[i].Segments || !got.CreatedAt.Equal(m.CreatedAt) {
+			t.Errorf("stored %+v, inserted %+v", got, m)
+		}
+	}
+	var outboxed []uuid.UUID
+	if err := db.Select(&outboxed, `SELECT message_id FROM sms.outbox ORDER BY id`); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(outboxed, ids(msgs)) {
+		t.Errorf("outbox holds %v, want %v", outboxed, ids(msgs))
+	}
+	if p, _, _ := counters(t, db, 1); p != 2 {
+		t.Errorf("account 1 pending %d, want 2", p)
+	}
+	if p, _, _ := counters(t, db, 2); p != 1 {
+		t.Errorf("account 2 pending %d, want 1", p)
+	}
+	// The counters add up across batches.
+	if _, err := s.Insert(ctx, in[:1]); err != nil {
+		t.Fatal(err)
+	}
+	if p, _, _ := counters(t, db, 1); p != 3 {
+		t.Errorf("account 1 pending %d after another batch, want 3", p)
+	}
+	if _, err := s.Get(ctx, 2, msgs[0].ID); !errors.Is(err, ErrNotFound) {
+		t.Errorf("another account's message: %v, want ErrNotFound", err)
+	}
+}
+
+func TestStoreInsertIsAtomic(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	tests := []struct {
+		name string
+		msgs func() []Message
+	}{
+		{"a duplicate id", func() []Message {
+			ms := newMessages([]NewMessage{{AccountID: 1, Draft: draft("Acme", "+14155552671", "a")}, {AccountID: 1, Draft: draft("Acme", "+14155552671", "b")}})
+			ms[1].ID = ms[0].ID
+			return ms
+		}},
+		{"a text PostgreSQL refuses", func() []Message {
+			return newMessages([]NewMessage{{AccountID: 1, Draft: draft("Acme", "+14155552671", "fine")}, {AccountID: 1, Draft: draft("Acme", "+14155552671", "nul \x00")}})
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			db := platformtest.NewDB(t)
+			if err := insertMessages(ctx, db, tt.msgs()); err == nil {
+				t.Fatal("the batch was stored")
+			} else if errors.Is(err, ErrUnavailable) {
+				t.Errorf("a refused row is reported as an outage: %v", err)
+			}
+			if m, o, c := count(t, db, "messages"), count(t, db, "outbox"), count(t, db, "account_counters"); m+o+c != 0 {
+				t.Errorf("a failed batch left %d messages, %d outbox rows, %d counters", m, o, c)
+			}
+		})
+	}
+}
+
+func TestStoreApplyReports(t *testing.T) {
+	t.Parallel()
+	db := platformtest.NewDB(t)
+	s := NewStore(db)
+	ctx := context.Background()
+	msgs, err := s.Insert(ctx, slices.Repeat([]NewMessage{{AccountID: 7, Draft: draft("Acme", "+14155552671", "x")}}, 4))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reason := "permanent: unknown subscriber"
+	late := "exhausted: too late"
+	unknown := uuid.New()
+	at := time.Now()
+	res, err := s.ApplyReports(ctx, []DeliveryReport{
+		{MessageID: msgs[0].ID, Status: StatusSent, ProcessedAt: at},
+		{MessageID: msgs[1].ID, Status: StatusFailed, FailureReason: &reason, ProcessedAt: at},
+		{MessageID: msgs[0].ID, Status: StatusFailed, FailureReason: &late, ProcessedAt: at}, // again in the same batch
+		{MessageID: unknown, Status: StatusSent, ProcessedAt: at},
+		{MessageID: msgs[2].ID, Status: StatusSent, FailureReason: &reason, ProcessedAt: at}, // a reason on SENT is dropped
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[uuid.UUID]AppliedReport{}
+	for _, r := range res {
+		if _, dup := got[r.MessageID]; dup {
+			t.Errorf("two outcomes for %s", r.MessageID)
+		}
+		got[r.MessageID] = r
+	}
+	wantOutcome := map[uuid.UUID]struct {
+		outcome ReportOutcome
+		status  Status
+	}{
+		msgs[0].ID: {ReportApplied, StatusSent}, // the first report of the batch wins
+		msgs[1].ID: {ReportApplied, StatusFailed},
+		msgs[2].ID: {ReportApplied, StatusSent},
+		unknown:    {ReportNotFound, ""},
+	}
+	if len(got) != len(wantOutcome) {
+		t.Errorf("%d outcomes, want %d", len(got), len(wantOutcome))
+	}
+	for id, w := range wantOutcome {
+		if g := got[id]; g.Outcome != w.outcome || g.Status != w.status {
+			t.Errorf("%s: %s %s, want %s %s", id, g.Outcome, g.Status, w.outcome, w.status)
+		}
+	}
+	if r := got[msgs[1].ID]; r.FailureReason == nil || *r.FailureReason != reason || r.CreatedAt == nil || !r.CreatedAt.Equal(msgs[1].CreatedAt) {
+		t.Errorf("applied report lacks its reason or creation time: %+v", r)
+	}
+	if m, _ := s.Get(ctx, 7, msgs[2].ID); m.FailureReason != nil {
+		t.Errorf("a SENT message got failure reason %q", *m.FailureReason)
+	}
+	if p, sent, failed := counters(t, db, 7); p != 1 || sent != 2 || failed != 1 {
+		t.Errorf("counters %d/%d/%d, want 1 pending, 2 sent, 1 failed", p, sent, failed)
+	}
+
+	// A later batch: a late report for a final message, and the last one.
+	res, err = s.ApplyReports(ctx, []DeliveryReport{
+		{MessageID: msgs[1].ID, Status: StatusSent, ProcessedAt: at},
+		{MessageID: msgs[3].ID, Status: StatusFailed, FailureReason: &late, ProcessedAt: at},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range res {
+		want := ReportApplied
+		if r.MessageID == msgs[1].ID {
+			want = ReportDuplicate
+			if r.Status != StatusFailed || r.FailureReason != nil {
+				t.Errorf("duplicate report: %+v, want the final FAILED status and no change", r)
+			}
+		}
+		if r.Outcome != want {
+			t.Errorf("%s: %s, want %s", r.MessageID, r.Outcome, want)
+		}
+	}
+	if p, sent, failed := counters(t, db, 7); p != 0 || sent != 2 || failed != 2 {
+		t.Errorf("counters %d/%d/%d, want 0 pending, 2 sent, 2 failed", p, sent, failed)
+	}
+	if st, err := s.Stats(ctx, 7); err != nil || st != (Stats{TotalMessages: 4, SentMessages: 2, FailedMessages: 2, SuccessRate: 50}) {
+		t.Errorf("stats %+v, %v", st, err)
+	}
+}
+
+func TestStoreApplyReportsFirstOfBatchWins(t *testing.T) {
+	t.Parallel()
+	// Two reports for each of many messages in one batch, the first SENT,
+	// the later FAILED: the first one is applied, whatever the batch size
+	// (sorting the batch by id must keep the request order of equal ids).
+	db := platformtest.NewDB(t)
+	s := NewStore(db)
+	ctx := context.Background()
+	msgs, err := s.Insert(ctx, slices.Repeat([]NewMessage{{AccountID: 1, Draft: draft("Acme", "+14155552671", "x")}}, 40))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reason := "exhausted: later report"
+	var reports []DeliveryReport
+	for _, m := range msgs {
+		reports = append(reports, DeliveryReport{MessageID: m.ID, Status: StatusSent, ProcessedAt: time.Now()})
+	}
+	for _, m := range slices.Backward(msgs) {
+		reports = append(reports, DeliveryReport{MessageID: m.ID, Status: StatusFailed, FailureReason: &reason, ProcessedAt: time.Now()})
+	}
+	res, err := s.ApplyReports(ctx, reports)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range res {
+		if r.Outcome != ReportApplied || r.Status != StatusSent {
+			t.Errorf("%s: %s %s, want the first report (SENT) applied", r.MessageID, r.Outcome, r.Status)
+		}
+	}
+	if p, sent, failed := counters(t, db, 1); p != 0 || sent != 40 || failed != 0 {
+		t.Errorf("counters %d/%d/%d, want 40 sent", p, sent, failed)
+	}
+}
+
+func TestStoreApplyReportsConcurrently(t *testing.T) {
+	t.Parallel()
+	// Processors retry and rebalance: the same reports arrive several
+	// times at once, in any order. Each message is applied once, the
+	// counters count it once, and no batch deadlocks another.
+	db := platformtest.NewDB(t)
+	s := NewStore(db)
+	ctx := context.Background()
+	msgs, err := s.Insert(ctx, slices.Repeat([]NewMessage{{AccountID: 1, Draft: draft("Acme", "+14155552671", "x")}}, 60))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reason := "permanent: x"
+	reports := make([]DeliveryReport, len(msgs))
+	for i, m := range msgs {
+		reports[i] = DeliveryReport{MessageID: m.ID, Status: StatusSent, ProcessedAt: time.Now()}
+		if i%4 == 0 {
+			reports[i].Status, reports[i].FailureReason = StatusFailed, &reason
+		}
+	}
+	var applied atomic.Int64
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Go(func() {
+			mine := slices.Clone(reports)
+			rand.New(rand.NewPCG(uint64(w), 1)).Shuffle(len(mine), func(i, j int) { mine[i], mine[j] = mine[j], mine[i] })
+			res, err := s.ApplyReports(ctx, mine)
+			if err != nil {
+				t.Errorf("worker %d: %v", w, err)
+				return
+			}
+			for _, r := range res {
+				if r.Outcome == ReportApplied {
+					applied.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if applied.Load() != int64(len(msgs)) {
+		t.Errorf("%d reports applied, want %d, once per message", applied.Load(), len(msgs))
+	}
+	if p, sent, failed := counters(t, db, 1); p != 0 || sent != 45 || failed != 15 {
+		t.Errorf("counters %d/%d/%d, want 0 pending, 45 sent, 15 failed", p, sent, failed)
+	}
+}
+
+func TestStoreList(t *testing.T) {
+	t.Parallel()
+	db := platformtest.NewDB(t)
+	s := NewStore(db)
+	ctx := context.Background()
+	const a, b = "+14155552671", "+442071838750"
+	phones := []string{a, b, "+33123456789", "Acme"}
+	// 40 messages across 4 batches, so that some share a created_at (one
+	// batch, one timestamp) and the id breaks the tie.
+	var all []Message
+	rng := rand.New(rand.NewPCG(3, 4))
+	for batch := range 4 {
+		var in []NewMessage
+		for i := range 10 {
+			sender := phones[rng.IntN(len(phones))]
+			recipient := phones[rng.IntN(len(phones)-1)] // never "Acme"
+			in = append(in, NewMessage{AccountID: 1, Draft: draft(sender, recipient, fmt.Sprintf("%d.%d", batch, i))})
+		}
+		ms, err := s.Insert(ctx, in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, ms...)
+	}
+	if _, err := s.Insert(ctx, []NewMessage{{AccountID: 2, Draft: draft(a, b, "other account")}}); err != nil {
+		t.Fatal(err)
+	}
+	var reports []DeliveryReport
+	for i, m := range all {
+		if i%3 == 0 {
+			reports = append(reports, DeliveryReport{MessageID: m.ID, Status: StatusSent, ProcessedAt: time.Now()})
+			all[i].Status = StatusSent
+		}
+	}
+	if _, err := s.ApplyReports(ctx, reports); err != nil {
+		t.Fatal(err)
+	}
+	// The reference: newest first by (created_at, id).
+	slices.SortFunc(all, func(x, y Message) int {
+		if c := y.CreatedAt.Compare(x.CreatedAt); c != 0 {
+			return c
+		}
+		return slices.Compare(y.ID[:], x.ID[:])
+	})
+	for _, phone := range []string{"", a, b, "Acme", "+15005550006"} {
+		for _, status := range []Status{"", StatusSent, StatusPending, StatusFailed} {
+			var want []Message
+			for _, m := range all {
+				if (phone == "" || m.Sender == phone || m.Recipient == phone) && (status == "" || m.Status == status) {
+					want = append(want, m)
+				}
+			}
+			for _, size := range []int{1, 3, 10, 100} {
+				name := fmt.Sprintf("phone=%q status=%q size=%d", phone, status, size)
+				var paged, walked []Message
+				for page := 0; page <= len(want)/size; page++ {
+					p, err := s.List(ctx, 1, Filter{Phone: phone, Status: status, Page: page, Size: size})
+					if err != nil {
+						t.Fatalf("%s page %d: %v", name, page, err)
+					}
+					if p.TotalCount != int64(len(want)) {
+						t.Errorf("%s page %d: total %d, want %d", name, page, p.TotalCount, len(want))
+					}
+					paged = append(paged, p.Messages...)
+				}
+				f := Filter{Phone: phone, Status: status, Size: size}
+				for range 200 {
+					p, err := s.List(ctx, 1, f)
+					if err != nil {
+						t.Fatalf("%s after %v: %v", name, f.After, err)
+					}
+					walked = append(walked, p.Messages...)
+					if p.Next == nil {
+						break
+					}
+					f.After = p.Next
+				}
+				if !slices.Equal(ids(paged), ids(want)) {
+					t.Errorf("%s: pages give %d messages, want %d in order", name, len(paged), len(want))
+				}
+				if !slices.Equal(ids(walked), ids(want)) {
+					t.Errorf("%s: the cursor walk gives %d messages, want %d in order", name, len(walked), len(want))
+				}
+			}
+		}
+	}
+}
+
+func TestCursorRoundTrip(t *testing.T) {
+	t.Parallel()
+	c := Cursor{CreatedAt: time.Date(2025, 6, 1, 12, 0, 0, 123456000, time.UTC), ID: uuid.New()}
+	got, err := ParseCursor(c.String())
+	if err != nil || !got.CreatedAt.Equal(c.CreatedAt) || got.ID != c.ID {
+		t.Errorf("ParseCursor(%q) = %+v, %v; want %+v", c.String(), got, err, c)
+	}
+	for _, bad := range []string{"", "!!!", "bm90LWEtY3Vyc29y", "MTIzLm5vdC1hLXV1aWQ", c.String() + "="} {
+		if _, err := ParseCursor(bad); err == nil {
+			t.Errorf("ParseCursor(%q) accepted", bad)
+		}
+	}
+}
+
+func TestRequeue(t *testing.T) {
+	t.Parallel()
+	db := platformtest.NewDB(t)
+	s := NewStore(db)
+	ctx := context.Background()
+	msgs, err := s.Insert(ctx, slices.Repeat([]NewMessage{{AccountID: 1, Draft: draft("Acme", "+14155552671", "x")}}, 4))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 0: stuck (published, old, PENDING); 1: final; 2: still in the outbox; 3: recent.
+	if _, err := db.Exec(`DELETE FROM sms.outbox WHERE message_id <> $1`, msgs[2].ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`UPDATE sms.messages SET updated_at = now() - interval '1 hour' WHERE id = ANY($1::uuid[])`,
+		"{"+msgs[0].ID.String()+","+msgs[1].ID.String()+","+msgs[2].ID.String()+"}"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.ApplyReports(ctx, []DeliveryReport{{MessageID: msgs[1].ID, Status: StatusSent, ProcessedAt: time.Now()}}); err != nil {
+		t.Fatal(err)
+	}
+	r := NewRelay(db, nil, RelayConfig{Topic: "unused", Batch: 10, Interval: time.Second, RequeueAfter: 10 * time.Minute}, zerolog.Nop(), prometheus.NewRegistry())
+	n, err := r.Requeue(ctx)
+	if err != nil || n != 1 {
+		t.Fatalf("Requeue = %d, %v; want 1", n, err)
+	}
+	var queued []uuid.UUID
+	if err := db.Select(&queued, `SELECT message_id FROM sms.outbox ORDER BY id`); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(queued, []uuid.UUID{msgs[2].ID, msgs[0].ID}) {
+		t.Errorf("outbox %v, want the queued message and the stuck one", queued)
+	}
+	// The stuck message waits another period before it is queued again.
+	if n, err := r.Requeue(ctx); err != nil || n != 0 {
+		t.Errorf("second Requeue = %d, %v; want 0", n, err)
+	}
+}
+
+// newProducer returns a Kafka producer for brokers, closed with the test.
+func newProducer(tb testing.TB, brokers []string, opts ...kgo.Opt) *kgo.Client {
+	tb.Helper()
+	cl, err := platform.NewKafkaClient(brokers, zerolog.Nop(), append([]kgo.Opt{kgo.RequiredAcks(kgo.AllISRAcks())}, opts...)...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(cl.Close)
+	return cl
+}
+
+// consume reads n records of topic from the start.
+func consume(tb testing.TB, brokers []string, topic string, n int) []*kgo.Record {
+	tb.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var out []*kgo.Record
+	for len(out) < n {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			tb.Fatalf("read %d of %d records from %s: %v", len(out), n, topic, ctx.Err())
+		}
+		fs.EachError(func(t string, p int32, err error) { tb.Logf("fetch %s/%d: %v", t, p, err) })
+		out = append(out, fs.Records()...)
+	}
+	return out
+}
+
+func TestRelayPublishBatch(t *testing.T) {
+	t.Parallel()
+	topic := platformtest.UniqueTopic("sms.requests")
+	brokers := platformtest.KafkaBrokers(t, topic)
+	producer := newProducer(t, brokers)
+	ctx := context.Background()
+	if err := platform.EnsureTopics(ctx, producer, 3, 1, topic); err != nil {
+		t.Fatal(err)
+	}
+	db := platformtest.NewDB(t)
+	s := NewStore(db)
+	in := []NewMessage{
+		{AccountID: 1, Draft: draft("Acme", "+14155552671", "one")},
+		{AccountID: 1, Draft: draft("+442071838750", "+33123456789", "deux 😀")},
+		{AccountID: 2, Draft: draft("Acme", "+14155552671", strings200())},
+	}
+	msgs, err := s.Insert(ctx, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := NewRelay(db, producer, RelayConfig{Topic: topic, Batch: 2, Interval: time.Second, RequeueAfter: time.Hour}, zerolog.Nop(), prometheus.NewRegistry())
+	// Batch 2: two rounds publish everything, a third finds nothing.
+	for i, want := range []int{2, 1, 0} {
+		if n, err := r.PublishBatch(ctx); err != nil || n != want {
+			t.Fatalf("round %d: PublishBatch = %d, %v; want %d", i, n, err, want)
+		}
+	}
+	if n := count(t, db, "outbox"); n != 0 {
+		t.Errorf("%d outbox rows left after publishing", n)
+	}
+	byID := map[uuid.UUID]Message{}
+	for _, m := range msgs {
+		byID[m.ID] = m
+	}
+	for _, rec := range consume(t, brokers, topic, len(msgs)) {
+		var req SendRequest
+		if err := json.Unmarshal(rec.Value, &req); err != nil {
+			t.Fatalf("record value: %v", err)
+		}
+		m, ok := byID[req.MessageID]
+		if !ok {
+			t.Errorf("record for unknown message %s", req.MessageID)
+			continue
+		}
+		delete(byID, req.MessageID)
+		if string(rec.Key) != m.Recipient {
+			t.Errorf("record key %q, want the recipient %q", rec.Key, m.Recipient)
+		}
+		if req.Sender != m.Sender || req.Recipient != m.Recipient || req.Text != m.Text || req.Encoding != m.Encoding ||
+			req.Segments != m.Segments || !req.CreatedAt.Equal(m.CreatedAt) || req.Validate() != nil {
+			t.Errorf("record %+v for message %+v", req, m)
+		}
+		if len(rec.Headers) == 0 || rec.Headers[0].Key != "message_id" || string(rec.Headers[0].Value) != m.ID.String() {
+			t.Errorf("record headers %v, want message_id %s", rec.Headers, m.ID)
+		}
+	}
+	if len(byID) != 0 {
+		t.Errorf("%d messages never reached Kafka", len(byID))
+	}
+}
+
+func strings200() string {
+	b := make([]byte, 200)
+	for i := range b {
+		b[i] = 'a' + byte(i%26)
+	}
+	return string(b)
+}
+
+func TestRelayKeepsRowsWhenKafkaFails(t *testing.T) {
+	t.Parallel()
+	// These need a broker the test can break, so they run on kfake even
+	// when a real broker is configured.
+	ctx := context.Background()
+	setup := func(t *testing.T) (*sqlx.DB, []Message) {
+		db := platformtest.NewDB(t)
+		msgs, err := NewStore(db).Insert(ctx, slices.Repeat([]NewMessage{{AccountID: 1, Draft: draft("Acme", "+14155552671", "x")}}, 3))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return db, msgs
+	}
+	newCluster := func(t *testing.T, topic string) *kfake.Cluster {
+		c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, topic))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(c.Close)
+		return c
+	}
+	relay := func(db *sqlx.DB, p Producer, topic string) *Relay {
+		return NewRelay(db, p, RelayConfig{Topic: topic, Batch: 100, Interval: time.Second, RequeueAfter: time.Hour}, zerolog.Nop(), prometheus.NewRegistry())
+	}
+
+	t.Run("Kafka refuses the records", func(t *testing.T) {
+		t.Parallel()
+		db, msgs := setup(t)
+		c := newCluster(t, "requests")
+		var refuse atomic.Bool
+		refuse.Store(true)
+		c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+			c.KeepControl()
+			if !refuse.Load() {
+				return nil, nil, false
+			}
+			pr := req.(*kmsg.ProduceRequest)
+			resp := pr.ResponseKind().(*kmsg.ProduceResponse)
+			resp.Version = pr.Version
+			for _, rt := range pr.Topics {
+				topic := kmsg.NewProduceResponseTopic()
+				topic.Topic, topic.TopicID = rt.Topic, rt.TopicID
+				for _, rp := range rt.Partitions {
+					part := kmsg.NewProduceResponseTopicPartition()
+					part.Partition, part.ErrorCode = rp.Partition, kerr.InvalidRecord.Code // not retriable
+					topic.Partitions = append(topic.Partitions, part)
+				}
+				resp.Topics = append(resp.Topics, topic)
+			}
+			return resp, nil, true
+		})
+		r := relay(db, newProducer(t, c.ListenAddrs(), kgo.RecordDeliveryTimeout(2*time.Second)), "requests")
+		if n, err := r.PublishBatch(ctx); err == nil || n != 0 {
+			t.Fatalf("PublishBatch = %d, %v; want an error", n, err)
+		}
+		if n := count(t, db, "outbox"); n != len(msgs) {
+			t.Fatalf("%d outbox rows after a refused produce, want %d", n, len(msgs))
+		}
+		refuse.Store(false)
+		if n, err := r.PublishBatch(ctx); err != nil || n != len(msgs) {
+			t.Fatalf("PublishBatch once Kafka accepts = %d, %v; want %d", n, err, len(msgs))
+		}
+		if n := count(t, db, "outbox"); n != 0 {
+			t.Errorf("%d outbox rows left", n)
+		}
+	})
+	t.Run("Kafka is down", func(t *testing.T) {
+		t.Parallel()
+		db, msgs := setup(t)
+		down := newCluster(t, "requests")
+		p := newProducer(t, down.ListenAddrs(), kgo.RecordDeliveryTimeout(2*time.Second))
+		down.Close()
+		r := relay(db, p, "requests")
+		if n, err := r.PublishBatch(ctx); err == nil || n != 0 {
+			t.Fatalf("PublishBatch with Kafka down = %d, %v; want an error", n, err)
+		}
+		if n := count(t, db, "outbox"); n != len(msgs) {
+			t.Fatalf("%d outbox rows after a failed produce, want %d", n, len(msgs))
+		}
+		// Kafka is back: the rows go out.
+		up := newCluster(t, "requests")
+		r = relay(db, newProducer(t, up.ListenAddrs()), "requests")
+		if n, err := r.PublishBatch(ctx); err != nil || n != len(msgs) {
+			t.Fatalf("PublishBatch with Kafka back = %d, %v; want %d", n, err, len(msgs))
+		}
+		if got := consume(t, up.ListenAddrs(), "requests", len(msgs)); len(got) != len(msgs) {
+			t.Errorf("%d records, want %d", len(got), len(msgs))
+		}
+	})
+}
