@@ -1,10 +1,14 @@
 package e2e
 
 import (
+	"context"
 	"testing"
 
 	"github.com/google/uuid"
+	"github.com/jmoiron/sqlx"
 	"github.com/lib/pq"
+
+	"github.com/smsctl/smsctl/sms"
 )
 
 func mustUUID(t testing.TB, s string) uuid.UUID {
@@ -17,3 +21,22 @@ func mustUUID(t testing.TB, s string) uuid.UUID {
 }
 
 func pqArray(v []string) any { return pq.Array(v) }
+
+func openDBURL(t testing.TB, url string) *sqlx.DB {
+	t.Helper()
+	db, err := sqlx.Open("postgres", url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+func createKey(t testing.TB, db *sqlx.DB, account string) string {
+	t.Helper()
+	key, _, err := sms.NewKeys(db, 0).CreateKey(context.Background(), account)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key
+}

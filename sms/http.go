@@ -19,6 +19,11 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/smsctl/smsctl/platform"
 )
 
 // MaxBodyBytes is the largest request body accepted.
@@ -57,10 +62,13 @@ type HandlerConfig struct {
 	// RateLimit and RateBurst bound requests per API key.
 	RateLimit float64
 	RateBurst int
+	// Tracer records spans for applied reports; nil records nothing.
+	Tracer trace.TracerProvider
 }
 
 // Handler serves the SMS API.
 type Handler struct {
+	tracer  trace.Tracer
 	store   *Store
 	sender  Sender
 	backlog Backlog
@@ -81,8 +89,11 @@ type apiMetrics struct {
 
 // NewHandler returns the API handlers; metrics are registered on reg.
 func NewHandler(store *Store, sender Sender, backlog Backlog, auth Authenticator, cfg HandlerConfig, log zerolog.Logger, reg prometheus.Registerer) *Handler {
+	if cfg.Tracer == nil {
+		cfg.Tracer = noop.NewTracerProvider()
+	}
 	h := &Handler{store: store, sender: sender, backlog: backlog, auth: auth, cfg: cfg, log: log,
-		limits: newLimiter(cfg.RateLimit, cfg.RateBurst)}
+		limits: newLimiter(cfg.RateLimit, cfg.RateBurst), tracer: cfg.Tracer.Tracer("github.com/smsctl/smsctl/sms")}
 	h.metrics = apiMetrics{
 		accepted: prometheus.NewCounter(prometheus.CounterOpts{Name: "sms_accepted_total", Help: "Messages accepted (202) and committed."}),
 		sent:     prometheus.NewCounter(prometheus.CounterOpts{Name: "sms_sent_total", Help: "Messages that reached SENT."}),
@@ -228,7 +239,7 @@ func (h *Handler) send(c echo.Context) error {
 	if h.backlog != nil && h.backlog.Backlog() >= h.cfg.MaxBacklog {
 		return ErrBacklogFull
 	}
-	nm := NewMessage{AccountID: accountOf(c), Draft: draft}
+	nm := NewMessage{AccountID: accountOf(c), Draft: draft, Traceparent: platform.Traceparent(c.Request().Context())}
 	var msg Message
 	if key != "" {
 		var replayed bool
@@ -489,8 +500,21 @@ func (h *Handler) apply(ctx context.Context, reports []DeliveryReport) ([]Applie
 	if err != nil {
 		return nil, err
 	}
+	traces := make(map[uuid.UUID]string, len(reports))
+	for _, r := range reports {
+		if r.Traceparent != "" {
+			traces[r.MessageID] = r.Traceparent
+		}
+	}
 	now := time.Now()
 	for _, r := range res {
+		// The report joins its message's trace, linked to the batch request.
+		if tp, ok := traces[r.MessageID]; ok {
+			_, span := h.tracer.Start(platform.WithTraceparent(context.WithoutCancel(ctx), tp), "sms.apply_report",
+				trace.WithLinks(trace.LinkFromContext(ctx)),
+				trace.WithAttributes(attribute.String("message_id", r.MessageID.String()), attribute.String("outcome", string(r.Outcome))))
+			span.End()
+		}
 		switch r.Outcome {
 		case ReportApplied:
 			if r.CreatedAt != nil {

@@ -60,7 +60,7 @@ func NewServer(ctx context.Context, cfg config.API, log zerolog.Logger, tp trace
 	s.writer = NewWriter(s.store, 4, 500, s.relay.Wake)
 	keys := NewKeys(db, 5*time.Second)
 	h := NewHandler(s.store, s.writer, s.relay, keys, HandlerConfig{
-		InternalToken: cfg.InternalToken, MaxBacklog: cfg.OutboxMaxBacklog, RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst,
+		InternalToken: cfg.InternalToken, MaxBacklog: cfg.OutboxMaxBacklog, RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst, Tracer: tp,
 	}, log, reg)
 
 	e := platform.NewEcho(log, ProblemFor)

@@ -35,6 +35,9 @@ func NewStore(db *sqlx.DB) *Store {
 type NewMessage struct {
 	AccountID int64
 	Draft
+	// Traceparent is the trace of the request that accepted the message;
+	// the outbox keeps it so the Kafka record continues that trace.
+	Traceparent string
 }
 
 // newMessages builds the rows for drafts: ids are UUIDv7 so they sort by
@@ -65,7 +68,8 @@ WITH ins AS (
         AS u(id, account_id, sender, recipient, text, encoding, segments, created_at)
     RETURNING id, account_id, created_at
 ), outbox AS (
-    INSERT INTO sms.outbox (message_id, created_at) SELECT id, created_at FROM ins
+    INSERT INTO sms.outbox (message_id, created_at, traceparent)
+    SELECT ins.id, ins.created_at, t.tp FROM ins JOIN unnest($1::uuid[], $9::text[]) AS t(id, tp) ON t.id = ins.id
 )
 INSERT INTO sms.account_counters AS c (account_id, pending)
 SELECT account_id, count(*) FROM ins GROUP BY account_id ORDER BY account_id
@@ -75,7 +79,7 @@ type execer interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
 }
 
-func insertMessages(ctx context.Context, db execer, msgs []Message) error {
+func insertMessages(ctx context.Context, db execer, msgs []Message, traces []string) error {
 	n := len(msgs)
 	ids, accounts := make([]string, n), make([]int64, n)
 	senders, recipients, texts, encodings := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
@@ -86,7 +90,7 @@ func insertMessages(ctx context.Context, db execer, msgs []Message) error {
 		segments[i], created[i] = int64(m.Segments), m.CreatedAt.Format(time.RFC3339Nano)
 	}
 	_, err := db.ExecContext(ctx, insertSQL, pq.Array(ids), pq.Array(accounts), pq.Array(senders), pq.Array(recipients),
-		pq.Array(texts), pq.Array(encodings), pq.Array(segments), pq.Array(created))
+		pq.Array(texts), pq.Array(encodings), pq.Array(segments), pq.Array(created), pq.Array(traces))
 	if err != nil {
 		return storeErr("insert messages", err)
 	}
@@ -97,7 +101,11 @@ func insertMessages(ctx context.Context, db execer, msgs []Message) error {
 // one transaction and returns them.
 func (s *Store) Insert(ctx context.Context, in []NewMessage) ([]Message, error) {
 	msgs := newMessages(in)
-	if err := insertMessages(ctx, s.db, msgs); err != nil {
+	traces := make([]string, len(in))
+	for i, n := range in {
+		traces[i] = n.Traceparent
+	}
+	if err := insertMessages(ctx, s.db, msgs, traces); err != nil {
 		return nil, err
 	}
 	return msgs, nil
@@ -160,7 +168,7 @@ func (s *Store) InsertIdempotent(ctx context.Context, in NewMessage, key string)
 	case err != nil:
 		return Message{}, false, storeErr("claim idempotency key", err)
 	}
-	if err := insertMessages(ctx, tx, []Message{m}); err != nil {
+	if err := insertMessages(ctx, tx, []Message{m}, []string{in.Traceparent}); err != nil {
 		return Message{}, false, err
 	}
 	if err := tx.Commit(); err != nil {

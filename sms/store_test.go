@@ -112,7 +112,7 @@ func TestStoreInsertIsAtomic(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			db := platformtest.NewDB(t)
-			if err := insertMessages(ctx, db, tt.msgs()); err == nil {
+			if err := insertMessages(ctx, db, tt.msgs(), make([]string, len(tt.msgs()))); err == nil {
 				t.Fatal("the batch was stored")
 			} else if errors.Is(err, ErrUnavailable) {
 				t.Errorf("a refused row is reported as an outage: %v", err)
