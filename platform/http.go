@@ -12,6 +12,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Problem is an RFC 7807 problem document.
@@ -68,9 +69,12 @@ func accessLog(logger zerolog.Logger) echo.MiddlewareFunc {
 				c.Error(err)
 			}
 			status := c.Response().Status
-			ev := logger.Debug()
+			ev := logger.Info()
 			if status >= 500 {
 				ev = logger.Warn()
+			}
+			if sc := trace.SpanContextFromContext(c.Request().Context()); sc.IsValid() {
+				ev = ev.Str("trace_id", sc.TraceID().String())
 			}
 			ev.Str("request_id", requestID(c)).
 				Str("method", c.Request().Method).
@@ -109,7 +113,7 @@ func errorHandler(logger zerolog.Logger, mapper ProblemMapper) echo.HTTPErrorHan
 		if p.Status >= 500 {
 			logger.Error().Err(err).Str("request_id", requestID(c)).Str("route", c.Path()).Int("status", p.Status).Msg("request failed")
 		}
-		p.Instance = c.Request().URL.Path
+		p.Instance = c.Request().URL.EscapedPath()
 		p.RequestID = requestID(c)
 		if p.RetryAfter > 0 {
 			c.Response().Header().Set("Retry-After", fmt.Sprint(p.RetryAfter))

@@ -343,8 +343,8 @@ func checkProblem(tb testing.TB, sent *http.Request, r response) {
 		tb.Errorf("%v: problem status %d, HTTP status %d", r, p.Status, r.Status)
 	case p.Type == "" || p.Title == "" || p.Detail == "" || p.RequestID == "":
 		tb.Errorf("%v: problem lacks type, title, detail or request_id", r)
-	case p.Instance != sent.URL.Path:
-		tb.Errorf("%v: instance %q, want the request path %q", r, p.Instance, sent.URL.Path)
+	case p.Instance != sent.URL.EscapedPath():
+		tb.Errorf("%v: instance %q, want the request path %q", r, p.Instance, sent.URL.EscapedPath())
 	case p.Type == ProblemValidation && len(p.Violations) == 0:
 		tb.Errorf("%v: a validation problem without violations", r)
 	}

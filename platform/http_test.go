@@ -1,0 +1,54 @@
+package platform
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/rs/zerolog"
+)
+
+// TestServerLimits checks the limits that protect the server before any
+// handler runs: oversized headers are refused, and a client that sends its
+// headers too slowly (slowloris) is cut off.
+func TestServerLimits(t *testing.T) {
+	e := NewEcho(zerolog.Nop(), func(error) *Problem { return nil })
+	e.GET("/", func(c echo.Context) error { return c.String(http.StatusOK, "ok") })
+	l, err := NewHTTPListener("127.0.0.1:0", e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- l.Serve(ctx, time.Second) }()
+	defer func() { cancel(); <-done }()
+	url := "http://" + l.Addr().String() + "/"
+
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	req.Header.Set("X-Filler", strings.Repeat("x", 100<<10))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("100 KiB header: got %d, want 431", resp.StatusCode)
+	}
+
+	resp, err = http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("plain request: got %d, want 200", resp.StatusCode)
+	}
+
+	srv := NewHTTPServer(e)
+	if srv.ReadHeaderTimeout <= 0 || srv.ReadTimeout <= 0 || srv.WriteTimeout <= 0 || srv.IdleTimeout <= 0 {
+		t.Errorf("server timeouts not all set: %+v", srv)
+	}
+}
