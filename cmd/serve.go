@@ -57,6 +57,7 @@ func newServeAPI() *cobra.Command {
 				return err
 			}
 			defer flushTraces(stopTracing)
+			log.Info().Str("database", config.Redact(cfg.DatabaseURL)).Strs("brokers", cfg.Brokers).Str("http_addr", cfg.HTTPAddr).Msg("starting api")
 			srv, err := sms.NewServer(cmd.Context(), cfg, log, tp)
 			if err != nil {
 				return err
@@ -115,6 +116,7 @@ func newServeProcessor() *cobra.Command {
 				return err
 			}
 			defer flushTraces(stopTracing)
+			log.Info().Str("database", config.Redact(cfg.DatabaseURL)).Strs("brokers", cfg.Brokers).Str("api_url", cfg.APIURL).Msg("starting processor")
 			svc, err := processor.NewService(cmd.Context(), cfg, log, tp)
 			if err != nil {
 				return err

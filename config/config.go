@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net"
 	"net/url"
-	"strings"
 	"time"
 )
 
@@ -370,12 +369,4 @@ func Redact(raw string) string {
 		u.User = url.UserPassword(u.User.Username(), "xxxxx")
 	}
 	return u.String()
-}
-
-// Mask hides a secret except for its length class.
-func Mask(secret string) string {
-	if secret == "" {
-		return ""
-	}
-	return strings.Repeat("*", 8)
 }

@@ -1,0 +1,143 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/pflag"
+)
+
+func flags(d API) *pflag.FlagSet {
+	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
+	fs.String("config", "", "")
+	fs.String("log-level", d.Level, "")
+	fs.String("log-format", d.Format, "")
+	fs.StringSlice("kafka-brokers", d.Brokers, "")
+	fs.String("kafka-topic", d.Topic, "")
+	fs.String("http-addr", d.HTTPAddr, "")
+	fs.String("database-url", d.DatabaseURL, "")
+	fs.Duration("outbox-interval", d.OutboxInterval, "")
+	fs.Float64("rate-limit", d.RateLimit, "")
+	return fs
+}
+
+// TestLoadPrecedence: flags beat SMS_* variables, which beat the config
+// file, which beats the defaults.
+func TestLoadPrecedence(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "smsctl.yaml")
+	if err := os.WriteFile(file, []byte("http-addr: \":7000\"\nkafka-topic: from-file\nlog-level: warn\nrate-limit: 5\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("SMS_CONFIG", file)
+	t.Setenv("SMS_KAFKA_TOPIC", "from-env")
+	t.Setenv("SMS_HTTP_ADDR", ":7001")
+	t.Setenv("SMS_KAFKA_BROKERS", "a:1, b:2")
+	t.Setenv("SMS_OUTBOX_INTERVAL", "750ms")
+	fs := flags(DefaultAPI())
+	if err := fs.Parse([]string{"--http-addr", ":7002"}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultAPI()
+	if err := Load(fs, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	checks := []struct {
+		name      string
+		got, want any
+	}{
+		{"flag beats env and file", cfg.HTTPAddr, ":7002"},
+		{"env beats file", cfg.Topic, "from-env"},
+		{"file beats default", cfg.Level, "warn"},
+		{"file float", cfg.RateLimit, 5.0},
+		{"default kept", cfg.Format, "json"},
+		{"list from env, trimmed", strings.Join(cfg.Brokers, "|"), "a:1|b:2"},
+		{"duration from env", cfg.OutboxInterval, 750 * time.Millisecond},
+		{"unset key keeps the struct default", cfg.OutboxBatch, 1000},
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("%s: got %v, want %v", c.name, c.got, c.want)
+		}
+	}
+}
+
+func TestLoadBadValueNamesKey(t *testing.T) {
+	t.Setenv("SMS_OUTBOX_INTERVAL", "soon")
+	cfg := DefaultAPI()
+	err := Load(flags(cfg), &cfg)
+	if err == nil || !strings.Contains(err.Error(), "outbox-interval") {
+		t.Fatalf("got %v, want an error naming outbox-interval", err)
+	}
+}
+
+func TestLoadMissingFile(t *testing.T) {
+	t.Setenv("SMS_CONFIG", filepath.Join(t.TempDir(), "nope.yaml"))
+	cfg := DefaultAPI()
+	if err := Load(flags(cfg), &cfg); err == nil || !strings.Contains(err.Error(), "nope.yaml") {
+		t.Fatalf("got %v, want an error naming the file", err)
+	}
+}
+
+func TestValidateNamesEveryBadKey(t *testing.T) {
+	valid := DefaultAPI()
+	valid.Brokers = []string{"localhost:9092"}
+	valid.DatabaseURL = "postgres://u:p@localhost/db"
+	valid.InternalToken = strings.Repeat("t", 16)
+	if err := valid.Validate(); err != nil {
+		t.Fatalf("valid config refused: %v", err)
+	}
+	tests := []struct {
+		name string
+		edit func(*API)
+		key  string
+	}{
+		{"no brokers", func(c *API) { c.Brokers = nil }, "kafka-brokers"},
+		{"broker without port", func(c *API) { c.Brokers = []string{"localhost"} }, "kafka-brokers"},
+		{"mysql URL", func(c *API) { c.DatabaseURL = "mysql://x" }, "database-url"},
+		{"short token", func(c *API) { c.InternalToken = "short" }, "internal-token"},
+		{"bad addr", func(c *API) { c.HTTPAddr = "8080" }, "http-addr"},
+		{"bad level", func(c *API) { c.Level = "loud" }, "log-level"},
+		{"zero batch", func(c *API) { c.OutboxBatch = 0 }, "outbox-batch"},
+		{"negative rate", func(c *API) { c.RateLimit = -1 }, "rate-limit"},
+		{"same topics", func(c *API) { c.DLQTopic = c.Topic }, "kafka-dlq-topic"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := valid
+			tt.edit(&c)
+			err := c.Validate()
+			if err == nil || !strings.Contains(err.Error(), tt.key+":") {
+				t.Errorf("got %v, want an error naming %s", err, tt.key)
+			}
+		})
+	}
+}
+
+func TestProcessorValidate(t *testing.T) {
+	c := DefaultProcessor()
+	c.Brokers, c.SMSDatabaseURL, c.InternalToken = []string{"k:9092"}, "postgres://x@y/z", strings.Repeat("t", 16)
+	c = c.WithDefaults()
+	if c.DatabaseURL != c.SMSDatabaseURL {
+		t.Fatalf("processor database URL should default to database-url")
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatalf("valid config refused: %v", err)
+	}
+	c.SimMaxDelay, c.SimMinDelay, c.SimFailureRate = time.Second, 2*time.Second, 1.5
+	err := c.Validate()
+	for _, key := range []string{"sim-max-delay:", "sim-failure-rate:"} {
+		if err == nil || !strings.Contains(err.Error(), key) {
+			t.Errorf("got %v, want an error naming %s", err, key)
+		}
+	}
+}
+
+func TestRedact(t *testing.T) {
+	got := Redact("postgres://sms:secret@db:5432/sms?sslmode=disable")
+	if strings.Contains(got, "secret") || !strings.Contains(got, "sms:xxxxx@db") {
+		t.Errorf("Redact: %s", got)
+	}
+}
