@@ -1,0 +1,107 @@
+package e2e
+
+import (
+	"bufio"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/smsctl/smsctl/sms"
+)
+
+// TestMetricsAgreeWithDatabase runs a known load and checks that the
+// counters both roles export say what the database says.
+func TestMetricsAgreeWithDatabase(t *testing.T) {
+	p := newPlatform(t)
+	p.startAPI()
+	procAddr := freeAddr(t)
+	p.start("processor", "http://"+procAddr+"/readyz", []string{"SMS_PROCESSOR_HTTP_ADDR=" + procAddr,
+		"SMS_SIM_MIN_DELAY=0s", "SMS_SIM_MAX_DELAY=5ms", "SMS_SIM_FAILURE_RATE=0.4", "SMS_SIM_TRANSIENT_SHARE=0.5",
+		"SMS_MAX_ATTEMPTS=2", "SMS_RETRY_BACKOFF=5ms"}, "serve", "processor")
+	client := sms.NewClient("http://"+p.apiAddr, p.apiKey)
+	ctx := ctxTimeout(t, 2*time.Minute)
+	const n = 300
+	l := postLoad(ctx, client, n, 8)
+	if l.statuses[202] != n {
+		t.Fatalf("want %d × 202, got %v", n, l.statuses)
+	}
+	db := openDB(t, p)
+	waitAllFinal(t, db, time.Minute)
+	rows := finalCounts(t, db)
+	var exhausted int
+	if err := db.Get(&exhausted, `SELECT count(*) FROM sms.messages WHERE failure_reason LIKE 'exhausted:%'`); err != nil {
+		t.Fatal(err)
+	}
+	if rows["FAILED"] == 0 || exhausted == 0 {
+		t.Fatalf("the load produced no failures (%v, %d exhausted): the comparison would prove little", rows, exhausted)
+	}
+
+	// Reports are counted when acknowledged, a moment after the status changed.
+	var api, proc map[string]float64
+	eventually(t, 10*time.Second, "processor counted every report", func() (bool, string) {
+		api, proc = scrape(t, "http://"+p.apiAddr+"/metrics"), scrape(t, "http://"+procAddr+"/metrics")
+		return proc["sms_reports_sent_total"] == n, strconv.FormatFloat(proc["sms_reports_sent_total"], 'f', 0, 64)
+	})
+	checks := []struct {
+		metric string
+		got    float64
+		want   int
+	}{
+		{"api sms_accepted_total", api["sms_accepted_total"], n},
+		{"api sms_queued_total", api["sms_queued_total"], n},
+		{"api sms_sent_total", api["sms_sent_total"], rows["SENT"]},
+		{"api sms_failed_total", api["sms_failed_total"], rows["FAILED"]},
+		{"api sms_processing_duration_seconds_count", api["sms_processing_duration_seconds_count"], n},
+		{"processor sms_carrier_calls_total{delivered}", proc[`sms_carrier_calls_total{result="delivered"}`], rows["SENT"]},
+		{"processor sms_dlq_total", proc["sms_dlq_total"], exhausted},
+		{"processor sms_reports_waiting", proc["sms_reports_waiting"], 0},
+	}
+	for _, c := range checks {
+		if int(c.got) != c.want {
+			t.Errorf("%s = %v, the database says %d", c.metric, c.got, c.want)
+		}
+	}
+	if api[`http_requests_total{code="202",method="POST",route="/v1/messages"}`] != n {
+		t.Errorf("http_requests_total for 202 POSTs = %v, want %d", api[`http_requests_total{code="202",method="POST",route="/v1/messages"}`], n)
+	}
+	var kafka bool
+	for k := range api {
+		kafka = kafka || strings.HasPrefix(k, "kafka_")
+	}
+	if !kafka {
+		t.Error("no kafka_ client metrics (kprom) on the API")
+	}
+}
+
+// scrape reads a Prometheus text page: each series by its full name and
+// labels, and each metric name summed over its series.
+func scrape(t testing.TB, url string) map[string]float64 {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			continue
+		}
+		series := line[:i]
+		out[series] = v
+		if name, _, found := strings.Cut(series, "{"); found {
+			out[name] += v
+		}
+	}
+	return out
+}
