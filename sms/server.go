@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/plugin/kotel"
@@ -63,8 +62,9 @@ func NewServer(ctx context.Context, cfg config.API, log zerolog.Logger, tp trace
 		InternalToken: cfg.InternalToken, MaxBacklog: cfg.OutboxMaxBacklog, RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst, Tracer: tp,
 	}, log, reg)
 
+	httpMetrics := platform.HTTPMetrics(reg) // one set of series for both listeners
 	e := platform.NewEcho(log, ProblemFor)
-	e.Use(platform.HTTPMetrics(reg), platform.TraceHTTP(tp))
+	e.Use(httpMetrics, platform.TraceHTTP(tp))
 	platform.RegisterHealth(e,
 		map[string]platform.Check{"postgres": db.PingContext},
 		// Kafka being down doesn't stop the API from accepting: the outbox holds messages.
@@ -77,7 +77,7 @@ func NewServer(ctx context.Context, cfg config.API, log zerolog.Logger, tp trace
 	internal := e
 	if cfg.InternalAddr != "" {
 		internal = platform.NewEcho(log, ProblemFor)
-		internal.Use(platform.HTTPMetrics(prometheus.WrapRegistererWith(prometheus.Labels{"listener": "internal"}, reg)), platform.TraceHTTP(tp))
+		internal.Use(httpMetrics, platform.TraceHTTP(tp))
 	}
 	h.Register(e, internal)
 
