@@ -69,6 +69,7 @@ type HandlerConfig struct {
 // Handler serves the SMS API.
 type Handler struct {
 	tracer  trace.Tracer
+	phones  *PhoneCache
 	store   *Store
 	sender  Sender
 	backlog Backlog
@@ -93,7 +94,8 @@ func NewHandler(store *Store, sender Sender, backlog Backlog, auth Authenticator
 		cfg.Tracer = noop.NewTracerProvider()
 	}
 	h := &Handler{store: store, sender: sender, backlog: backlog, auth: auth, cfg: cfg, log: log,
-		limits: newLimiter(cfg.RateLimit, cfg.RateBurst), tracer: cfg.Tracer.Tracer("github.com/smsctl/smsctl/sms")}
+		limits: newLimiter(cfg.RateLimit, cfg.RateBurst), tracer: cfg.Tracer.Tracer("github.com/smsctl/smsctl/sms"),
+		phones: NewPhoneCache(100_000)}
 	h.metrics = apiMetrics{
 		accepted: prometheus.NewCounter(prometheus.CounterOpts{Name: "sms_accepted_total", Help: "Messages accepted (202) and committed."}),
 		sent:     prometheus.NewCounter(prometheus.CounterOpts{Name: "sms_sent_total", Help: "Messages that reached SENT."}),
@@ -221,7 +223,7 @@ func (h *Handler) send(c echo.Context) error {
 	if _, present := c.Request().Header["Idempotency-Key"]; present && (key == "" || len(key) > 255 || strings.IndexFunc(key, func(r rune) bool { return r < 0x21 || r > 0x7e }) >= 0) {
 		v.Add("Idempotency-Key", "must be 1 to 255 visible ASCII characters")
 	}
-	draft, err := in.Validate()
+	draft, err := in.ValidateWith(h.phones)
 	if err != nil {
 		var ve *ValidationError
 		if !errors.As(err, &ve) {

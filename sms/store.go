@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"sort"
 	"strconv"
 	"strings"
@@ -71,9 +72,15 @@ WITH ins AS (
     INSERT INTO sms.outbox (message_id, created_at, traceparent)
     SELECT ins.id, ins.created_at, t.tp FROM ins JOIN unnest($1::uuid[], $9::text[]) AS t(id, tp) ON t.id = ins.id
 )
-INSERT INTO sms.account_counters AS c (account_id, pending)
-SELECT account_id, count(*) FROM ins GROUP BY account_id ORDER BY account_id
-ON CONFLICT (account_id) DO UPDATE SET pending = c.pending + EXCLUDED.pending`
+INSERT INTO sms.account_counters AS c (account_id, shard, pending)
+SELECT account_id, $10, count(*) FROM ins GROUP BY account_id ORDER BY account_id
+ON CONFLICT (account_id, shard) DO UPDATE SET pending = c.pending + EXCLUDED.pending`
+
+// counterShards is how many counter rows each account's counts are spread
+// over, so that concurrent batches rarely wait on one another's row lock.
+const counterShards = 16
+
+func counterShard() int { return rand.IntN(counterShards) }
 
 type execer interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
@@ -90,7 +97,7 @@ func insertMessages(ctx context.Context, db execer, msgs []Message, traces []str
 		segments[i], created[i] = int64(m.Segments), m.CreatedAt.Format(time.RFC3339Nano)
 	}
 	_, err := db.ExecContext(ctx, insertSQL, pq.Array(ids), pq.Array(accounts), pq.Array(senders), pq.Array(recipients),
-		pq.Array(texts), pq.Array(encodings), pq.Array(segments), pq.Array(created), pq.Array(traces))
+		pq.Array(texts), pq.Array(encodings), pq.Array(segments), pq.Array(created), pq.Array(traces), counterShard())
 	if err != nil {
 		return storeErr("insert messages", err)
 	}
@@ -365,9 +372,11 @@ func (s *Store) count(ctx context.Context, accountID int64, status Status, phone
 // Stats returns the account's counts.
 func (s *Store) Stats(ctx context.Context, accountID int64) (Stats, error) {
 	var st Stats
-	err := s.db.QueryRowxContext(ctx, `SELECT pending, sent, failed FROM sms.account_counters WHERE account_id = $1`, accountID).
+	err := s.db.QueryRowxContext(ctx, `
+        SELECT COALESCE(sum(pending), 0), COALESCE(sum(sent), 0), COALESCE(sum(failed), 0)
+        FROM sms.account_counters WHERE account_id = $1`, accountID).
 		Scan(&st.PendingMessages, &st.SentMessages, &st.FailedMessages)
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+	if err != nil {
 		return Stats{}, storeErr("stats", err)
 	}
 	st.TotalMessages = st.PendingMessages + st.SentMessages + st.FailedMessages
@@ -389,10 +398,10 @@ WITH r AS (
     FROM r WHERE m.id = r.id AND m.status = 'PENDING'
     RETURNING m.id, m.account_id, m.status, m.failure_reason, m.created_at
 ), counted AS (
-    INSERT INTO sms.account_counters AS c (account_id, pending, sent, failed)
-    SELECT account_id, -count(*), count(*) FILTER (WHERE status = 'SENT'), count(*) FILTER (WHERE status = 'FAILED')
+    INSERT INTO sms.account_counters AS c (account_id, shard, pending, sent, failed)
+    SELECT account_id, $4, -count(*), count(*) FILTER (WHERE status = 'SENT'), count(*) FILTER (WHERE status = 'FAILED')
     FROM upd GROUP BY account_id ORDER BY account_id
-    ON CONFLICT (account_id) DO UPDATE
+    ON CONFLICT (account_id, shard) DO UPDATE
         SET pending = c.pending + EXCLUDED.pending, sent = c.sent + EXCLUDED.sent, failed = c.failed + EXCLUDED.failed
 )
 SELECT r.id, CASE WHEN upd.id IS NOT NULL THEN 'applied' WHEN m.id IS NOT NULL THEN 'duplicate' ELSE 'not_found' END AS outcome,
@@ -431,7 +440,7 @@ func (s *Store) ApplyReports(ctx context.Context, reports []DeliveryReport) ([]A
 		ids, statuses, reasons = append(ids, r.MessageID.String()), append(statuses, string(r.Status)), append(reasons, reason)
 	}
 	var out []AppliedReport
-	err := sqlx.SelectContext(ctx, s.db, &out, applySQL, pq.Array(ids), pq.Array(statuses), pq.Array(reasons))
+	err := sqlx.SelectContext(ctx, s.db, &out, applySQL, pq.Array(ids), pq.Array(statuses), pq.Array(reasons), counterShard())
 	if err != nil {
 		return nil, storeErr("apply reports", err)
 	}

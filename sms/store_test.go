@@ -28,7 +28,7 @@ import (
 // counters reads an account's counters row.
 func counters(tb testing.TB, db *sqlx.DB, account int64) (pending, sent, failed int64) {
 	tb.Helper()
-	err := db.QueryRow(`SELECT pending, sent, failed FROM sms.account_counters WHERE account_id = $1`, account).Scan(&pending, &sent, &failed)
+	err := db.QueryRow(`SELECT COALESCE(sum(pending),0), COALESCE(sum(sent),0), COALESCE(sum(failed),0) FROM sms.account_counters WHERE account_id = $1`, account).Scan(&pending, &sent, &failed)
 	if err != nil {
 		tb.Fatalf("counters of account %d: %v", account, err)
 	}

@@ -228,18 +228,22 @@ func jsonKind(goKind string) string {
 
 // Validate checks every field at once and returns the normalized draft, or
 // a *ValidationError listing all violations.
-func (in SendInput) Validate() (Draft, error) {
+func (in SendInput) Validate() (Draft, error) { return in.ValidateWith(nil) }
+
+// ValidateWith is Validate with normalized numbers remembered in phones
+// (nil remembers nothing).
+func (in SendInput) ValidateWith(phones *PhoneCache) (Draft, error) {
 	var v ValidationError
 	d := Draft{Text: in.Text}
 	var err error
 	if strings.TrimSpace(in.Sender) == "" {
 		v.Add("sender", "required")
-	} else if d.Sender, err = NormalizeSender(in.Sender); err != nil {
+	} else if d.Sender, err = phones.Sender(in.Sender); err != nil {
 		v.Add("sender", err.Error())
 	}
 	if strings.TrimSpace(in.Recipient) == "" {
 		v.Add("recipient", "required")
-	} else if d.Recipient, err = NormalizePhone(in.Recipient); err != nil {
+	} else if d.Recipient, err = phones.Phone(in.Recipient); err != nil {
 		v.Add("recipient", err.Error())
 	}
 	if msg := validateText(in.Text); msg != "" {
