@@ -146,15 +146,6 @@ func NewHTTPServer(handler http.Handler) *http.Server {
 	}
 }
 
-// Listen opens a TCP listener; addr ":0" picks a free port.
-func Listen(addr string) (net.Listener, error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("listen on %s: %w", addr, err)
-	}
-	return ln, nil
-}
-
 // Serve runs srv on ln until ctx ends, then shuts it down gracefully within
 // timeout: it stops accepting and lets requests in flight finish.
 func Serve(ctx context.Context, srv *http.Server, ln net.Listener, timeout time.Duration) error {
