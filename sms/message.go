@@ -47,6 +47,12 @@ type Message struct {
 	UpdatedAt     time.Time `json:"updated_at" db:"updated_at"`
 }
 
+// SendRequest is what the processor is asked to deliver for m.
+func (m Message) SendRequest() SendRequest {
+	return SendRequest{MessageID: m.ID, Sender: m.Sender, Recipient: m.Recipient, Text: m.Text,
+		Encoding: m.Encoding, Segments: m.Segments, CreatedAt: m.CreatedAt}
+}
+
 // SendRequest is the Kafka record value on the requests topic: everything
 // the processor needs to deliver one message. The record key is the recipient.
 type SendRequest struct {

@@ -2,7 +2,6 @@ package sms
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"sync/atomic"
@@ -135,15 +134,11 @@ func (r *Relay) flush(ctx context.Context) {
 }
 
 type outboxRow struct {
-	OutboxID    int64     `db:"outbox_id"`
+	OutboxID    int64     `db:"id"`
+	MessageID   uuid.UUID `db:"message_id"`
 	Traceparent string    `db:"traceparent"`
-	MessageID   uuid.UUID `db:"id"`
-	Sender      string    `db:"sender"`
-	Recipient   string    `db:"recipient"`
-	Text        string    `db:"text"`
-	Encoding    Encoding  `db:"encoding"`
-	Segments    int       `db:"segments"`
-	CreatedAt   time.Time `db:"created_at"`
+	Key         string    `db:"record_key"`
+	Payload     string    `db:"payload"`
 }
 
 // PublishBatch publishes up to one batch of entries and returns how many.
@@ -157,9 +152,8 @@ func (r *Relay) PublishBatch(ctx context.Context) (int, error) {
 	defer func() { _ = tx.Rollback() }()
 	var rows []outboxRow
 	err = tx.SelectContext(ctx, &rows, `
-        SELECT o.id AS outbox_id, o.traceparent, m.id, m.sender, m.recipient, m.text, m.encoding, m.segments, m.created_at
-        FROM (SELECT id, message_id, traceparent FROM sms.outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) o
-        JOIN sms.messages m ON m.id = o.message_id`, r.cfg.Batch)
+        SELECT id, message_id, traceparent, record_key, payload FROM sms.outbox
+        ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED`, r.cfg.Batch)
 	if err != nil {
 		return 0, storeErr("claim outbox", err)
 	}
@@ -169,16 +163,9 @@ func (r *Relay) PublishBatch(ctx context.Context) (int, error) {
 	records := make([]*kgo.Record, len(rows))
 	ids := make([]int64, len(rows))
 	for i, row := range rows {
-		value, err := json.Marshal(SendRequest{
-			MessageID: row.MessageID, Sender: row.Sender, Recipient: row.Recipient, Text: row.Text,
-			Encoding: row.Encoding, Segments: row.Segments, CreatedAt: row.CreatedAt,
-		})
-		if err != nil {
-			return 0, fmt.Errorf("encode send request: %w", err)
-		}
 		// The record continues the trace of the POST that accepted it; the
 		// client's kotel hook puts the context in the record's headers.
-		rec := &kgo.Record{Topic: r.cfg.Topic, Key: []byte(row.Recipient), Value: value,
+		rec := &kgo.Record{Topic: r.cfg.Topic, Key: []byte(row.Key), Value: []byte(row.Payload),
 			Context: platform.WithTraceparent(ctx, row.Traceparent),
 			Headers: []kgo.RecordHeader{{Key: "message_id", Value: []byte(row.MessageID.String())}}}
 		records[i], ids[i] = rec, row.OutboxID
@@ -252,16 +239,19 @@ func (r *Relay) requeueLoop(ctx context.Context) {
 func (r *Relay) Requeue(ctx context.Context) (int64, error) {
 	res, err := r.db.ExecContext(ctx, `
         WITH stuck AS (
-            UPDATE sms.messages SET updated_at = now()
+            UPDATE sms.messages m SET updated_at = now()
             WHERE id IN (
                 SELECT id FROM sms.messages
                 WHERE status = 'PENDING' AND updated_at < now() - $1::interval
                     AND NOT EXISTS (SELECT 1 FROM sms.outbox o WHERE o.message_id = sms.messages.id)
                 ORDER BY updated_at LIMIT 1000 FOR UPDATE SKIP LOCKED)
             AND status = 'PENDING'
-            RETURNING id
+            RETURNING m.id, m.sender, m.recipient, m.text, m.encoding, m.segments, m.created_at
         )
-        INSERT INTO sms.outbox (message_id) SELECT id FROM stuck`,
+        INSERT INTO sms.outbox (message_id, record_key, payload)
+        SELECT id, recipient, json_build_object('message_id', id, 'sender', sender, 'recipient', recipient, 'text', text,
+            'encoding', encoding, 'segments', segments, 'created_at', created_at)::text
+        FROM stuck`,
 		fmt.Sprintf("%d milliseconds", r.cfg.RequeueAfter.Milliseconds()))
 	if err != nil {
 		return 0, storeErr("requeue", err)

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"database/sql"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -69,8 +70,8 @@ WITH ins AS (
         AS u(id, account_id, sender, recipient, text, encoding, segments, created_at)
     RETURNING id, account_id, created_at
 ), outbox AS (
-    INSERT INTO sms.outbox (message_id, created_at, traceparent)
-    SELECT ins.id, ins.created_at, t.tp FROM ins JOIN unnest($1::uuid[], $9::text[]) AS t(id, tp) ON t.id = ins.id
+    INSERT INTO sms.outbox (message_id, created_at, traceparent, record_key, payload)
+    SELECT * FROM unnest($1::uuid[], $8::timestamptz[], $9::text[], $4::text[], $11::text[])
 )
 INSERT INTO sms.account_counters AS c (account_id, shard, pending)
 SELECT account_id, $10, count(*) FROM ins GROUP BY account_id ORDER BY account_id
@@ -90,14 +91,19 @@ func insertMessages(ctx context.Context, db execer, msgs []Message, traces []str
 	n := len(msgs)
 	ids, accounts := make([]string, n), make([]int64, n)
 	senders, recipients, texts, encodings := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-	segments, created := make([]int64, n), make([]string, n)
+	segments, created, payloads := make([]int64, n), make([]string, n), make([]string, n)
 	for i, m := range msgs {
 		ids[i], accounts[i] = m.ID.String(), m.AccountID
 		senders[i], recipients[i], texts[i], encodings[i] = m.Sender, m.Recipient, m.Text, string(m.Encoding)
 		segments[i], created[i] = int64(m.Segments), m.CreatedAt.Format(time.RFC3339Nano)
+		payload, err := json.Marshal(m.SendRequest())
+		if err != nil {
+			return fmt.Errorf("encode send request: %w", err)
+		}
+		payloads[i] = string(payload)
 	}
 	_, err := db.ExecContext(ctx, insertSQL, pq.Array(ids), pq.Array(accounts), pq.Array(senders), pq.Array(recipients),
-		pq.Array(texts), pq.Array(encodings), pq.Array(segments), pq.Array(created), pq.Array(traces), counterShard())
+		pq.Array(texts), pq.Array(encodings), pq.Array(segments), pq.Array(created), pq.Array(traces), counterShard(), pq.Array(payloads))
 	if err != nil {
 		return storeErr("insert messages", err)
 	}
