@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -26,11 +27,30 @@ import (
 // schema sms.
 type Store struct {
 	db *sqlx.DB
+
+	mu    sync.Mutex
+	stmts map[string]*sql.Stmt
 }
 
 // NewStore returns a store on db.
 func NewStore(db *sqlx.DB) *Store {
-	return &Store{db: db}
+	return &Store{db: db, stmts: make(map[string]*sql.Stmt)}
+}
+
+// prepared returns query prepared once for the pool: the hot statements
+// are planned once per connection instead of once per batch.
+func (s *Store) prepared(ctx context.Context, query string) (*sql.Stmt, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if st, ok := s.stmts[query]; ok {
+		return st, nil
+	}
+	st, err := s.db.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, storeErr("prepare", err)
+	}
+	s.stmts[query] = st
+	return st, nil
 }
 
 // NewMessage is a validated draft ready to be stored for an account.
@@ -83,11 +103,12 @@ const counterShards = 16
 
 func counterShard() int { return rand.IntN(counterShards) }
 
-type execer interface {
-	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+// stmtExecer runs a prepared statement: *sql.Stmt, alone or in a transaction.
+type stmtExecer interface {
+	ExecContext(ctx context.Context, args ...any) (sql.Result, error)
 }
 
-func insertMessages(ctx context.Context, db execer, msgs []Message, traces []string) error {
+func insertMessages(ctx context.Context, insert stmtExecer, msgs []Message, traces []string) error {
 	n := len(msgs)
 	ids, accounts := make([]string, n), make([]int64, n)
 	senders, recipients, texts, encodings := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
@@ -102,7 +123,7 @@ func insertMessages(ctx context.Context, db execer, msgs []Message, traces []str
 		}
 		payloads[i] = string(payload)
 	}
-	_, err := db.ExecContext(ctx, insertSQL, pq.Array(ids), pq.Array(accounts), pq.Array(senders), pq.Array(recipients),
+	_, err := insert.ExecContext(ctx, pq.Array(ids), pq.Array(accounts), pq.Array(senders), pq.Array(recipients),
 		pq.Array(texts), pq.Array(encodings), pq.Array(segments), pq.Array(created), pq.Array(traces), counterShard(), pq.Array(payloads))
 	if err != nil {
 		return storeErr("insert messages", err)
@@ -118,7 +139,11 @@ func (s *Store) Insert(ctx context.Context, in []NewMessage) ([]Message, error) 
 	for i, n := range in {
 		traces[i] = n.Traceparent
 	}
-	if err := insertMessages(ctx, s.db, msgs, traces); err != nil {
+	insert, err := s.prepared(ctx, insertSQL)
+	if err != nil {
+		return nil, err
+	}
+	if err := insertMessages(ctx, insert, msgs, traces); err != nil {
 		return nil, err
 	}
 	return msgs, nil
@@ -181,7 +206,11 @@ func (s *Store) InsertIdempotent(ctx context.Context, in NewMessage, key string)
 	case err != nil:
 		return Message{}, false, storeErr("claim idempotency key", err)
 	}
-	if err := insertMessages(ctx, tx, []Message{m}, []string{in.Traceparent}); err != nil {
+	insert, err := s.prepared(ctx, insertSQL)
+	if err != nil {
+		return Message{}, false, err
+	}
+	if err := insertMessages(ctx, tx.StmtContext(ctx, insert), []Message{m}, []string{in.Traceparent}); err != nil {
 		return Message{}, false, err
 	}
 	if err := tx.Commit(); err != nil {
@@ -446,8 +475,15 @@ func (s *Store) ApplyReports(ctx context.Context, reports []DeliveryReport) ([]A
 		ids, statuses, reasons = append(ids, r.MessageID.String()), append(statuses, string(r.Status)), append(reasons, reason)
 	}
 	var out []AppliedReport
-	err := sqlx.SelectContext(ctx, s.db, &out, applySQL, pq.Array(ids), pq.Array(statuses), pq.Array(reasons), counterShard())
+	apply, err := s.prepared(ctx, applySQL)
 	if err != nil {
+		return nil, err
+	}
+	rows, err := apply.QueryContext(ctx, pq.Array(ids), pq.Array(statuses), pq.Array(reasons), counterShard())
+	if err != nil {
+		return nil, storeErr("apply reports", err)
+	}
+	if err := sqlx.StructScan(rows, &out); err != nil {
 		return nil, storeErr("apply reports", err)
 	}
 	return out, nil

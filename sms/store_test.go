@@ -112,7 +112,11 @@ func TestStoreInsertIsAtomic(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			db := platformtest.NewDB(t)
-			if err := insertMessages(ctx, db, tt.msgs(), make([]string, len(tt.msgs()))); err == nil {
+			insert, err := NewStore(db).prepared(ctx, insertSQL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := insertMessages(ctx, insert, tt.msgs(), make([]string, len(tt.msgs()))); err == nil {
 				t.Fatal("the batch was stored")
 			} else if errors.Is(err, ErrUnavailable) {
 				t.Errorf("a refused row is reported as an outage: %v", err)
