@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -68,4 +69,34 @@ func IsUnavailable(err error) bool {
 func IsUniqueViolation(err error) bool {
 	var pqErr *pq.Error
 	return errors.As(err, &pqErr) && pqErr.Code == "23505"
+}
+
+// Statements prepares each query once for a pool; database/sql then
+// prepares it on each connection as needed. Worth it for statements that
+// cost more to plan than to run, like the batch CTEs.
+type Statements struct {
+	db *sqlx.DB
+
+	mu sync.Mutex
+	m  map[string]*sqlx.Stmt
+}
+
+// NewStatements returns an empty statement cache for db.
+func NewStatements(db *sqlx.DB) *Statements {
+	return &Statements{db: db, m: make(map[string]*sqlx.Stmt)}
+}
+
+// Get returns query prepared.
+func (s *Statements) Get(ctx context.Context, query string) (*sqlx.Stmt, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if st, ok := s.m[query]; ok {
+		return st, nil
+	}
+	st, err := s.db.PreparexContext(ctx, query)
+	if err != nil {
+		return nil, fmt.Errorf("prepare: %w", err)
+	}
+	s.m[query] = st
+	return st, nil
 }

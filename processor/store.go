@@ -9,16 +9,24 @@ import (
 	"github.com/jmoiron/sqlx"
 	"github.com/lib/pq"
 
+	"github.com/smsctl/smsctl/platform"
 	"github.com/smsctl/smsctl/sms"
 )
 
 // Store keeps delivery outcomes in PostgreSQL schema processor.
 type Store struct {
-	db *sqlx.DB
+	db    *sqlx.DB
+	stmts *platform.Statements
 }
 
 // NewStore returns a store on db.
-func NewStore(db *sqlx.DB) *Store { return &Store{db: db} }
+func NewStore(db *sqlx.DB) *Store { return &Store{db: db, stmts: platform.NewStatements(db)} }
+
+const recordSQL = `
+        INSERT INTO processor.deliveries (message_id, status, failure_reason, attempts, processed_at, traceparent)
+        SELECT id, status, NULLIF(reason, ''), attempts, at, tp
+        FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::timestamptz[], $6::text[]) AS u(id, status, reason, attempts, at, tp)
+        ON CONFLICT (message_id) DO NOTHING`
 
 // Outcome is the recorded result of delivering one message.
 type Outcome struct {
@@ -61,11 +69,11 @@ func (s *Store) Record(ctx context.Context, outs []Outcome) error {
 			reasons[i] = *o.FailureReason
 		}
 	}
-	_, err := s.db.ExecContext(ctx, `
-        INSERT INTO processor.deliveries (message_id, status, failure_reason, attempts, processed_at, traceparent)
-        SELECT id, status, NULLIF(reason, ''), attempts, at, tp
-        FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::timestamptz[], $6::text[]) AS u(id, status, reason, attempts, at, tp)
-        ON CONFLICT (message_id) DO NOTHING`,
+	record, err := s.stmts.Get(ctx, recordSQL)
+	if err != nil {
+		return fmt.Errorf("record outcomes: %w", err)
+	}
+	_, err = record.ExecContext(ctx,
 		pq.Array(ids), pq.Array(statuses), pq.Array(reasons), pq.Array(attempts), pq.Array(at), pq.Array(traces))
 	if err != nil {
 		return fmt.Errorf("record outcomes: %w", err)

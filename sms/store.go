@@ -13,7 +13,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -26,30 +25,22 @@ import (
 // Store keeps messages, their outbox entries and counters in PostgreSQL
 // schema sms.
 type Store struct {
-	db *sqlx.DB
-
-	mu    sync.Mutex
-	stmts map[string]*sql.Stmt
+	db    *sqlx.DB
+	stmts *platform.Statements
 }
 
 // NewStore returns a store on db.
 func NewStore(db *sqlx.DB) *Store {
-	return &Store{db: db, stmts: make(map[string]*sql.Stmt)}
+	return &Store{db: db, stmts: platform.NewStatements(db)}
 }
 
-// prepared returns query prepared once for the pool: the hot statements
-// are planned once per connection instead of once per batch.
-func (s *Store) prepared(ctx context.Context, query string) (*sql.Stmt, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if st, ok := s.stmts[query]; ok {
-		return st, nil
-	}
-	st, err := s.db.PrepareContext(ctx, query)
+// prepared returns a hot statement, planned once per connection instead of
+// once per batch.
+func (s *Store) prepared(ctx context.Context, query string) (*sqlx.Stmt, error) {
+	st, err := s.stmts.Get(ctx, query)
 	if err != nil {
 		return nil, storeErr("prepare", err)
 	}
-	s.stmts[query] = st
 	return st, nil
 }
 
@@ -210,7 +201,7 @@ func (s *Store) InsertIdempotent(ctx context.Context, in NewMessage, key string)
 	if err != nil {
 		return Message{}, false, err
 	}
-	if err := insertMessages(ctx, tx.StmtContext(ctx, insert), []Message{m}, []string{in.Traceparent}); err != nil {
+	if err := insertMessages(ctx, tx.StmtxContext(ctx, insert), []Message{m}, []string{in.Traceparent}); err != nil {
 		return Message{}, false, err
 	}
 	if err := tx.Commit(); err != nil {
@@ -479,11 +470,7 @@ func (s *Store) ApplyReports(ctx context.Context, reports []DeliveryReport) ([]A
 	if err != nil {
 		return nil, err
 	}
-	rows, err := apply.QueryContext(ctx, pq.Array(ids), pq.Array(statuses), pq.Array(reasons), counterShard())
-	if err != nil {
-		return nil, storeErr("apply reports", err)
-	}
-	if err := sqlx.StructScan(rows, &out); err != nil {
+	if err := apply.SelectContext(ctx, &out, pq.Array(ids), pq.Array(statuses), pq.Array(reasons), counterShard()); err != nil {
 		return nil, storeErr("apply reports", err)
 	}
 	return out, nil
