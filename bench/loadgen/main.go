@@ -1,0 +1,59 @@
+// Command loadgen is the benchmark's measuring tool (bench/run.sh drives it).
+//
+//	loadgen run        open-loop load at a fixed offered rate; latency from each
+//	                   request's intended send time (no coordinated omission);
+//	                   optionally samples end-to-end progress while it runs
+//	loadgen lag        consumer-group lag: committed offsets vs end offsets (kadm)
+//	loadgen waitready  poll a /readyz URL every 5 ms; time since a given instant
+//	loadgen drain      wait until no message is PENDING; how long it took
+//	loadgen counts     stored messages per sender and by status (the loss check)
+//
+// Every subcommand prints its results as key=value lines on stdout, for the
+// script, and progress on stderr.
+package main
+
+import (
+	"fmt"
+	"os"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		usage()
+	}
+	var err error
+	args := os.Args[2:]
+	switch os.Args[1] {
+	case "run":
+		err = cmdRun(args)
+	case "lag":
+		err = cmdLag(args)
+	case "waitready":
+		err = cmdWaitReady(args)
+	case "drain":
+		err = cmdDrain(args)
+	case "counts":
+		err = cmdCounts(args)
+	default:
+		usage()
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "loadgen:", err)
+		os.Exit(1)
+	}
+}
+
+func usage() {
+	fmt.Fprintln(os.Stderr, "usage: loadgen run|lag|waitready|drain|counts [flags]  (-h for each)")
+	os.Exit(2)
+}
+
+// kv prints one result line.
+func kv(key string, value any) {
+	switch v := value.(type) {
+	case float64:
+		fmt.Printf("%s=%.3f\n", key, v)
+	default:
+		fmt.Printf("%s=%v\n", key, v)
+	}
+}
