@@ -1,6 +1,7 @@
 package sms
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -59,6 +60,10 @@ func ProblemFor(err error) *platform.Problem {
 	case errors.Is(err, ErrBacklogFull):
 		return &platform.Problem{Type: ProblemBacklog, Title: http.StatusText(http.StatusServiceUnavailable), Status: http.StatusServiceUnavailable,
 			Detail: "too many accepted messages are waiting for the queue; retry later", RetryAfter: 5}
+	case errors.Is(err, context.Canceled):
+		// The client went away; nobody reads this answer, and it is no error of ours.
+		return &platform.Problem{Type: platform.ProblemTypeBlank, Title: "Client Closed Request", Status: 499,
+			Detail: "the client closed the request"}
 	case errors.Is(err, ErrUnavailable):
 		return &platform.Problem{Type: platform.ProblemTypeBlank, Title: http.StatusText(http.StatusServiceUnavailable), Status: http.StatusServiceUnavailable,
 			Detail: "the message store is unavailable; retry later", RetryAfter: 1}
