@@ -423,8 +423,14 @@ func TestFaultGracefulShutdown(t *testing.T) {
 			t.Errorf("status %d during shutdown: %v", code, l.statuses)
 		}
 	}
+	// Refused connections, and keep-alive connections the server closed
+	// before reading the request on them ("server closed idle connection",
+	// EOF, reset), never reached a handler: stored == 202s above proves no
+	// request was cut off once taken.
 	for _, err := range l.errs {
-		if !errors.Is(err, syscall.ECONNREFUSED) && !strings.Contains(err.Error(), "EOF") && !strings.Contains(err.Error(), "connection reset") {
+		msg := err.Error()
+		if !errors.Is(err, syscall.ECONNREFUSED) && !strings.Contains(msg, "EOF") && !strings.Contains(msg, "connection reset") &&
+			!strings.Contains(msg, "server closed idle connection") {
 			t.Errorf("unexpected client error during shutdown: %v", err)
 		}
 	}
