@@ -90,6 +90,7 @@ func addProcessorFlags(cmd *cobra.Command) {
 	fs.Int("max-attempts", d.MaxAttempts, "carrier calls per message before it fails")
 	fs.Duration("retry-backoff", d.RetryBackoff, "first retry delay after a transient failure (doubles, with jitter)")
 	fs.Int("report-batch", d.ReportBatch, "delivery reports per request to the API")
+	fs.Int("report-concurrency", d.ReportConcurrency, "report requests in flight at once")
 	fs.Duration("shutdown-timeout", d.ShutdownTimeout, "time allowed for a graceful shutdown")
 }
 

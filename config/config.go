@@ -141,6 +141,8 @@ type Processor struct {
 	SimLedger bool `mapstructure:"sim-ledger"`
 	// ReportBatch is how many delivery reports go in one request to the API. Defaults to 500.
 	ReportBatch int `mapstructure:"report-batch"`
+	// ReportConcurrency is how many report requests may be in flight. Defaults to 4.
+	ReportConcurrency int `mapstructure:"report-concurrency"`
 	// ShutdownTimeout bounds the graceful shutdown. Defaults to 20s.
 	ShutdownTimeout time.Duration `mapstructure:"shutdown-timeout"`
 }
@@ -162,6 +164,7 @@ func DefaultProcessor() Processor {
 		MaxAttempts:       4,
 		RetryBackoff:      500 * time.Millisecond,
 		ReportBatch:       500,
+		ReportConcurrency: 4,
 		ShutdownTimeout:   20 * time.Second,
 	}
 }
@@ -204,6 +207,7 @@ func (c Processor) Validate() error {
 		positive("max-attempts", c.MaxAttempts),
 		positiveDuration("retry-backoff", c.RetryBackoff),
 		positive("report-batch", c.ReportBatch),
+		positive("report-concurrency", c.ReportConcurrency),
 		positiveDuration("shutdown-timeout", c.ShutdownTimeout),
 	)...)
 }

@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -27,6 +28,9 @@ type ReporterConfig struct {
 	Token string
 	// Batch is the most reports per request.
 	Batch int
+	// Concurrency is how many report requests may be in flight at once;
+	// each claims its own rows. Defaults to 1.
+	Concurrency int
 }
 
 // Reporter sends recorded outcomes to the API's batch delivery-report
@@ -78,8 +82,17 @@ func (r *Reporter) Wake() {
 	}
 }
 
-// Run reports until ctx ends, then makes one bounded last pass.
+// Run reports with Concurrency loops until ctx ends, then makes one
+// bounded last pass.
 func (r *Reporter) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	for range max(r.cfg.Concurrency, 1) {
+		wg.Go(func() { r.loop(ctx) })
+	}
+	wg.Wait()
+}
+
+func (r *Reporter) loop(ctx context.Context) {
 	backoff := time.Duration(0)
 	for {
 		n, err := r.ReportOnce(ctx)

@@ -41,7 +41,7 @@ func NewService(ctx context.Context, cfg config.Processor, log zerolog.Logger, t
 	if cfg.SimLedger {
 		sim.Ledger = db
 	}
-	reporter := NewReporter(store, ReporterConfig{APIURL: cfg.APIURL, Token: cfg.InternalToken, Batch: cfg.ReportBatch}, log, reg)
+	reporter := NewReporter(store, ReporterConfig{APIURL: cfg.APIURL, Token: cfg.InternalToken, Batch: cfg.ReportBatch, Concurrency: cfg.ReportConcurrency}, log, reg)
 	p, err := New(Config{
 		Brokers: cfg.Brokers, Topic: cfg.Topic, DLQTopic: cfg.DLQTopic, Group: cfg.Group,
 		MaxInFlight: cfg.MaxInFlight, MaxAttempts: cfg.MaxAttempts, RetryBackoff: cfg.RetryBackoff, DrainTimeout: cfg.ShutdownTimeout / 2,
