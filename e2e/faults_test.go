@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -452,4 +451,3 @@ func firstErrs(l *load) []error {
 	return l.errs
 }
 
-var _ = context.Background
