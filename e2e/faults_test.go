@@ -450,4 +450,3 @@ func firstErrs(l *load) []error {
 	}
 	return l.errs
 }
-
