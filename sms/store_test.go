@@ -428,6 +428,25 @@ func TestRequeue(t *testing.T) {
 	if !slices.Equal(queued, []uuid.UUID{msgs[2].ID, msgs[0].ID}) {
 		t.Errorf("outbox %v, want the queued message and the stuck one", queued)
 	}
+	// The re-queued record is built in SQL; the processor must read it as
+	// the record written at insert time.
+	var rec struct {
+		Key     string `db:"record_key"`
+		Payload string `db:"payload"`
+	}
+	if err := db.Get(&rec, `SELECT record_key, payload FROM sms.outbox WHERE message_id = $1`, msgs[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	var got SendRequest
+	if err := json.Unmarshal([]byte(rec.Payload), &got); err != nil {
+		t.Fatalf("re-queued payload %s is not a send request: %v", rec.Payload, err)
+	}
+	want := msgs[0].SendRequest()
+	if rec.Key != want.Recipient || got.Validate() != nil || got.MessageID != want.MessageID || got.Sender != want.Sender ||
+		got.Recipient != want.Recipient || got.Text != want.Text || got.Encoding != want.Encoding || got.Segments != want.Segments ||
+		!got.CreatedAt.Equal(want.CreatedAt) {
+		t.Errorf("re-queued record key %q %+v, want key %q %+v", rec.Key, got, want.Recipient, want)
+	}
 	// The stuck message waits another period before it is queued again.
 	if n, err := r.Requeue(ctx); err != nil || n != 0 {
 		t.Errorf("second Requeue = %d, %v; want 0", n, err)
