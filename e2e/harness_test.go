@@ -229,19 +229,7 @@ func tail(s string, n int) string {
 // eventually polls cond until it holds or the deadline passes.
 func eventually(t testing.TB, within time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	var last string
-	for {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		last = state
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not reached within %s (last state: %s)", what, within, last)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	platformtest.Eventually(t, within, 200*time.Millisecond, what, cond)
 }
 
 func ctxTimeout(t testing.TB, d time.Duration) context.Context {

@@ -27,21 +27,10 @@ import (
 // waitFor is how long tests wait for a condition before failing.
 const waitFor = 60 * time.Second
 
-// eventually polls cond until it holds or timeout passes; detail explains
-// the last failed check in the failure message.
+// eventually polls cond until it holds or timeout passes.
 func eventually(tb testing.TB, timeout time.Duration, what string, cond func() (ok bool, detail string)) {
 	tb.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ok, detail := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("%s: not reached within %v: %s", what, timeout, detail)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
+	platformtest.Eventually(tb, timeout, 25*time.Millisecond, what, cond)
 }
 
 // testLogger logs to stderr when SMS_TEST_LOG is set, else nowhere. It

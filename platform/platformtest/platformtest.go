@@ -146,3 +146,20 @@ func KafkaBrokers(tb testing.TB, topics ...string) []string {
 // UniqueTopic returns a topic name no other test uses, so tests can share
 // one real broker.
 func UniqueTopic(prefix string) string { return prefix + "." + randomHex(4) }
+
+// Eventually polls cond every interval until it holds, failing the test
+// with what and cond's last detail when within passes.
+func Eventually(tb testing.TB, within, interval time.Duration, what string, cond func() (ok bool, detail string)) {
+	tb.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		ok, detail := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("%s: not reached within %s (last state: %s)", what, within, detail)
+		}
+		time.Sleep(interval)
+	}
+}
