@@ -580,7 +580,7 @@ func (p *Processor) record(ctx context.Context) {
 		}
 		p.mu.Unlock()
 		if p.reporter != nil {
-			p.reporter.Wake()
+			p.reporter.Enqueue(outs)
 		}
 	}
 }

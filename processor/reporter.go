@@ -31,11 +31,19 @@ type ReporterConfig struct {
 	// Concurrency is how many report requests may be in flight at once;
 	// each claims its own rows. Defaults to 1.
 	Concurrency int
+	// StaleAfter is how old an unreported outcome must be before the
+	// sweep of the store picks it up; younger ones are on their way from
+	// memory. Defaults to 5s.
+	StaleAfter time.Duration
 }
 
 // Reporter sends recorded outcomes to the API's batch delivery-report
-// endpoint until each is acknowledged. A circuit breaker stops it from
-// hammering an API that is down; the outcomes wait in the store meanwhile.
+// endpoint until each is acknowledged. Outcomes just recorded are handed
+// over in memory (Enqueue), so the usual path costs the store one UPDATE;
+// a sweep of the store reports whatever memory lost: outcomes of a failed
+// request, of a previous run, or dropped because the queue was full. A
+// circuit breaker stops it from hammering an API that is down; the
+// outcomes wait in the store meanwhile.
 type Reporter struct {
 	store   *Store
 	cfg     ReporterConfig
@@ -43,6 +51,7 @@ type Reporter struct {
 	breaker *gobreaker.CircuitBreaker[struct{}]
 	log     zerolog.Logger
 	wake    chan struct{}
+	fresh   chan Outcome
 
 	reported     prometheus.Counter
 	failures     prometheus.Counter
@@ -51,7 +60,13 @@ type Reporter struct {
 
 // NewReporter returns a reporter; its metrics are registered on reg.
 func NewReporter(store *Store, cfg ReporterConfig, log zerolog.Logger, reg prometheus.Registerer) *Reporter {
+	cfg.Batch = max(cfg.Batch, 1)
+	cfg.Concurrency = max(cfg.Concurrency, 1)
+	if cfg.StaleAfter <= 0 {
+		cfg.StaleAfter = 5 * time.Second
+	}
 	r := &Reporter{
+		fresh: make(chan Outcome, 4*cfg.Batch*cfg.Concurrency),
 		store: store, cfg: cfg, log: log.With().Str("component", "reporter").Logger(),
 		client:   &http.Client{Timeout: 10 * time.Second},
 		wake:     make(chan struct{}, 1),
@@ -74,7 +89,7 @@ func NewReporter(store *Store, cfg ReporterConfig, log zerolog.Logger, reg prome
 	return r
 }
 
-// Wake tells the reporter that new outcomes were recorded.
+// Wake tells the reporter to sweep the store now.
 func (r *Reporter) Wake() {
 	select {
 	case r.wake <- struct{}{}:
@@ -82,11 +97,23 @@ func (r *Reporter) Wake() {
 	}
 }
 
+// Enqueue hands over outcomes that were just recorded. It never blocks:
+// what doesn't fit in the queue is left to the sweep.
+func (r *Reporter) Enqueue(outs []Outcome) {
+	for _, o := range outs {
+		select {
+		case r.fresh <- o:
+		default:
+			return
+		}
+	}
+}
+
 // Run reports with Concurrency loops until ctx ends, then makes one
 // bounded last pass.
 func (r *Reporter) Run(ctx context.Context) {
 	var wg sync.WaitGroup
-	for range max(r.cfg.Concurrency, 1) {
+	for range r.cfg.Concurrency {
 		wg.Go(func() { r.loop(ctx) })
 	}
 	wg.Wait()
@@ -94,15 +121,33 @@ func (r *Reporter) Run(ctx context.Context) {
 
 func (r *Reporter) loop(ctx context.Context) {
 	backoff := time.Duration(0)
+	batch := make([]Outcome, 0, r.cfg.Batch)
 	for {
-		n, err := r.ReportOnce(ctx)
+		var n int
+		var err error
+		if len(batch) == 0 {
+			select {
+			case o := <-r.fresh:
+				batch = append(batch, o)
+			default:
+			}
+		}
+		if len(batch) > 0 {
+			for len(batch) < r.cfg.Batch && len(r.fresh) > 0 {
+				batch = append(batch, <-r.fresh)
+			}
+			n, err = r.reportFresh(ctx, batch)
+			batch = batch[:0]
+		} else {
+			n, err = r.sweep(ctx, r.cfg.StaleAfter)
+		}
 		switch {
 		case err != nil && ctx.Err() == nil:
 			backoff = min(max(2*backoff, 100*time.Millisecond), 5*time.Second)
 			if !errors.Is(err, gobreaker.ErrOpenState) {
 				r.log.Warn().Err(err).Dur("retry_in", backoff).Msg("delivery reports not acknowledged; they stay queued")
 			}
-		case n == r.cfg.Batch:
+		case n == r.cfg.Batch || len(r.fresh) > 0:
 			backoff = 0
 			continue
 		default:
@@ -116,6 +161,11 @@ func (r *Reporter) loop(ctx context.Context) {
 		case <-ctx.Done():
 			r.flush(context.WithoutCancel(ctx))
 			return
+		case o := <-r.fresh:
+			if backoff > 0 {
+				time.Sleep(wait)
+			}
+			batch = append(batch, o)
 		case <-r.wake:
 			if backoff > 0 {
 				time.Sleep(wait)
@@ -123,6 +173,21 @@ func (r *Reporter) loop(ctx context.Context) {
 		case <-time.After(wait):
 		}
 	}
+}
+
+// reportFresh reports outcomes handed over in memory and marks them
+// reported. On failure they stay unreported in the store for the sweep.
+func (r *Reporter) reportFresh(ctx context.Context, outs []Outcome) (int, error) {
+	_, err := r.breaker.Execute(func() (struct{}, error) { return struct{}{}, r.post(ctx, outs) })
+	if err == nil {
+		err = r.store.MarkReported(ctx, outs)
+	}
+	if err != nil {
+		r.failures.Inc()
+		return 0, err
+	}
+	r.reported.Add(float64(len(outs)))
+	return len(outs), nil
 }
 
 func (r *Reporter) flush(ctx context.Context) {
@@ -136,9 +201,14 @@ func (r *Reporter) flush(ctx context.Context) {
 	}
 }
 
-// ReportOnce sends one batch of unreported outcomes and returns its size.
-func (r *Reporter) ReportOnce(ctx context.Context) (int, error) {
-	n, err := r.store.ReportBatch(ctx, r.cfg.Batch, func(outs []Outcome) error {
+// ReportOnce sends one batch of unreported outcomes from the store and
+// returns its size.
+func (r *Reporter) ReportOnce(ctx context.Context) (int, error) { return r.sweep(ctx, 0) }
+
+// sweep reports one batch of the store's unreported outcomes older than
+// olderThan.
+func (r *Reporter) sweep(ctx context.Context, olderThan time.Duration) (int, error) {
+	n, err := r.store.ReportBatch(ctx, r.cfg.Batch, olderThan, func(outs []Outcome) error {
 		_, err := r.breaker.Execute(func() (struct{}, error) { return struct{}{}, r.post(ctx, outs) })
 		return err
 	})

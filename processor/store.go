@@ -90,10 +90,10 @@ func (s *Store) Unreported(ctx context.Context) (int64, error) {
 	return n, nil
 }
 
-// ReportBatch claims up to limit unreported outcomes, lets send report
-// them, and marks them reported only if send succeeds. Other replicas skip
-// the claimed rows meanwhile.
-func (s *Store) ReportBatch(ctx context.Context, limit int, send func([]Outcome) error) (int, error) {
+// ReportBatch claims up to limit unreported outcomes recorded at least
+// olderThan ago, lets send report them, and marks them reported only if
+// send succeeds. Other replicas skip the claimed rows meanwhile.
+func (s *Store) ReportBatch(ctx context.Context, limit int, olderThan time.Duration, send func([]Outcome) error) (int, error) {
 	tx, err := s.db.BeginTxx(ctx, nil)
 	if err != nil {
 		return 0, fmt.Errorf("begin: %w", err)
@@ -102,7 +102,8 @@ func (s *Store) ReportBatch(ctx context.Context, limit int, send func([]Outcome)
 	var outs []Outcome
 	err = tx.SelectContext(ctx, &outs, `
         SELECT message_id, status, failure_reason, attempts, processed_at, traceparent FROM processor.deliveries
-        WHERE reported_at IS NULL ORDER BY processed_at LIMIT $1 FOR UPDATE SKIP LOCKED`, limit)
+        WHERE reported_at IS NULL AND processed_at <= now() - $2::interval
+        ORDER BY processed_at LIMIT $1 FOR UPDATE SKIP LOCKED`, limit, fmt.Sprintf("%d microseconds", olderThan.Microseconds()))
 	if err != nil {
 		return 0, fmt.Errorf("claim unreported: %w", err)
 	}
@@ -112,15 +113,30 @@ func (s *Store) ReportBatch(ctx context.Context, limit int, send func([]Outcome)
 	if err := send(outs); err != nil {
 		return 0, err
 	}
-	ids := make([]string, len(outs))
-	for i, o := range outs {
-		ids[i] = o.MessageID.String()
-	}
-	if _, err := tx.ExecContext(ctx, `UPDATE processor.deliveries SET reported_at = now() WHERE message_id = ANY($1::uuid[])`, pq.Array(ids)); err != nil {
-		return 0, fmt.Errorf("mark reported: %w", err)
+	if err := markReported(ctx, tx, outs); err != nil {
+		return 0, err
 	}
 	if err := tx.Commit(); err != nil {
 		return 0, fmt.Errorf("commit reported: %w", err)
 	}
 	return len(outs), nil
+}
+
+// MarkReported records that the API acknowledged outs.
+func (s *Store) MarkReported(ctx context.Context, outs []Outcome) error {
+	return markReported(ctx, s.db, outs)
+}
+
+// markReported looks the rows up by id only: a condition on reported_at
+// would let the planner read the whole unreported backlog through
+// deliveries_unreported instead.
+func markReported(ctx context.Context, db sqlx.ExecerContext, outs []Outcome) error {
+	ids := make([]string, len(outs))
+	for i, o := range outs {
+		ids[i] = o.MessageID.String()
+	}
+	if _, err := db.ExecContext(ctx, `UPDATE processor.deliveries SET reported_at = now() WHERE message_id = ANY($1::uuid[])`, pq.Array(ids)); err != nil {
+		return fmt.Errorf("mark reported: %w", err)
+	}
+	return nil
 }

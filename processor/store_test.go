@@ -188,7 +188,7 @@ func TestStoreReportBatch(t *testing.T) {
 			store := NewStore(db)
 			ids := insertOutcomes(t, store, tc.outcomes)
 			var sent []Outcome
-			n, err := store.ReportBatch(context.Background(), tc.limit, func(outs []Outcome) error {
+			n, err := store.ReportBatch(context.Background(), tc.limit, 0, func(outs []Outcome) error {
 				sent = append(sent, outs...)
 				return tc.sendErr
 			})
@@ -245,7 +245,7 @@ func TestStoreReportBatchClaimsDoNotOverlap(t *testing.T) {
 	release := make(chan struct{})
 	firstDone := make(chan error, 1)
 	go func() {
-		_, err := store.ReportBatch(context.Background(), 5, func(outs []Outcome) error {
+		_, err := store.ReportBatch(context.Background(), 5, 0, func(outs []Outcome) error {
 			claimed <- outs
 			<-release
 			return nil
@@ -263,7 +263,7 @@ func TestStoreReportBatchClaimsDoNotOverlap(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	var second []Outcome
-	n, err := store.ReportBatch(ctx, 5, func(outs []Outcome) error { second = outs; return nil })
+	n, err := store.ReportBatch(ctx, 5, 0, func(outs []Outcome) error { second = outs; return nil })
 	close(release)
 	if err != nil {
 		t.Fatalf("second ReportBatch while the first is sending: %v", err)
@@ -304,7 +304,7 @@ func TestStoreReportBatchConcurrent(t *testing.T) {
 	for range workers {
 		wg.Go(func() {
 			for {
-				n, err := store.ReportBatch(context.Background(), 7, func(outs []Outcome) error {
+				n, err := store.ReportBatch(context.Background(), 7, 0, func(outs []Outcome) error {
 					mu.Lock()
 					for _, o := range outs {
 						handed[o.MessageID]++
