@@ -363,3 +363,40 @@ func TestReporterCircuitBreaker(t *testing.T) {
 		t.Fatalf("API called %d times, want 6", got)
 	}
 }
+
+// TestReporterHandOver checks the usual path: outcomes handed over in
+// memory reach the API and are marked reported, while the sweep, told to
+// wait an hour, reports nothing; and that an outcome whose report failed
+// is left unreported for the sweep.
+func TestReporterHandOver(t *testing.T) {
+	t.Parallel()
+	db := platformtest.NewDB(t)
+	store := NewStore(db)
+	api := newFakeAPI()
+	srv := httptest.NewServer(api)
+	defer srv.Close()
+	r := NewReporter(store, ReporterConfig{APIURL: srv.URL, Token: testToken, Batch: 10, Concurrency: 2, StaleAfter: time.Hour},
+		testLogger(), prometheus.NewRegistry())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { r.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	outs := recordMixed(t, store, 25)
+	r.Enqueue(outs)
+	platformtest.Eventually(t, 10*time.Second, 20*time.Millisecond, "hand-over reported and marked", func() (bool, string) {
+		left, err := store.Unreported(context.Background())
+		return err == nil && left == 0 && api.distinct() == len(outs), fmt.Sprintf("API has %d, unreported %d (%v)", api.distinct(), left, err)
+	})
+
+	api.down.Store(true)
+	before := api.calls.Load()
+	failed := recordMixed(t, store, 3)
+	r.Enqueue(failed)
+	platformtest.Eventually(t, 10*time.Second, 20*time.Millisecond, "a failed report tried", func() (bool, string) {
+		return api.calls.Load() > before, fmt.Sprintf("%d calls", api.calls.Load())
+	})
+	if left, err := store.Unreported(context.Background()); err != nil || left != 3 {
+		t.Errorf("Unreported after a failed hand-over = %d, %v; want 3 left for the sweep", left, err)
+	}
+}

@@ -29,7 +29,7 @@ func BenchmarkValidate(b *testing.B) {
 func BenchmarkWriter(b *testing.B) {
 	db := platformtest.NewDB(b)
 	store := NewStore(db)
-	w := NewWriter(store, 4, 500, nil)
+	w := NewWriter(store, 4, 500)
 	ctx, cancel := context.WithCancel(context.Background())
 	var running sync.WaitGroup
 	running.Go(func() { w.Run(ctx) })

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -28,21 +29,35 @@ type RelayConfig struct {
 	Topic string
 	// Batch is the most entries published per round.
 	Batch int
-	// Interval is how often the relay looks for work when nobody wakes it.
+	// Interval is how often the relay sweeps the outbox for entries that
+	// memory lost.
 	Interval time.Duration
 	// RequeueAfter re-queues messages PENDING for longer than this.
 	RequeueAfter time.Duration
+	// StaleAfter is how old an entry must be before the sweep publishes
+	// it; younger ones are on their way from memory. Defaults to 5s.
+	StaleAfter time.Duration
+	// Publishers is how many batches handed over in memory may be in
+	// flight to Kafka at once. Defaults to 2.
+	Publishers int
 }
 
 // Relay publishes outbox entries to Kafka and deletes them once Kafka has
-// acknowledged them. Several API replicas can run relays at once: each
-// claims its rows with FOR UPDATE SKIP LOCKED.
+// acknowledged them. The store hands over what it just committed (Enqueue),
+// so the usual path costs the database one DELETE; a sweep of the table
+// publishes whatever memory lost: entries of a failed produce, of a
+// previous run, dropped because the queue was full, or re-queued. Several
+// API replicas can run relays at once: the sweep claims its rows with
+// FOR UPDATE SKIP LOCKED. An entry may be published twice (a crash between
+// produce and delete, a slow hand-over overtaken by the sweep); the
+// processor recognizes a message it already handled.
 type Relay struct {
 	db       *sqlx.DB
 	producer Producer
 	cfg      RelayConfig
 	log      zerolog.Logger
 	wake     chan struct{}
+	fresh    chan OutboxEntry
 	backlog  atomic.Int64
 	metrics  relayMetrics
 }
@@ -57,7 +72,15 @@ type relayMetrics struct {
 
 // NewRelay returns a relay; its metrics are registered on reg.
 func NewRelay(db *sqlx.DB, producer Producer, cfg RelayConfig, log zerolog.Logger, reg prometheus.Registerer) *Relay {
-	r := &Relay{db: db, producer: producer, cfg: cfg, log: log.With().Str("component", "outbox").Logger(), wake: make(chan struct{}, 1)}
+	cfg.Batch = max(cfg.Batch, 1)
+	if cfg.StaleAfter <= 0 {
+		cfg.StaleAfter = 5 * time.Second
+	}
+	if cfg.Publishers <= 0 {
+		cfg.Publishers = 2
+	}
+	r := &Relay{db: db, producer: producer, cfg: cfg, log: log.With().Str("component", "outbox").Logger(),
+		wake: make(chan struct{}, 1), fresh: make(chan OutboxEntry, 4*cfg.Batch)}
 	r.metrics = relayMetrics{
 		published: prometheus.NewCounter(prometheus.CounterOpts{Name: "sms_queued_total", Help: "Messages published to Kafka by the outbox relay."}),
 		errors:    prometheus.NewCounter(prometheus.CounterOpts{Name: "sms_outbox_publish_errors_total", Help: "Outbox rounds that failed to publish."}),
@@ -70,11 +93,23 @@ func NewRelay(db *sqlx.DB, producer Producer, cfg RelayConfig, log zerolog.Logge
 	return r
 }
 
-// Wake tells the relay that new entries are waiting.
+// Wake tells the relay to sweep the outbox now.
 func (r *Relay) Wake() {
 	select {
 	case r.wake <- struct{}{}:
 	default:
+	}
+}
+
+// Enqueue hands over committed entries. It never blocks: what doesn't fit
+// in the queue is left to the sweep.
+func (r *Relay) Enqueue(entries []OutboxEntry) {
+	for _, e := range entries {
+		select {
+		case r.fresh <- e:
+		default:
+			return
+		}
 	}
 }
 
@@ -86,9 +121,93 @@ func (r *Relay) Backlog() int64 { return r.backlog.Load() }
 func (r *Relay) Run(ctx context.Context) {
 	go r.sample(ctx)
 	go r.requeueLoop(ctx)
+	var publishers sync.WaitGroup
+	for range r.cfg.Publishers {
+		publishers.Go(func() { r.publishLoop(ctx) })
+	}
+	r.sweepLoop(ctx)
+	publishers.Wait()
+	r.flush(context.WithoutCancel(ctx))
+}
+
+// publishLoop publishes entries handed over in memory.
+func (r *Relay) publishLoop(ctx context.Context) {
+	batch := make([]OutboxEntry, 0, r.cfg.Batch)
 	backoff := time.Duration(0)
 	for {
-		n, err := r.PublishBatch(ctx)
+		select {
+		case e := <-r.fresh:
+			batch = append(batch[:0], e)
+		case <-ctx.Done():
+			return
+		}
+		for len(batch) < r.cfg.Batch && len(r.fresh) > 0 {
+			batch = append(batch, <-r.fresh)
+		}
+		if err := r.publish(ctx, batch); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			r.metrics.errors.Inc()
+			backoff = min(max(2*backoff, 100*time.Millisecond), 5*time.Second)
+			r.log.Warn().Err(err).Int("entries", len(batch)).Dur("retry_in", backoff).Msg("outbox publish failed; entries stay queued")
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff + rand.N(backoff/4+1)):
+			}
+			continue
+		}
+		backoff = 0
+	}
+}
+
+// publish produces entries and deletes them from the outbox. If the delete
+// fails they stay and are published again later.
+func (r *Relay) publish(ctx context.Context, entries []OutboxEntry) error {
+	if err := r.produce(ctx, entries); err != nil {
+		return err
+	}
+	if err := deleteEntries(ctx, r.db, entries); err != nil {
+		return err
+	}
+	r.metrics.published.Add(float64(len(entries)))
+	return nil
+}
+
+func deleteEntries(ctx context.Context, db sqlx.ExecerContext, entries []OutboxEntry) error {
+	ids := make([]string, len(entries))
+	for i, e := range entries {
+		ids[i] = e.MessageID.String()
+	}
+	if _, err := db.ExecContext(ctx, `DELETE FROM sms.outbox WHERE message_id = ANY($1::uuid[])`, pq.Array(ids)); err != nil {
+		return storeErr("delete outbox entries", err)
+	}
+	return nil
+}
+
+func (r *Relay) produce(ctx context.Context, entries []OutboxEntry) error {
+	records := make([]*kgo.Record, len(entries))
+	for i, e := range entries {
+		// The record continues the trace of the POST that accepted it; the
+		// client's kotel hook puts the context in the record's headers.
+		records[i] = &kgo.Record{Topic: r.cfg.Topic, Key: []byte(e.Key), Value: []byte(e.Payload),
+			Context: platform.WithTraceparent(ctx, e.Traceparent),
+			Headers: []kgo.RecordHeader{{Key: "message_id", Value: []byte(e.MessageID.String())}}}
+	}
+	produceCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if err := r.producer.ProduceSync(produceCtx, records...).FirstErr(); err != nil {
+		return fmt.Errorf("produce to %s: %w", r.cfg.Topic, err)
+	}
+	return nil
+}
+
+// sweepLoop publishes stale entries until ctx ends.
+func (r *Relay) sweepLoop(ctx context.Context) {
+	backoff := time.Duration(0)
+	for {
+		n, err := r.sweep(ctx, r.cfg.StaleAfter)
 		switch {
 		case err != nil && ctx.Err() == nil:
 			r.metrics.errors.Inc()
@@ -106,7 +225,6 @@ func (r *Relay) Run(ctx context.Context) {
 		}
 		select {
 		case <-ctx.Done():
-			r.flush(context.WithoutCancel(ctx))
 			return
 		case <-r.wake:
 			if backoff > 0 {
@@ -133,56 +251,55 @@ func (r *Relay) flush(ctx context.Context) {
 	}
 }
 
-type outboxRow struct {
-	OutboxID    int64     `db:"id"`
-	MessageID   uuid.UUID `db:"message_id"`
-	Traceparent string    `db:"traceparent"`
-	Key         string    `db:"record_key"`
-	Payload     string    `db:"payload"`
-}
+// PublishBatch publishes up to one batch of entries from the table, however
+// young, and returns how many.
+func (r *Relay) PublishBatch(ctx context.Context) (int, error) { return r.sweep(ctx, 0) }
 
-// PublishBatch publishes up to one batch of entries and returns how many.
-// The claim, the produce and the delete share one transaction: if Kafka
-// doesn't acknowledge, the rows are released and published later.
-func (r *Relay) PublishBatch(ctx context.Context) (int, error) {
+// sweep publishes up to one batch of entries for messages created at least
+// olderThan ago. The claim, the produce and the delete share one
+// transaction: if Kafka doesn't acknowledge, the rows are released and
+// published later.
+func (r *Relay) sweep(ctx context.Context, olderThan time.Duration) (int, error) {
 	tx, err := r.db.BeginTxx(ctx, nil)
 	if err != nil {
 		return 0, storeErr("begin", err)
 	}
 	defer func() { _ = tx.Rollback() }()
-	var rows []outboxRow
-	err = tx.SelectContext(ctx, &rows, `
-        SELECT id, message_id, traceparent, record_key, payload FROM sms.outbox
-        ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED`, r.cfg.Batch)
+	// Message ids are UUIDv7, ordered by creation time: the smallest id of
+	// the cut-off's millisecond bounds the range, so the scan stops at the
+	// first young entry instead of reading every entry in flight.
+	var entries []OutboxEntry
+	err = tx.SelectContext(ctx, &entries, `
+        SELECT message_id, traceparent, record_key, payload FROM sms.outbox
+        WHERE message_id < $2 ORDER BY message_id LIMIT $1 FOR UPDATE SKIP LOCKED`, r.cfg.Batch, uuidV7Floor(time.Now().Add(-olderThan)))
 	if err != nil {
 		return 0, storeErr("claim outbox", err)
 	}
-	if len(rows) == 0 {
+	if len(entries) == 0 {
 		return 0, nil
 	}
-	records := make([]*kgo.Record, len(rows))
-	ids := make([]int64, len(rows))
-	for i, row := range rows {
-		// The record continues the trace of the POST that accepted it; the
-		// client's kotel hook puts the context in the record's headers.
-		rec := &kgo.Record{Topic: r.cfg.Topic, Key: []byte(row.Key), Value: []byte(row.Payload),
-			Context: platform.WithTraceparent(ctx, row.Traceparent),
-			Headers: []kgo.RecordHeader{{Key: "message_id", Value: []byte(row.MessageID.String())}}}
-		records[i], ids[i] = rec, row.OutboxID
+	if err := r.produce(ctx, entries); err != nil {
+		return 0, err
 	}
-	produceCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	defer cancel()
-	if err := r.producer.ProduceSync(produceCtx, records...).FirstErr(); err != nil {
-		return 0, fmt.Errorf("produce to %s: %w", r.cfg.Topic, err)
-	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM sms.outbox WHERE id = ANY($1)`, pq.Array(ids)); err != nil {
-		return 0, storeErr("delete outbox entries", err)
+	if err := deleteEntries(ctx, tx, entries); err != nil {
+		return 0, err
 	}
 	if err := tx.Commit(); err != nil {
 		return 0, storeErr("commit outbox", err)
 	}
-	r.metrics.published.Add(float64(len(rows)))
-	return len(rows), nil
+	r.metrics.published.Add(float64(len(entries)))
+	return len(entries), nil
+}
+
+// uuidV7Floor is the smallest UUIDv7 of t's millisecond (RFC 9562: the
+// first 48 bits are the Unix time in milliseconds).
+func uuidV7Floor(t time.Time) string {
+	var u uuid.UUID
+	ms := uint64(t.UnixMilli())
+	for i := range 6 {
+		u[i] = byte(ms >> (40 - 8*i))
+	}
+	return u.String()
 }
 
 // sample refreshes the backlog figures once a second; the API refuses new
@@ -241,17 +358,26 @@ func (r *Relay) Requeue(ctx context.Context) (int64, error) {
         WITH stuck AS (
             UPDATE sms.messages m SET updated_at = now()
             WHERE id IN (
-                SELECT id FROM sms.messages
-                WHERE status = 'PENDING' AND updated_at < now() - $1::interval
-                    AND NOT EXISTS (SELECT 1 FROM sms.outbox o WHERE o.message_id = sms.messages.id)
-                ORDER BY updated_at LIMIT 1000 FOR UPDATE SKIP LOCKED)
-            AND status = 'PENDING'
+                -- Per account through messages_account_status_created:
+                -- updated_at is never before created_at, so the range on
+                -- created_at holds every candidate.
+                SELECT c.id FROM (SELECT DISTINCT account_id AS id FROM sms.account_counters) a CROSS JOIN LATERAL (
+                    SELECT id FROM sms.messages
+                    WHERE account_id = a.id AND status = 'PENDING'
+                        AND created_at < now() - $1::interval AND updated_at < now() - $1::interval
+                        AND NOT EXISTS (SELECT 1 FROM sms.outbox o WHERE o.message_id = sms.messages.id)
+                    ORDER BY created_at LIMIT 1000) c
+                LIMIT 1000)
+            -- Checked again on the locked row: once a concurrent re-queue
+            -- of another replica has moved updated_at, this one skips it.
+            AND status = 'PENDING' AND updated_at < now() - $1::interval
             RETURNING m.id, m.sender, m.recipient, m.text, m.encoding, m.segments, m.created_at
         )
         INSERT INTO sms.outbox (message_id, record_key, payload)
         SELECT id, recipient, json_build_object('message_id', id, 'sender', sender, 'recipient', recipient, 'text', text,
             'encoding', encoding, 'segments', segments, 'created_at', created_at)::text
-        FROM stuck`,
+        FROM stuck
+        ON CONFLICT (message_id) DO NOTHING`,
 		fmt.Sprintf("%d milliseconds", r.cfg.RequeueAfter.Milliseconds()))
 	if err != nil {
 		return 0, storeErr("requeue", err)

@@ -27,11 +27,27 @@ import (
 type Store struct {
 	db    *sqlx.DB
 	stmts *platform.Statements
+	// committed receives the outbox entries of every committed insert.
+	committed func([]OutboxEntry)
 }
 
 // NewStore returns a store on db.
 func NewStore(db *sqlx.DB) *Store {
-	return &Store{db: db, stmts: platform.NewStatements(db)}
+	return &Store{db: db, stmts: platform.NewStatements(db), committed: func([]OutboxEntry) {}}
+}
+
+// OnCommit sets the function that receives the outbox entries of every
+// committed insert, so that the relay can publish them without reading
+// them back. Call it before the store is used.
+func (s *Store) OnCommit(fn func([]OutboxEntry)) { s.committed = fn }
+
+// OutboxEntry is a Kafka record waiting in the outbox.
+type OutboxEntry struct {
+	MessageID uuid.UUID `db:"message_id"`
+	// Traceparent is the trace of the request that accepted the message.
+	Traceparent string `db:"traceparent"`
+	Key         string `db:"record_key"`
+	Payload     string `db:"payload"`
 }
 
 // prepared returns a hot statement, planned once per connection instead of
@@ -99,7 +115,7 @@ type stmtExecer interface {
 	ExecContext(ctx context.Context, args ...any) (sql.Result, error)
 }
 
-func insertMessages(ctx context.Context, insert stmtExecer, msgs []Message, traces []string) error {
+func insertMessages(ctx context.Context, insert stmtExecer, msgs []Message, traces []string) ([]OutboxEntry, error) {
 	n := len(msgs)
 	ids, accounts := make([]string, n), make([]int64, n)
 	senders, recipients, texts, encodings := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
@@ -110,16 +126,20 @@ func insertMessages(ctx context.Context, insert stmtExecer, msgs []Message, trac
 		segments[i], created[i] = int64(m.Segments), m.CreatedAt.Format(time.RFC3339Nano)
 		payload, err := json.Marshal(m.SendRequest())
 		if err != nil {
-			return fmt.Errorf("encode send request: %w", err)
+			return nil, fmt.Errorf("encode send request: %w", err)
 		}
 		payloads[i] = string(payload)
 	}
 	_, err := insert.ExecContext(ctx, pq.Array(ids), pq.Array(accounts), pq.Array(senders), pq.Array(recipients),
 		pq.Array(texts), pq.Array(encodings), pq.Array(segments), pq.Array(created), pq.Array(traces), counterShard(), pq.Array(payloads))
 	if err != nil {
-		return storeErr("insert messages", err)
+		return nil, storeErr("insert messages", err)
 	}
-	return nil
+	entries := make([]OutboxEntry, n)
+	for i, m := range msgs {
+		entries[i] = OutboxEntry{MessageID: m.ID, Traceparent: traces[i], Key: m.Recipient, Payload: payloads[i]}
+	}
+	return entries, nil
 }
 
 // Insert stores messages as PENDING together with their outbox entries in
@@ -134,9 +154,11 @@ func (s *Store) Insert(ctx context.Context, in []NewMessage) ([]Message, error) 
 	if err != nil {
 		return nil, err
 	}
-	if err := insertMessages(ctx, insert, msgs, traces); err != nil {
+	entries, err := insertMessages(ctx, insert, msgs, traces)
+	if err != nil {
 		return nil, err
 	}
+	s.committed(entries)
 	return msgs, nil
 }
 
@@ -201,12 +223,14 @@ func (s *Store) InsertIdempotent(ctx context.Context, in NewMessage, key string)
 	if err != nil {
 		return Message{}, false, err
 	}
-	if err := insertMessages(ctx, tx.StmtxContext(ctx, insert), []Message{m}, []string{in.Traceparent}); err != nil {
+	entries, err := insertMessages(ctx, tx.StmtxContext(ctx, insert), []Message{m}, []string{in.Traceparent})
+	if err != nil {
 		return Message{}, false, err
 	}
 	if err := tx.Commit(); err != nil {
 		return Message{}, false, storeErr("commit", err)
 	}
+	s.committed(entries)
 	return m, false, nil
 }
 

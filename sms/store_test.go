@@ -68,7 +68,7 @@ func TestStoreInsertBatch(t *testing.T) {
 		}
 	}
 	var outboxed []uuid.UUID
-	if err := db.Select(&outboxed, `SELECT message_id FROM sms.outbox ORDER BY id`); err != nil {
+	if err := db.Select(&outboxed, `SELECT message_id FROM sms.outbox ORDER BY message_id`); err != nil {
 		t.Fatal(err)
 	}
 	if !slices.Equal(outboxed, ids(msgs)) {
@@ -116,7 +116,7 @@ func TestStoreInsertIsAtomic(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := insertMessages(ctx, insert, tt.msgs(), make([]string, len(tt.msgs()))); err == nil {
+			if _, err := insertMessages(ctx, insert, tt.msgs(), make([]string, len(tt.msgs()))); err == nil {
 				t.Fatal("the batch was stored")
 			} else if errors.Is(err, ErrUnavailable) {
 				t.Errorf("a refused row is reported as an outage: %v", err)
@@ -409,7 +409,7 @@ func TestRequeue(t *testing.T) {
 	if _, err := db.Exec(`DELETE FROM sms.outbox WHERE message_id <> $1`, msgs[2].ID); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.Exec(`UPDATE sms.messages SET updated_at = now() - interval '1 hour' WHERE id = ANY($1::uuid[])`,
+	if _, err := db.Exec(`UPDATE sms.messages SET created_at = now() - interval '1 hour', updated_at = now() - interval '1 hour' WHERE id = ANY($1::uuid[])`,
 		"{"+msgs[0].ID.String()+","+msgs[1].ID.String()+","+msgs[2].ID.String()+"}"); err != nil {
 		t.Fatal(err)
 	}
@@ -422,10 +422,10 @@ func TestRequeue(t *testing.T) {
 		t.Fatalf("Requeue = %d, %v; want 1", n, err)
 	}
 	var queued []uuid.UUID
-	if err := db.Select(&queued, `SELECT message_id FROM sms.outbox ORDER BY id`); err != nil {
+	if err := db.Select(&queued, `SELECT message_id FROM sms.outbox ORDER BY message_id`); err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(queued, []uuid.UUID{msgs[2].ID, msgs[0].ID}) {
+	if !slices.Equal(queued, []uuid.UUID{msgs[0].ID, msgs[2].ID}) { // in id order
 		t.Errorf("outbox %v, want the queued message and the stuck one", queued)
 	}
 	// The re-queued record is built in SQL; the processor must read it as
@@ -441,7 +441,11 @@ func TestRequeue(t *testing.T) {
 	if err := json.Unmarshal([]byte(rec.Payload), &got); err != nil {
 		t.Fatalf("re-queued payload %s is not a send request: %v", rec.Payload, err)
 	}
-	want := msgs[0].SendRequest()
+	stuck, err := s.Get(ctx, 1, msgs[0].ID) // created_at as moved back above
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := stuck.SendRequest()
 	if rec.Key != want.Recipient || got.Validate() != nil || got.MessageID != want.MessageID || got.Sender != want.Sender ||
 		got.Recipient != want.Recipient || got.Text != want.Text || got.Encoding != want.Encoding || got.Segments != want.Segments ||
 		!got.CreatedAt.Equal(want.CreatedAt) {
@@ -644,4 +648,79 @@ func TestRelayKeepsRowsWhenKafkaFails(t *testing.T) {
 			t.Errorf("%d records, want %d", len(got), len(msgs))
 		}
 	})
+}
+
+// TestRelayHandOver checks the usual path: what the store commits reaches
+// Kafka from memory and leaves the outbox, while the sweep, told to wait
+// an hour, publishes nothing.
+func TestRelayHandOver(t *testing.T) {
+	t.Parallel()
+	topic := platformtest.UniqueTopic("sms.requests")
+	brokers := platformtest.KafkaBrokers(t, topic)
+	producer := newProducer(t, brokers)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := platform.EnsureTopics(ctx, producer, 3, 1, topic); err != nil {
+		t.Fatal(err)
+	}
+	db := platformtest.NewDB(t)
+	s := NewStore(db)
+	reg := prometheus.NewRegistry()
+	r := NewRelay(db, producer, RelayConfig{Topic: topic, Batch: 10, Interval: time.Hour, RequeueAfter: time.Hour, StaleAfter: time.Hour}, zerolog.Nop(), reg)
+	s.OnCommit(r.Enqueue)
+	done := make(chan struct{})
+	go func() { r.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	msgs, err := s.Insert(ctx, slices.Repeat([]NewMessage{{AccountID: 1, Draft: draft("Acme", "+14155552671", "x")}}, 25))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := consume(t, brokers, topic, len(msgs))
+	if len(got) != len(msgs) {
+		t.Fatalf("%d records, want %d", len(got), len(msgs))
+	}
+	platformtest.Eventually(t, 10*time.Second, 20*time.Millisecond, "outbox emptied by the hand-over", func() (bool, string) {
+		n := count(t, db, "outbox")
+		return n == 0, fmt.Sprintf("%d rows left", n)
+	})
+}
+
+// TestRelaySweepWaitsForStaleEntries checks that the sweep leaves young
+// entries to the hand-over and publishes those older than StaleAfter.
+func TestRelaySweepWaitsForStaleEntries(t *testing.T) {
+	t.Parallel()
+	topic := platformtest.UniqueTopic("sms.requests")
+	brokers := platformtest.KafkaBrokers(t, topic)
+	producer := newProducer(t, brokers)
+	ctx := context.Background()
+	if err := platform.EnsureTopics(ctx, producer, 1, 1, topic); err != nil {
+		t.Fatal(err)
+	}
+	db := platformtest.NewDB(t)
+	if _, err := NewStore(db).Insert(ctx, slices.Repeat([]NewMessage{{AccountID: 1, Draft: draft("Acme", "+14155552671", "x")}}, 3)); err != nil {
+		t.Fatal(err)
+	}
+	r := NewRelay(db, producer, RelayConfig{Topic: topic, Batch: 10, Interval: time.Hour, RequeueAfter: time.Hour, StaleAfter: 300 * time.Millisecond}, zerolog.Nop(), prometheus.NewRegistry())
+	if n, err := r.sweep(ctx, r.cfg.StaleAfter); err != nil || n != 0 {
+		t.Fatalf("sweep of young entries = %d, %v; want 0", n, err)
+	}
+	time.Sleep(400 * time.Millisecond)
+	if n, err := r.sweep(ctx, r.cfg.StaleAfter); err != nil || n != 3 {
+		t.Fatalf("sweep of stale entries = %d, %v; want 3", n, err)
+	}
+}
+
+func TestUUIDV7Floor(t *testing.T) {
+	at := time.Now()
+	id, err := uuid.NewV7()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if floor := uuidV7Floor(at.Add(-time.Millisecond)); floor >= id.String() {
+		t.Errorf("floor of a millisecond before %s is %s, want it smaller", id, floor)
+	}
+	if floor := uuidV7Floor(at.Add(time.Millisecond)); floor <= id.String() {
+		t.Errorf("floor of a millisecond after %s is %s, want it larger", id, floor)
+	}
 }

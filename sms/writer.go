@@ -16,8 +16,6 @@ type Writer struct {
 	reqs     chan writeReq
 	maxBatch int
 	workers  int
-	// committed is called after each commit, to wake the outbox relay.
-	committed func()
 }
 
 type writeReq struct {
@@ -31,12 +29,9 @@ type writeResult struct {
 }
 
 // NewWriter returns a writer with workers concurrent batches of at most
-// maxBatch messages; committed, if not nil, runs after every commit.
-func NewWriter(store *Store, workers, maxBatch int, committed func()) *Writer {
-	if committed == nil {
-		committed = func() {}
-	}
-	return &Writer{store: store, reqs: make(chan writeReq, workers*maxBatch), maxBatch: maxBatch, workers: workers, committed: committed}
+// maxBatch messages.
+func NewWriter(store *Store, workers, maxBatch int) *Writer {
+	return &Writer{store: store, reqs: make(chan writeReq, workers*maxBatch), maxBatch: maxBatch, workers: workers}
 }
 
 // ErrWriterStopped means the writer no longer accepts messages.
@@ -107,9 +102,6 @@ func (w *Writer) write(ctx context.Context, batch []writeReq) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	msgs, err := w.store.Insert(ctx, in)
-	if err == nil {
-		w.committed()
-	}
 	for i, r := range batch {
 		if err != nil {
 			r.reply <- writeResult{err: err}
