@@ -12,7 +12,9 @@
 # Phases (every figure of the issue; the baseline runs in the same run):
 #   0  baseline: bench/echo decodes the same JSON and answers 202 (wrk, and
 #      the open-loop generator at the latency rate)
-#   1  saturation: wrk -t2 -c128 POST /v1/messages; accepted/s, non-202s
+#   1  saturation: wrk -t2 -c128 POST /v1/messages; accepted/s, non-202s;
+#      first with the API alone (the processor not started yet: its work
+#      waits in Kafka), then with the processor running at delay 0
 #   2  latency: bench/loadgen, open loop at 5,000/s (no coordinated omission)
 #   3  end to end: simulation delay 0, 10% failures, fixed offered rate;
 #      final statuses/s from the database, consumer lag at start and end
@@ -413,7 +415,7 @@ start_processor() {
 
 check_alive() {
   alive "$API_PID" || { tail -n 30 "$OUT/api.log" >&2; die "serve api died (log: $OUT/api.log)"; }
-  alive "$PROC_PID" || { tail -n 30 "$OUT/$PROC_NAME.log" >&2; die "serve processor died (log: $OUT/$PROC_NAME.log)"; }
+  [[ -z "$PROC_PID" ]] || alive "$PROC_PID" || { tail -n 30 "$OUT/$PROC_NAME.log" >&2; die "serve processor died (log: $OUT/$PROC_NAME.log)"; }
 }
 
 # drain NAME: wait until every stored message is final; the seconds go to DRAIN_S.
@@ -433,8 +435,10 @@ profile_start() {
   secs="$(awk -v s="$2" 'BEGIN { s = int(s - 1); print (s < 1 ? 1 : s) }')"
   curl -sf -o "$OUT/$1-api.pprof" "http://$API_PPROF/debug/pprof/profile?seconds=$secs" &
   PROF_PIDS+=($!)
-  curl -sf -o "$OUT/$1-processor.pprof" "http://$PROC_PPROF/debug/pprof/profile?seconds=$secs" &
-  PROF_PIDS+=($!)
+  if [[ -n "$PROC_PID" ]]; then
+    curl -sf -o "$OUT/$1-processor.pprof" "http://$PROC_PPROF/debug/pprof/profile?seconds=$secs" &
+    PROF_PIDS+=($!)
+  fi
   # Where time is spent waiting (channels, locks) over the same window.
   curl -sf -o "$OUT/$1-api.block.pprof" "http://$API_PPROF/debug/pprof/block?seconds=$secs" &
   PROF_PIDS+=($!)
@@ -443,7 +447,7 @@ profile_start() {
   # Where the goroutines wait, half-way through (what CPU profiles don't show).
   (sleep "$(calc "$secs / 2")"
    curl -sf -o "$OUT/$1-api.goroutines.txt" "http://$API_PPROF/debug/pprof/goroutine?debug=1"
-   curl -sf -o "$OUT/$1-processor.goroutines.txt" "http://$PROC_PPROF/debug/pprof/goroutine?debug=1") &
+   [[ -z "$PROC_PID" ]] || curl -sf -o "$OUT/$1-processor.goroutines.txt" "http://$PROC_PPROF/debug/pprof/goroutine?debug=1") &
   PROF_PIDS+=($!)
   PROF_NAME="$1"
 }
@@ -516,9 +520,7 @@ READY_LIST+=("$API_READY_MS")
 API_READY_MS="$(printf '%s\n' "${READY_LIST[@]}" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }')"
 log "serve api ready in ${READY_LIST[*]} ms (median $API_READY_MS; pid $API_PID)"
 PROC_NAME=processor-delay0
-start_processor "$PROC_NAME" SMS_SIM_MIN_DELAY=0s SMS_SIM_MAX_DELAY=0s SMS_SIM_FAILURE_RATE=0.1
-PROC1_READY_MS="$PROC_READY_MS"
-log "serve processor (delay 0, 10% failures) ready in ${PROC_READY_MS} ms (pid $PROC_PID)"
+PROC_PID=""
 LOAD_BEFORE="$(loadavg)"
 
 # Phase 0: the baseline, same wrk command, same kind of address.
@@ -540,15 +542,26 @@ fi
 stop_pid "$ECHO_PID" 10
 ECHO_PID=""
 
-# Phase 1: saturation.
-log "phase 1: saturation, wrk -t$WRK_THREADS -c$WRK_CONNS for $SATURATION"
+# Phase 1: saturation; first the API alone: its work waits in Kafka.
+log "phase 1: saturation, wrk -t$WRK_THREADS -c$WRK_CONNS for $SATURATION, API alone (processor not started)"
 wrk_run api-warmup +14155550100 "$WRK_WARMUP" "$API_URL"
 check_alive
+LOAD_SAT_API="$(loadavg)"
+wrk_run saturation-api +14155550105 "$SATURATION" "$API_URL"
+check_alive
+SAT_API_RPS="$(wrk_rps saturation-api)"
+API_RSS_SAT="$(vmhwm_mb "$API_PID")"
+log "saturation, API alone: $(fmt_int "$SAT_API_RPS") accepted/s, $(val "$OUT/wrk-saturation-api.kv" status) non-2xx"
+start_processor "$PROC_NAME" SMS_SIM_MIN_DELAY=0s SMS_SIM_MAX_DELAY=0s SMS_SIM_FAILURE_RATE=0.1
+PROC1_READY_MS="$PROC_READY_MS"
+log "serve processor (delay 0, 10% failures) ready in ${PROC_READY_MS} ms (pid $PROC_PID); draining the backlog"
+drain saturation-api
+DRAIN0="$DRAIN_S"
+log "backlog drained in ${DRAIN0}s; phase 1 again with the processor running"
 LOAD_SAT="$(loadavg)"
 wrk_run saturation +14155550101 "$SATURATION" "$API_URL"
 check_alive
 SAT_RPS="$(wrk_rps saturation)"
-API_RSS_SAT="$(vmhwm_mb "$API_PID")"
 log "saturation: $(fmt_int "$SAT_RPS") accepted/s, $(val "$OUT/wrk-saturation.kv" status) non-2xx; draining the backlog"
 drain saturation
 DRAIN1="$DRAIN_S"
@@ -624,7 +637,7 @@ LOSS_LINES=()
 EXTRA_WRK=0     # stored, answer cut off by wrk's stop
 EXTRA_LOADGEN=0 # stored, but the generator gave up waiting (timeout)
 # wrk phases: answers cut off by wrk's stop may be stored (at most one per connection).
-for ph in "api-warmup:+14155550100" "saturation:+14155550101"; do
+for ph in "api-warmup:+14155550100" "saturation-api:+14155550105" "saturation:+14155550101"; do
   name="${ph%%:*}" sender="${ph#*:}"
   got="$(wrk_ok "$name")" st="$(stored_of "$sender")"
   extra=$((st - ${got%.*}))
@@ -647,7 +660,7 @@ done
 PENDING_END="$(val "$C" pending)"
 STORED="$(val "$C" stored)"
 ANSWERED_202=0
-for n in api-warmup saturation; do ANSWERED_202=$((ANSWERED_202 + $(printf '%.0f' "$(wrk_ok $n)"))); done
+for n in api-warmup saturation-api saturation; do ANSWERED_202=$((ANSWERED_202 + $(printf '%.0f' "$(wrk_ok $n)"))); done
 for n in latency e2e sim; do ANSWERED_202=$((ANSWERED_202 + $(val "$OUT/loadgen-$n.txt" ok202))); done
 [[ "$PENDING_END" == 0 ]] || LOSS_OK=0
 if [[ "$(val "$C" counters_pending)" != "$PENDING_END" || "$(val "$C" counters_sent)" != "$(val "$C" sent)" || "$(val "$C" counters_failed)" != "$(val "$C" failed)" ]]; then
@@ -658,9 +671,9 @@ if [[ "$(val "$C" deliveries)" != "$(( $(val "$C" sent) + $(val "$C" failed) ))"
 fi
 
 # Errors instead of 202s: say so, with the API's first logged error.
-for n in saturation latency e2e sim; do
-  if [[ "$n" == saturation ]]; then
-    bad="$(val "$OUT/wrk-saturation.kv" status)" all="$(val "$OUT/wrk-saturation.kv" requests)"
+for n in saturation-api saturation latency e2e sim; do
+  if [[ "$n" == saturation* ]]; then
+    bad="$(val "$OUT/wrk-$n.kv" status)" all="$(val "$OUT/wrk-$n.kv" requests)"
   else
     bad="$(val "$OUT/loadgen-$n.txt" non202)" all="$(val "$OUT/loadgen-$n.txt" answered)"
   fi
@@ -679,6 +692,8 @@ S="$OUT/loadgen-sim.txt"
 EL="$OUT/loadgen-echo-latency.txt"
 SAT_NON=$(( $(val "$OUT/wrk-saturation.kv" status) ))
 SAT_SOCK="$(wrk_sockerr saturation)"
+SAT_API_NON=$(( $(val "$OUT/wrk-saturation-api.kv" status) ))
+SAT_API_SOCK="$(wrk_sockerr saturation-api)"
 E2E_FINAL="$(val "$E" final_rps_window)"
 LAG_S="$(val "$E" lag_start)" LAG_E="$(val "$E" lag_end)"
 PEND_S="$(val "$E" pending_start)" PEND_E="$(val "$E" pending_end)"
@@ -705,7 +720,7 @@ base_lat=""
   echo "Apache Kafka ${KAFKA_VERSION:-?} (single KRaft node, scripts/kafka.sh); load: wrk -t$WRK_THREADS -c$WRK_CONNS, bench/loadgen (open loop, GOMAXPROCS=$LOADGEN_PROCS, $LOADGEN_CONNS connections, $LOADGEN_CLIENT client), all on this machine."
   [[ -n "$USER_OVERRIDES" ]] && echo "Settings passed to the roles: \`$USER_OVERRIDES\`"
   noisy=""
-  for ph in echo saturation latency e2e sim; do
+  for ph in echo saturation-api saturation latency e2e sim; do
     o="$(cpu_others "$OUT/cpu-$ph.0" "$OUT/cpu-$ph.1")"
     ((${o:-0} > 20)) && noisy+="$ph ${o}%, "
   done
@@ -717,23 +732,25 @@ base_lat=""
   echo "| # | figure | measured | target | met | vs baseline |"
   echo "|---|---|---|---|---|---|"
   echo "| 0 | baseline: echo server decoding the same JSON, 202, nothing stored (wrk, $BASELINE) | $(fmt_int "$BASE_RPS") POST/s | | | 1.00 |"
-  echo "| 1 | accepted \`POST /v1/messages\`/s at saturation (wrk, $SATURATION; processor running, delay 0) | **$(fmt_int "$SAT_RPS")/s**; non-202: $SAT_NON; socket errors: $SAT_SOCK | ≥ 15,000 (aim 20,000) | $(yes_no "$SAT_RPS >= 15000 && $SAT_NON == 0") | $(ratio "$SAT_RPS" "$BASE_RPS") (≥ 0.45: $(yes_no "$SAT_RPS >= 0.45 * $BASE_RPS")) |"
+  echo "| 1 | accepted \`POST /v1/messages\`/s at saturation, API alone (wrk, $SATURATION; processor not started, its work waits in Kafka) | **$(fmt_int "$SAT_API_RPS")/s**; non-202: $SAT_API_NON; socket errors: $SAT_API_SOCK | ≥ 15,000 (aim 20,000) | $(yes_no "$SAT_API_RPS >= 15000 && $SAT_API_NON == 0") | $(ratio "$SAT_API_RPS" "$BASE_RPS") (≥ 0.45: $(yes_no "$SAT_API_RPS >= 0.45 * $BASE_RPS")) |"
+  echo "| 1 | the same with the processor running (delay 0) on the same 2 cores | **$(fmt_int "$SAT_RPS")/s**; non-202: $SAT_NON; socket errors: $SAT_SOCK | ≥ 15,000 (aim 20,000) | $(yes_no "$SAT_RPS >= 15000 && $SAT_NON == 0") | $(ratio "$SAT_RPS" "$BASE_RPS") (≥ 0.45: $(yes_no "$SAT_RPS >= 0.45 * $BASE_RPS")) |"
   echo "| 2 | POST latency at $(fmt_int "$LATENCY_RATE")/s offered, open loop, $LATENCY | p50 **$(fmt2 "$(val "$L" p50_ms)")** / p99 **$(fmt2 "$(val "$L" p99_ms)")** / p99.9 **$(fmt2 "$(val "$L" p999_ms)")** ms (max $(fmt1 "$(val "$L" max_ms)")); non-202: $(val "$L" non202), errors: $(( $(val "$L" transport_errors) + $(val "$L" skipped) ))$base_lat; generator late > 1 ms on $(awk -v a="$(val "$L" gen_late_over_1ms)" -v n="$(val "$L" requests)" 'BEGIN { printf "%.1f", 100 * a / n }')% of sends | p99 ≤ 10 ms | $(yes_no "$(val "$L" p99_ms) <= 10 && $(val "$L" non202) == 0") | p99 $(ratio "$(val "$L" p99_ms)" "$(val "$EL" p99_ms 2>/dev/null || echo 0)")× echo |"
   echo "| 3 | end to end: final statuses/s, delay 0, 10% failures, $E2E at $(fmt_int "$E2E_RATE")/s offered | **$(fmt_int "$E2E_FINAL")/s** (accepted $(fmt_int "$(val "$E" accepted_rps_window)")/s; non-202: $(val "$E" non202); not sent or timed out: $(fmt_int "$(gen_errors "$E")")); consumer lag start $(fmt_int "$LAG_S") → end $(fmt_int "$LAG_E") (max $(fmt_int "$(val "$E" lag_max)")); messages not yet final $(fmt_int "$PEND_S") → $(fmt_int "$PEND_E") ($(where_backlog "$E")); p99 POST $(fmt1 "$(val "$E" p99_ms)") ms | ≥ 10,000/s (aim 20,000), lag not growing | $(yes_no "$E2E_FINAL >= 10000") / backlog steady: $LAG_OK | $(ratio "$E2E_FINAL" "$BASE_RPS") |"
   echo "| 4 | default simulation (1–3 s): final statuses/s, $SIM at $(fmt_int "$SIM_RATE")/s offered | **$(fmt_int "$SIM_FINAL")/s**; in flight avg **$(fmt_int "$INFL_AVG")**, max $(fmt_int "$INFL_MAX") (accepted $(fmt_int "$(val "$S" accepted_rps_window)")/s; not sent or timed out: $(fmt_int "$(gen_errors "$S")")); lag $(fmt_int "$(val "$S" lag_start)") → $(fmt_int "$(val "$S" lag_end)"); not yet final $(fmt_int "$(val "$S" pending_start)") → $(fmt_int "$(val "$S" pending_end)") ($(where_backlog "$S")) | ≥ 10,000/s, ≥ 20,000 in flight | $(yes_no "$SIM_FINAL >= 10000") / $(yes_no "$INFL_AVG >= 20000") | $(ratio "$SIM_FINAL" "$BASE_RPS") |"
   echo "| 5 | peak RSS (VmHWM): serve api / serve processor | api **$API_HWM MB** (after saturation: $API_RSS_SAT MB); processor **$PROC2_HWM MB** default simulation, $PROC1_HWM MB delay 0 | api ≤ 150 MB, processor ≤ 300 MB | $(yes_no "$API_HWM <= 150") / $(yes_no "$PROC_HWM_MAX <= 300") | |"
   echo "| 5 | \`serve api\` start → /readyz 200 (polled every 5 ms from exec) | **$(fmt1 "$API_READY_MS") ms** (median of ${#READY_LIST[@]}: $(printf '%s\n' "${READY_LIST[@]}" | awk '{ printf "%s%.0f", (NR > 1 ? ", " : ""), $1 }') ms; processor, joined to its group: $(fmt1 "$PROC1_READY_MS") ms, $(fmt1 "$PROC2_READY_MS") ms) | ≤ 300 ms | $(yes_no "$API_READY_MS <= 300") | |"
-  echo "| 6 | loss check: stored == 202s, all final after the drain | stored $(fmt_int "$STORED") = $(fmt_int "$ANSWERED_202") 202s + $EXTRA_WRK cut off by wrk's stop + $(fmt_int "$EXTRA_LOADGEN") timed out at the generator; $( ((LOSS_OK)) && echo "0 lost" || echo "**LOSS: see below**"); pending at end: $PENDING_END; final drain $(fmt1 "$DRAIN4") s (after phase 1: $(fmt1 "$DRAIN1") s, 2: $(fmt1 "$DRAIN2") s, 3: $(fmt1 "$DRAIN3") s) | 0 lost | $( ((LOSS_OK)) && echo yes || echo "**no**") | |"
+  echo "| 6 | loss check: stored == 202s, all final after the drain | stored $(fmt_int "$STORED") = $(fmt_int "$ANSWERED_202") 202s + $EXTRA_WRK cut off by wrk's stop + $(fmt_int "$EXTRA_LOADGEN") timed out at the generator; $( ((LOSS_OK)) && echo "0 lost" || echo "**LOSS: see below**"); pending at end: $PENDING_END; final drain $(fmt1 "$DRAIN4") s (after phase 1: $(fmt1 "$DRAIN0") s API alone, $(fmt1 "$DRAIN1") s, 2: $(fmt1 "$DRAIN2") s, 3: $(fmt1 "$DRAIN3") s) | 0 lost | $( ((LOSS_OK)) && echo yes || echo "**no**") | |"
   echo
   echo "CPU, % of one core, by phase (others = processes not started by the benchmark, e.g. concurrent tests):"
   echo
   echo "- baseline: $(cpu_split "$OUT/cpu-echo.0" "$OUT/cpu-echo.1")"
+  echo "- saturation, API alone: $(cpu_split "$OUT/cpu-saturation-api.0" "$OUT/cpu-saturation-api.1")"
   echo "- saturation: $(cpu_split "$OUT/cpu-saturation.0" "$OUT/cpu-saturation.1")"
   echo "- latency: $(cpu_split "$OUT/cpu-latency.0" "$OUT/cpu-latency.1")"
   echo "- end to end: $(cpu_split "$OUT/cpu-e2e.0" "$OUT/cpu-e2e.1")"
   echo "- default simulation: $(cpu_split "$OUT/cpu-sim.0" "$OUT/cpu-sim.1")"
   echo
-  echo "Load average (1/5/15 min): before $LOAD_BEFORE; baseline $LOAD_BASE; saturation $LOAD_SAT; latency $LOAD_LAT; end to end $LOAD_E2E; simulation $LOAD_SIM; after $LOAD_AFTER."
+  echo "Load average (1/5/15 min): before $LOAD_BEFORE; baseline $LOAD_BASE; saturation, API alone $LOAD_SAT_API; saturation $LOAD_SAT; latency $LOAD_LAT; end to end $LOAD_E2E; simulation $LOAD_SIM; after $LOAD_AFTER."
   echo "Loss check per phase (each phase sends from its own sender): $(IFS=';'; echo "${LOSS_LINES[*]}" | sed 's/;/; /g')."
   echo "Run time $((SECONDS - T_START)) s. Raw outputs: bench/results/$RUN_ID/."
   [[ -n "${PROFILES_TAKEN:-}" ]] && echo "**Profiled run** (BENCH_PROFILE=1: pprof adds a little overhead): CPU profiles in bench/results/$RUN_ID/*.pprof, summaries in *.top.txt (\`go tool pprof -http=: $ROLE_BIN <file>\`)."

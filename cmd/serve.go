@@ -29,6 +29,7 @@ func addAPIFlags(cmd *cobra.Command) {
 	fs.String("database-url", d.DatabaseURL, "PostgreSQL URL, e.g. postgres://sms:sms@localhost:5432/sms?sslmode=disable")
 	fs.Int("database-max-conns", d.DatabaseMaxConns, "PostgreSQL connection pool size")
 	fs.String("internal-token", d.InternalToken, "credential the processor presents on the internal endpoints (at least 16 characters)")
+	fs.Int("writer-workers", d.WriterWorkers, "insert transactions in flight at once, shared by concurrent requests")
 	fs.Int("outbox-batch", d.OutboxBatch, "outbox entries published per round")
 	fs.Duration("outbox-interval", d.OutboxInterval, "how often the outbox relay looks for work when idle")
 	fs.Int64("outbox-max-backlog", d.OutboxMaxBacklog, "answer 503 to new messages while this many wait for Kafka")

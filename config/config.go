@@ -51,6 +51,9 @@ type API struct {
 	// InternalToken is the credential the processor presents on the internal
 	// endpoints. Required, at least 16 characters.
 	InternalToken string `mapstructure:"internal-token"`
+	// WriterWorkers is how many insert transactions may be in flight at
+	// once; concurrent requests share them. Defaults to 4.
+	WriterWorkers int `mapstructure:"writer-workers"`
 	// OutboxBatch is how many outbox entries the relay publishes per round. Defaults to 1000.
 	OutboxBatch int `mapstructure:"outbox-batch"`
 	// OutboxInterval is how often the relay looks for work when not woken. Defaults to 200ms.
@@ -74,6 +77,7 @@ func DefaultAPI() API {
 		Kafka:            defaultKafka(),
 		HTTPAddr:         ":8080",
 		DatabaseMaxConns: 16,
+		WriterWorkers:    4,
 		OutboxBatch:      1000,
 		OutboxInterval:   200 * time.Millisecond,
 		OutboxMaxBacklog: 1_000_000,
@@ -94,6 +98,7 @@ func (c API) Validate() error {
 		validatePostgresURL("database-url", c.DatabaseURL),
 		positive("database-max-conns", c.DatabaseMaxConns),
 		validateToken(c.InternalToken),
+		positive("writer-workers", c.WriterWorkers),
 		positive("outbox-batch", c.OutboxBatch),
 		positiveDuration("outbox-interval", c.OutboxInterval),
 		positive("outbox-max-backlog", int(c.OutboxMaxBacklog)),

@@ -119,6 +119,10 @@ func (r *Reporter) Run(ctx context.Context) {
 	wg.Wait()
 }
 
+// reportLinger is how long a report request waits for more outcomes
+// before it goes.
+const reportLinger = 5 * time.Millisecond
+
 func (r *Reporter) loop(ctx context.Context) {
 	backoff := time.Duration(0)
 	batch := make([]Outcome, 0, r.cfg.Batch)
@@ -133,9 +137,19 @@ func (r *Reporter) loop(ctx context.Context) {
 			}
 		}
 		if len(batch) > 0 {
-			for len(batch) < r.cfg.Batch && len(r.fresh) > 0 {
-				batch = append(batch, <-r.fresh)
+			// Linger a little: each request costs the API a statement and
+			// a commit whatever its size.
+			linger := time.NewTimer(reportLinger)
+		fill:
+			for len(batch) < r.cfg.Batch {
+				select {
+				case o := <-r.fresh:
+					batch = append(batch, o)
+				case <-linger.C:
+					break fill
+				}
 			}
+			linger.Stop()
 			n, err = r.reportFresh(ctx, batch)
 			batch = batch[:0]
 		} else {

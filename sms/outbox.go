@@ -130,6 +130,10 @@ func (r *Relay) Run(ctx context.Context) {
 	r.flush(context.WithoutCancel(ctx))
 }
 
+// publishLinger is how long a publisher waits for more entries before it
+// produces what it has.
+const publishLinger = 5 * time.Millisecond
+
 // publishLoop publishes entries handed over in memory.
 func (r *Relay) publishLoop(ctx context.Context) {
 	batch := make([]OutboxEntry, 0, r.cfg.Batch)
@@ -141,9 +145,19 @@ func (r *Relay) publishLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		}
-		for len(batch) < r.cfg.Batch && len(r.fresh) > 0 {
-			batch = append(batch, <-r.fresh)
+		// Linger a little: Kafka's cost is per request more than per
+		// record, and the writer commits a few dozen messages at a time.
+		linger := time.NewTimer(publishLinger)
+	fill:
+		for len(batch) < r.cfg.Batch {
+			select {
+			case e := <-r.fresh:
+				batch = append(batch, e)
+			case <-linger.C:
+				break fill
+			}
 		}
+		linger.Stop()
 		if err := r.publish(ctx, batch); err != nil {
 			if ctx.Err() != nil {
 				return

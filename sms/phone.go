@@ -82,6 +82,9 @@ func NormalizePhone(raw string) (string, error) {
 	case digits > maxPhoneDigits:
 		return "", ErrPhoneTooLong
 	}
+	if e164, ok := fastE164(string(out)); ok {
+		return e164, nil
+	}
 	num, err := phonenumbers.Parse(string(out), "")
 	if err != nil {
 		// With a plus and 2 to 15 digits, parsing fails only on the country

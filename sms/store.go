@@ -29,11 +29,12 @@ type Store struct {
 	stmts *platform.Statements
 	// committed receives the outbox entries of every committed insert.
 	committed func([]OutboxEntry)
+	shards    chan int
 }
 
 // NewStore returns a store on db.
 func NewStore(db *sqlx.DB) *Store {
-	return &Store{db: db, stmts: platform.NewStatements(db), committed: func([]OutboxEntry) {}}
+	return &Store{db: db, stmts: platform.NewStatements(db), committed: func([]OutboxEntry) {}, shards: newShardPool()}
 }
 
 // OnCommit sets the function that receives the outbox entries of every
@@ -104,18 +105,42 @@ INSERT INTO sms.account_counters AS c (account_id, shard, pending)
 SELECT account_id, $10, count(*) FROM ins GROUP BY account_id ORDER BY account_id
 ON CONFLICT (account_id, shard) DO UPDATE SET pending = c.pending + EXCLUDED.pending`
 
-// counterShards is how many counter rows each account's counts are spread
-// over, so that concurrent batches rarely wait on one another's row lock.
-const counterShards = 16
+// An account's counts are spread over counter rows (shards), so that
+// concurrent transactions don't wait on one another's row lock: each store
+// takes shardsPerStore of counterShards at random, and a transaction holds
+// one of them for itself. Readers sum all of an account's shards.
+const (
+	counterShards  = 64
+	shardsPerStore = 16
+)
 
-func counterShard() int { return rand.IntN(counterShards) }
+func newShardPool() chan int {
+	pool := make(chan int, shardsPerStore)
+	for _, shard := range rand.Perm(counterShards)[:shardsPerStore] {
+		pool <- shard
+	}
+	return pool
+}
+
+// withShard runs fn with a counter shard no other transaction of this
+// store is using.
+func (s *Store) withShard(ctx context.Context, fn func(shard int) error) error {
+	var shard int
+	select {
+	case shard = <-s.shards:
+	case <-ctx.Done():
+		return storeErr("wait for a counter shard", ctx.Err())
+	}
+	defer func() { s.shards <- shard }()
+	return fn(shard)
+}
 
 // stmtExecer runs a prepared statement: *sql.Stmt, alone or in a transaction.
 type stmtExecer interface {
 	ExecContext(ctx context.Context, args ...any) (sql.Result, error)
 }
 
-func insertMessages(ctx context.Context, insert stmtExecer, msgs []Message, traces []string) ([]OutboxEntry, error) {
+func insertMessages(ctx context.Context, insert stmtExecer, msgs []Message, traces []string, shard int) ([]OutboxEntry, error) {
 	n := len(msgs)
 	ids, accounts := make([]string, n), make([]int64, n)
 	senders, recipients, texts, encodings := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
@@ -131,7 +156,7 @@ func insertMessages(ctx context.Context, insert stmtExecer, msgs []Message, trac
 		payloads[i] = string(payload)
 	}
 	_, err := insert.ExecContext(ctx, pq.Array(ids), pq.Array(accounts), pq.Array(senders), pq.Array(recipients),
-		pq.Array(texts), pq.Array(encodings), pq.Array(segments), pq.Array(created), pq.Array(traces), counterShard(), pq.Array(payloads))
+		pq.Array(texts), pq.Array(encodings), pq.Array(segments), pq.Array(created), pq.Array(traces), shard, pq.Array(payloads))
 	if err != nil {
 		return nil, storeErr("insert messages", err)
 	}
@@ -154,7 +179,11 @@ func (s *Store) Insert(ctx context.Context, in []NewMessage) ([]Message, error) 
 	if err != nil {
 		return nil, err
 	}
-	entries, err := insertMessages(ctx, insert, msgs, traces)
+	var entries []OutboxEntry
+	err = s.withShard(ctx, func(shard int) (err error) {
+		entries, err = insertMessages(ctx, insert, msgs, traces, shard)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -223,12 +252,19 @@ func (s *Store) InsertIdempotent(ctx context.Context, in NewMessage, key string)
 	if err != nil {
 		return Message{}, false, err
 	}
-	entries, err := insertMessages(ctx, tx.StmtxContext(ctx, insert), []Message{m}, []string{in.Traceparent})
+	var entries []OutboxEntry
+	err = s.withShard(ctx, func(shard int) (err error) {
+		entries, err = insertMessages(ctx, tx.StmtxContext(ctx, insert), []Message{m}, []string{in.Traceparent}, shard)
+		if err != nil {
+			return err
+		}
+		if err := tx.Commit(); err != nil {
+			return storeErr("commit", err)
+		}
+		return nil
+	})
 	if err != nil {
 		return Message{}, false, err
-	}
-	if err := tx.Commit(); err != nil {
-		return Message{}, false, storeErr("commit", err)
 	}
 	s.committed(entries)
 	return m, false, nil
@@ -508,8 +544,14 @@ func (s *Store) ApplyReports(ctx context.Context, reports []DeliveryReport) ([]A
 		CreatedAt     *time.Time `db:"created_at"`
 		Applied       bool       `db:"applied"`
 	}
-	if err := apply.SelectContext(ctx, &rows, pq.Array(ids), pq.Array(statuses), pq.Array(reasons), counterShard()); err != nil {
-		return nil, storeErr("apply reports", err)
+	err = s.withShard(ctx, func(shard int) error {
+		if err := apply.SelectContext(ctx, &rows, pq.Array(ids), pq.Array(statuses), pq.Array(reasons), shard); err != nil {
+			return storeErr("apply reports", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	found := make(map[uuid.UUID]AppliedReport, len(rows))
 	for _, r := range rows {

@@ -116,7 +116,7 @@ func TestStoreInsertIsAtomic(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := insertMessages(ctx, insert, tt.msgs(), make([]string, len(tt.msgs()))); err == nil {
+			if _, err := insertMessages(ctx, insert, tt.msgs(), make([]string, len(tt.msgs())), 0); err == nil {
 				t.Fatal("the batch was stored")
 			} else if errors.Is(err, ErrUnavailable) {
 				t.Errorf("a refused row is reported as an outage: %v", err)
