@@ -475,6 +475,8 @@ wrk_run() {
   nap "$(calc "$secs - 0.3")"
   cpu_snap "$OUT/cpu-$name.1" "$pid"
   profile_end
+  # The API's metrics after the phase (cumulative): writer batch times and sizes, relay, HTTP.
+  [[ "$url" == "$API_URL" ]] && { curl -sf -o "$OUT/metrics-api-$name.txt" "$API_URL/metrics" || true; }
   wait "$pid" || { cat "$OUT/wrk-$name.txt" >&2; die "wrk ($name) failed"; }
   forget_pid "$pid"
   grep -q '^WRK ' "$OUT/wrk-$name.txt" || { cat "$OUT/wrk-$name.txt" >&2; die "wrk ($name) printed no summary"; }

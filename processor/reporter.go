@@ -116,7 +116,28 @@ func (r *Reporter) Run(ctx context.Context) {
 	for range r.cfg.Concurrency {
 		wg.Go(func() { r.loop(ctx) })
 	}
+	wg.Go(func() { r.flushAckedLoop(ctx) })
 	wg.Wait()
+	if err := r.store.FlushReported(context.WithoutCancel(ctx)); err != nil {
+		r.log.Warn().Err(err).Msg("marking reports acknowledged at shutdown failed; they will be reported again")
+	}
+}
+
+// flushAckedLoop marks acknowledged outcomes that no Record took along,
+// as when no messages arrive.
+func (r *Reporter) flushAckedLoop(ctx context.Context) {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := r.store.FlushReported(ctx); err != nil && ctx.Err() == nil {
+			r.log.Warn().Err(err).Msg("marking reports acknowledged failed; retrying")
+		}
+	}
 }
 
 // reportLinger is how long a report request waits for more outcomes
@@ -193,13 +214,15 @@ func (r *Reporter) loop(ctx context.Context) {
 // reported. On failure they stay unreported in the store for the sweep.
 func (r *Reporter) reportFresh(ctx context.Context, outs []Outcome) (int, error) {
 	_, err := r.breaker.Execute(func() (struct{}, error) { return struct{}{}, r.post(ctx, outs) })
-	if err == nil {
-		err = r.store.MarkReported(ctx, outs)
-	}
 	if err != nil {
 		r.failures.Inc()
 		return 0, err
 	}
+	ids := make([]string, len(outs))
+	for i, o := range outs {
+		ids[i] = o.MessageID.String()
+	}
+	r.store.Acknowledged(ids) // marked by the next Record, or flushed
 	r.reported.Add(float64(len(outs)))
 	return len(outs), nil
 }

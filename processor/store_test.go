@@ -339,3 +339,39 @@ func TestStoreReportBatchConcurrent(t *testing.T) {
 		t.Errorf("Unreported = %d, want 0", left)
 	}
 }
+
+// TestRecordMarksAcknowledged checks that the next Record marks the
+// outcomes handed to Acknowledged in its own statement, that a failed
+// Record keeps them for the next one, and that FlushReported marks the rest.
+func TestRecordMarksAcknowledged(t *testing.T) {
+	t.Parallel()
+	store := NewStore(platformtest.NewDB(t))
+	ctx := context.Background()
+	at := time.Now().UTC().Truncate(time.Microsecond)
+	first := []Outcome{sentOutcome(uuid.New(), at), sentOutcome(uuid.New(), at), sentOutcome(uuid.New(), at)}
+	if err := store.Record(ctx, first); err != nil {
+		t.Fatal(err)
+	}
+	store.Acknowledged([]string{first[0].MessageID.String(), first[1].MessageID.String()})
+	bad := sentOutcome(uuid.New(), at)
+	bad.Status = "LOST" // refused by the table's check
+	if err := store.Record(ctx, []Outcome{bad}); err == nil {
+		t.Fatal("an outcome with an unknown status was recorded")
+	}
+	if n, err := store.Unreported(ctx); err != nil || n != 3 {
+		t.Fatalf("Unreported after a failed Record = %d, %v; want 3", n, err)
+	}
+	if err := store.Record(ctx, []Outcome{sentOutcome(uuid.New(), at)}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := store.Unreported(ctx); err != nil || n != 2 {
+		t.Fatalf("Unreported after the next Record = %d, %v; want 2 (first[2] and the new one)", n, err)
+	}
+	store.Acknowledged([]string{first[2].MessageID.String()})
+	if err := store.FlushReported(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := store.Unreported(ctx); err != nil || n != 1 {
+		t.Errorf("Unreported after FlushReported = %d, %v; want 1", n, err)
+	}
+}

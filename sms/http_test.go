@@ -106,7 +106,7 @@ func newAPI(tb testing.TB, opts ...func(*apiOptions)) *testAPI {
 		db = platformtest.NewDB(tb)
 	}
 	store := NewStore(db)
-	writer := NewWriter(store, 2, 100)
+	writer := NewWriter(store, 2, 100, prometheus.NewRegistry())
 	ctx, stop := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {

@@ -53,6 +53,7 @@ type RelayConfig struct {
 // processor recognizes a message it already handled.
 type Relay struct {
 	db       *sqlx.DB
+	deletes  DeleteQueue
 	producer Producer
 	cfg      RelayConfig
 	log      zerolog.Logger
@@ -93,6 +94,18 @@ func NewRelay(db *sqlx.DB, producer Producer, cfg RelayConfig, log zerolog.Logge
 	return r
 }
 
+// DeleteQueue deletes published outbox entries later, sharing a commit
+// with other work (the store does it in its next insert).
+type DeleteQueue interface {
+	Published(ids []string)
+	FlushPublished(ctx context.Context) error
+}
+
+// DeleteThrough makes the relay hand the entries it published from memory
+// to q for deletion instead of deleting them with a commit of their own.
+// Call it before Run.
+func (r *Relay) DeleteThrough(q DeleteQueue) { r.deletes = q }
+
 // Wake tells the relay to sweep the outbox now.
 func (r *Relay) Wake() {
 	select {
@@ -121,13 +134,33 @@ func (r *Relay) Backlog() int64 { return r.backlog.Load() }
 func (r *Relay) Run(ctx context.Context) {
 	go r.sample(ctx)
 	go r.requeueLoop(ctx)
-	var publishers sync.WaitGroup
+	var workers sync.WaitGroup
 	for range r.cfg.Publishers {
-		publishers.Go(func() { r.publishLoop(ctx) })
+		workers.Go(func() { r.publishLoop(ctx) })
+	}
+	if r.deletes != nil {
+		workers.Go(func() { r.flushDeletesLoop(ctx) })
 	}
 	r.sweepLoop(ctx)
-	publishers.Wait()
+	workers.Wait()
 	r.flush(context.WithoutCancel(ctx))
+}
+
+// flushDeletesLoop deletes published entries that no insert took along,
+// as when no messages arrive.
+func (r *Relay) flushDeletesLoop(ctx context.Context) {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := r.deletes.FlushPublished(ctx); err != nil && ctx.Err() == nil {
+			r.log.Warn().Err(err).Msg("deleting published outbox entries failed; retrying")
+		}
+	}
 }
 
 // publishLinger is how long a publisher waits for more entries before it
@@ -182,11 +215,16 @@ func (r *Relay) publish(ctx context.Context, entries []OutboxEntry) error {
 	if err := r.produce(ctx, entries); err != nil {
 		return err
 	}
-	if err := deleteEntries(ctx, r.db, entries); err != nil {
-		return err
-	}
 	r.metrics.published.Add(float64(len(entries)))
-	return nil
+	if r.deletes != nil {
+		ids := make([]string, len(entries))
+		for i, e := range entries {
+			ids[i] = e.MessageID.String()
+		}
+		r.deletes.Published(ids)
+		return nil
+	}
+	return deleteEntries(ctx, r.db, entries)
 }
 
 func deleteEntries(ctx context.Context, db sqlx.ExecerContext, entries []OutboxEntry) error {
@@ -253,6 +291,11 @@ func (r *Relay) sweepLoop(ctx context.Context) {
 func (r *Relay) flush(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
+	if r.deletes != nil {
+		if err := r.deletes.FlushPublished(ctx); err != nil {
+			r.log.Warn().Err(err).Msg("deleting published outbox entries at shutdown failed; they will be published again")
+		}
+	}
 	for ctx.Err() == nil {
 		n, err := r.PublishBatch(ctx)
 		if err != nil {

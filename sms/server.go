@@ -57,7 +57,8 @@ func NewServer(ctx context.Context, cfg config.API, log zerolog.Logger, tp trace
 	s := &Server{cfg: cfg, log: log, db: db, kafka: cl, store: NewStore(db)}
 	s.relay = NewRelay(db, cl, RelayConfig{Topic: cfg.Topic, Batch: cfg.OutboxBatch, Interval: cfg.OutboxInterval, RequeueAfter: cfg.RequeueAfter}, log, reg)
 	s.store.OnCommit(s.relay.Enqueue)
-	s.writer = NewWriter(s.store, cfg.WriterWorkers, 500)
+	s.relay.DeleteThrough(s.store)
+	s.writer = NewWriter(s.store, cfg.WriterWorkers, 500, reg)
 	keys := NewKeys(db, 5*time.Second)
 	h := NewHandler(s.store, s.writer, s.relay, keys, HandlerConfig{
 		InternalToken: cfg.InternalToken, MaxBacklog: cfg.OutboxMaxBacklog, RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst, Tracer: tp,

@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -30,6 +31,7 @@ type Store struct {
 	// committed receives the outbox entries of every committed insert.
 	committed func([]OutboxEntry)
 	shards    chan int
+	published outboxDeletes
 }
 
 // NewStore returns a store on db.
@@ -41,6 +43,46 @@ func NewStore(db *sqlx.DB) *Store {
 // committed insert, so that the relay can publish them without reading
 // them back. Call it before the store is used.
 func (s *Store) OnCommit(fn func([]OutboxEntry)) { s.committed = fn }
+
+// Published takes over the deletion of outbox entries Kafka has
+// acknowledged: the next insert deletes them in its own statement, and
+// FlushPublished deletes what no insert took.
+func (s *Store) Published(ids []string) { s.published.add(ids) }
+
+// FlushPublished deletes the acknowledged entries no insert has taken yet.
+func (s *Store) FlushPublished(ctx context.Context) error {
+	ids := s.published.take()
+	if len(ids) == 0 {
+		return nil
+	}
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM sms.outbox WHERE message_id = ANY($1::uuid[])`, pq.Array(ids)); err != nil {
+		s.published.add(ids)
+		return storeErr("delete outbox entries", err)
+	}
+	return nil
+}
+
+// outboxDeletes holds the ids of published outbox entries until a
+// statement deletes them. Should the process die first, the sweep
+// publishes them again, and the processor recognizes them.
+type outboxDeletes struct {
+	mu  sync.Mutex
+	ids []string
+}
+
+func (d *outboxDeletes) add(ids []string) {
+	d.mu.Lock()
+	d.ids = append(d.ids, ids...)
+	d.mu.Unlock()
+}
+
+func (d *outboxDeletes) take() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	ids := d.ids
+	d.ids = nil
+	return ids
+}
 
 // OutboxEntry is a Kafka record waiting in the outbox.
 type OutboxEntry struct {
@@ -89,7 +131,10 @@ func newMessages(in []NewMessage) []Message {
 }
 
 // insertSQL writes messages, their outbox entries and the account counters
-// in one statement, so one round trip commits a whole batch atomically.
+// in one statement, so one round trip commits a whole batch atomically. It
+// also deletes the outbox entries Kafka has acknowledged since ($12): on a
+// 2-core machine each commit's WAL flush took 1.7 ms under load, and this
+// saves one commit per relay batch.
 const insertSQL = `
 WITH ins AS (
     INSERT INTO sms.messages (id, account_id, sender, recipient, text, status, encoding, segments, created_at, updated_at)
@@ -100,6 +145,8 @@ WITH ins AS (
 ), outbox AS (
     INSERT INTO sms.outbox (message_id, created_at, traceparent, record_key, payload)
     SELECT * FROM unnest($1::uuid[], $8::timestamptz[], $9::text[], $4::text[], $11::text[])
+), published AS (
+    DELETE FROM sms.outbox WHERE message_id = ANY($12::uuid[])
 )
 INSERT INTO sms.account_counters AS c (account_id, shard, pending)
 SELECT account_id, $10, count(*) FROM ins GROUP BY account_id ORDER BY account_id
@@ -140,7 +187,7 @@ type stmtExecer interface {
 	ExecContext(ctx context.Context, args ...any) (sql.Result, error)
 }
 
-func insertMessages(ctx context.Context, insert stmtExecer, msgs []Message, traces []string, shard int) ([]OutboxEntry, error) {
+func insertMessages(ctx context.Context, insert stmtExecer, msgs []Message, traces []string, shard int, published []string) ([]OutboxEntry, error) {
 	n := len(msgs)
 	ids, accounts := make([]string, n), make([]int64, n)
 	senders, recipients, texts, encodings := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
@@ -156,7 +203,7 @@ func insertMessages(ctx context.Context, insert stmtExecer, msgs []Message, trac
 		payloads[i] = string(payload)
 	}
 	_, err := insert.ExecContext(ctx, pq.Array(ids), pq.Array(accounts), pq.Array(senders), pq.Array(recipients),
-		pq.Array(texts), pq.Array(encodings), pq.Array(segments), pq.Array(created), pq.Array(traces), shard, pq.Array(payloads))
+		pq.Array(texts), pq.Array(encodings), pq.Array(segments), pq.Array(created), pq.Array(traces), shard, pq.Array(payloads), pq.Array(published))
 	if err != nil {
 		return nil, storeErr("insert messages", err)
 	}
@@ -179,12 +226,14 @@ func (s *Store) Insert(ctx context.Context, in []NewMessage) ([]Message, error) 
 	if err != nil {
 		return nil, err
 	}
+	published := s.published.take()
 	var entries []OutboxEntry
 	err = s.withShard(ctx, func(shard int) (err error) {
-		entries, err = insertMessages(ctx, insert, msgs, traces, shard)
+		entries, err = insertMessages(ctx, insert, msgs, traces, shard, published)
 		return err
 	})
 	if err != nil {
+		s.published.add(published) // not deleted: the next statement tries
 		return nil, err
 	}
 	s.committed(entries)
@@ -254,7 +303,7 @@ func (s *Store) InsertIdempotent(ctx context.Context, in NewMessage, key string)
 	}
 	var entries []OutboxEntry
 	err = s.withShard(ctx, func(shard int) (err error) {
-		entries, err = insertMessages(ctx, tx.StmtxContext(ctx, insert), []Message{m}, []string{in.Traceparent}, shard)
+		entries, err = insertMessages(ctx, tx.StmtxContext(ctx, insert), []Message{m}, []string{in.Traceparent}, shard, nil)
 		if err != nil {
 			return err
 		}

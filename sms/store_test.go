@@ -116,7 +116,7 @@ func TestStoreInsertIsAtomic(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := insertMessages(ctx, insert, tt.msgs(), make([]string, len(tt.msgs())), 0); err == nil {
+			if _, err := insertMessages(ctx, insert, tt.msgs(), make([]string, len(tt.msgs())), 0, nil); err == nil {
 				t.Fatal("the batch was stored")
 			} else if errors.Is(err, ErrUnavailable) {
 				t.Errorf("a refused row is reported as an outage: %v", err)
@@ -668,6 +668,7 @@ func TestRelayHandOver(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	r := NewRelay(db, producer, RelayConfig{Topic: topic, Batch: 10, Interval: time.Hour, RequeueAfter: time.Hour, StaleAfter: time.Hour}, zerolog.Nop(), reg)
 	s.OnCommit(r.Enqueue)
+	r.DeleteThrough(s) // as the server does: deleted by the next insert, or by the flusher
 	done := make(chan struct{})
 	go func() { r.Run(ctx); close(done) }()
 	defer func() { cancel(); <-done }()
@@ -722,5 +723,45 @@ func TestUUIDV7Floor(t *testing.T) {
 	}
 	if floor := uuidV7Floor(at.Add(time.Millisecond)); floor <= id.String() {
 		t.Errorf("floor of a millisecond after %s is %s, want it larger", id, floor)
+	}
+}
+
+// TestInsertDeletesPublished checks that the next insert deletes the outbox
+// entries handed to Published, in its own statement, and that a failed
+// insert keeps them for the next one.
+func TestInsertDeletesPublished(t *testing.T) {
+	t.Parallel()
+	db := platformtest.NewDB(t)
+	s := NewStore(db)
+	ctx := context.Background()
+	first, err := s.Insert(ctx, slices.Repeat([]NewMessage{{AccountID: 1, Draft: draft("Acme", "+14155552671", "x")}}, 3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Published([]string{first[0].ID.String(), first[1].ID.String()})
+	// A batch the database refuses (a text of NUL) deletes nothing.
+	if _, err := s.Insert(ctx, []NewMessage{{AccountID: 1, Draft: draft("Acme", "+14155552671", "\x00")}}); err == nil {
+		t.Fatal("a text with NUL was stored")
+	}
+	if n := count(t, db, "outbox"); n != 3 {
+		t.Fatalf("%d outbox rows after a failed insert, want 3", n)
+	}
+	second, err := s.Insert(ctx, []NewMessage{{AccountID: 1, Draft: draft("Acme", "+14155552671", "y")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var left []uuid.UUID
+	if err := db.Select(&left, `SELECT message_id FROM sms.outbox ORDER BY message_id`); err != nil {
+		t.Fatal(err)
+	}
+	if want := []uuid.UUID{first[2].ID, second[0].ID}; !slices.Equal(left, want) {
+		t.Errorf("outbox holds %v, want %v", left, want)
+	}
+	s.Published([]string{first[2].ID.String()})
+	if err := s.FlushPublished(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(t, db, "outbox"); n != 1 {
+		t.Errorf("%d outbox rows after FlushPublished, want 1", n)
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Writer groups concurrent sends into shared multi-row transactions: each
@@ -16,6 +18,9 @@ type Writer struct {
 	reqs     chan writeReq
 	maxBatch int
 	workers  int
+
+	batchSeconds prometheus.Histogram
+	batchSize    prometheus.Histogram
 }
 
 type writeReq struct {
@@ -29,9 +34,16 @@ type writeResult struct {
 }
 
 // NewWriter returns a writer with workers concurrent batches of at most
-// maxBatch messages.
-func NewWriter(store *Store, workers, maxBatch int) *Writer {
-	return &Writer{store: store, reqs: make(chan writeReq, workers*maxBatch), maxBatch: maxBatch, workers: workers}
+// maxBatch messages; its metrics are registered on reg.
+func NewWriter(store *Store, workers, maxBatch int, reg prometheus.Registerer) *Writer {
+	w := &Writer{store: store, reqs: make(chan writeReq, workers*maxBatch), maxBatch: maxBatch, workers: workers,
+		batchSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "sms_writer_batch_seconds",
+			Help: "Time to insert and commit one batch of accepted messages.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
+		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "sms_writer_batch_size",
+			Help: "Messages per committed batch.", Buckets: prometheus.ExponentialBuckets(1, 2, 10)}),
+	}
+	reg.MustRegister(w.batchSeconds, w.batchSize)
+	return w
 }
 
 // ErrWriterStopped means the writer no longer accepts messages.
@@ -101,7 +113,10 @@ func (w *Writer) write(ctx context.Context, batch []writeReq) {
 	// A stuck database must not hold callers forever.
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
+	start := time.Now()
 	msgs, err := w.store.Insert(ctx, in)
+	w.batchSeconds.Observe(time.Since(start).Seconds())
+	w.batchSize.Observe(float64(len(in)))
 	for i, r := range batch {
 		if err != nil {
 			r.reply <- writeResult{err: err}
