@@ -529,10 +529,10 @@ const applySQL = `
 WITH r AS (
     SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[]) AS r(id, status, reason)
 ), upd AS (
-    -- "NOT IN (final)" rather than "= 'PENDING'": the latter matches the
-    -- partial index messages_pending_updated, and the planner then read
-    -- every PENDING message of the backlog and hash-joined them (29 ms a
-    -- batch under load) instead of looking each report up by id.
+    -- "NOT IN (final)" rather than "= 'PENDING'", which no index can serve:
+    -- with "= 'PENDING'" and a partial index on it (before migration 4) the
+    -- planner read every PENDING message of the backlog and hash-joined
+    -- them (29 ms a batch under load) instead of looking each report up by id.
     UPDATE sms.messages m SET status = r.status, failure_reason = NULLIF(r.reason, ''), updated_at = now()
     FROM r WHERE m.id = r.id AND m.status NOT IN ('SENT', 'FAILED')
     RETURNING m.id, m.account_id, m.status, m.failure_reason, m.created_at
