@@ -39,9 +39,10 @@ type ReporterConfig struct {
 
 // Reporter sends recorded outcomes to the API's batch delivery-report
 // endpoint until each is acknowledged. Outcomes just recorded are handed
-// over in memory (Enqueue), so the usual path costs the store one UPDATE;
-// a sweep of the store reports whatever memory lost: outcomes of a failed
-// request, of a previous run, or dropped because the queue was full. A
+// over in memory (Enqueue), so the usual path costs the store no query of
+// its own (the next Record marks them reported); a sweep of the store,
+// at least once a second, reports whatever memory lost: outcomes of a
+// failed request, of a previous run, or dropped because the queue was full. A
 // circuit breaker stops it from hammering an API that is down; the
 // outcomes wait in the store meanwhile.
 type Reporter struct {
@@ -147,10 +148,14 @@ const reportLinger = 5 * time.Millisecond
 func (r *Reporter) loop(ctx context.Context) {
 	backoff := time.Duration(0)
 	batch := make([]Outcome, 0, r.cfg.Batch)
+	var lastSweep time.Time
 	for {
 		var n int
 		var err error
-		if len(batch) == 0 {
+		// Sweep at least once a second, so that outcomes whose report
+		// failed go out even while fresh ones keep coming.
+		sweepDue := time.Since(lastSweep) >= time.Second
+		if len(batch) == 0 && !sweepDue {
 			select {
 			case o := <-r.fresh:
 				batch = append(batch, o)
@@ -174,6 +179,7 @@ func (r *Reporter) loop(ctx context.Context) {
 			n, err = r.reportFresh(ctx, batch)
 			batch = batch[:0]
 		} else {
+			lastSweep = time.Now()
 			n, err = r.sweep(ctx, r.cfg.StaleAfter)
 		}
 		switch {

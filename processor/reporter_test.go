@@ -400,3 +400,47 @@ func TestReporterHandOver(t *testing.T) {
 		t.Errorf("Unreported after a failed hand-over = %d, %v; want 3 left for the sweep", left, err)
 	}
 }
+
+// TestReporterSweepsUnderSteadyLoad checks that outcomes left to the sweep
+// (here: recorded but never handed over) are reported even while fresh
+// outcomes keep the in-memory queue busy.
+func TestReporterSweepsUnderSteadyLoad(t *testing.T) {
+	t.Parallel()
+	store := NewStore(platformtest.NewDB(t))
+	api := newFakeAPI()
+	srv := httptest.NewServer(api)
+	defer srv.Close()
+	r := NewReporter(store, ReporterConfig{APIURL: srv.URL, Token: testToken, Batch: 10, Concurrency: 1, StaleAfter: time.Millisecond},
+		testLogger(), prometheus.NewRegistry())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { r.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	feeding := make(chan struct{})
+	fed := make(chan struct{})
+	go func() {
+		defer close(fed)
+		for {
+			select {
+			case <-feeding:
+				return
+			default:
+			}
+			r.Enqueue([]Outcome{sentOutcome(uuid.New(), time.Now().UTC())})
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	defer func() { close(feeding); <-fed }()
+	time.Sleep(200 * time.Millisecond) // the loop is busy with fresh outcomes now
+
+	stale := recordMixed(t, store, 7)
+	platformtest.Eventually(t, 10*time.Second, 20*time.Millisecond, "stale outcomes reported under load", func() (bool, string) {
+		missing := 0
+		for _, o := range stale {
+			if len(api.reports(o.MessageID)) == 0 {
+				missing++
+			}
+		}
+		return missing == 0, fmt.Sprintf("%d of %d not reported", missing, len(stale))
+	})
+}
