@@ -713,10 +713,17 @@ func TestRelaySweepWaitsForStaleEntries(t *testing.T) {
 }
 
 func TestUUIDV7Floor(t *testing.T) {
-	at := time.Now()
 	id, err := uuid.NewV7()
 	if err != nil {
 		t.Fatal(err)
+	}
+	var ms int64 // the id's own millisecond: its first 48 bits
+	for _, b := range id[:6] {
+		ms = ms<<8 | int64(b)
+	}
+	at := time.UnixMilli(ms)
+	if floor := uuidV7Floor(at); floor > id.String() {
+		t.Errorf("floor of %s's own millisecond is %s, want it not larger", id, floor)
 	}
 	if floor := uuidV7Floor(at.Add(-time.Millisecond)); floor >= id.String() {
 		t.Errorf("floor of a millisecond before %s is %s, want it smaller", id, floor)
