@@ -123,9 +123,11 @@ func TestProcessorRedeliveredWhileInFlight(t *testing.T) {
 				close(carrier.release)
 			}
 			eventually(t, waitFor, "outcome recorded and partition committable past the record", func() (bool, string) {
+				// Committable first, then recorded: an outcome recorded in
+				// between must not look like a commit ahead of its record.
+				off, ok := toCommit()
 				recorded := recordedOutcomes(t, db)
 				_, have := recorded[req.MessageID]
-				off, ok := toCommit()
 				if ok && off > rec.Offset && !have {
 					t.Fatalf("partition committable at %d before the message has an outcome", off)
 				}
