@@ -8,7 +8,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/jmoiron/sqlx"
 	"github.com/lib/pq"
 	"github.com/prometheus/client_golang/prometheus"
@@ -351,12 +350,8 @@ func (r *Relay) sweep(ctx context.Context, olderThan time.Duration) (int, error)
 // uuidV7Floor is the smallest UUIDv7 of t's millisecond (RFC 9562: the
 // first 48 bits are the Unix time in milliseconds).
 func uuidV7Floor(t time.Time) string {
-	var u uuid.UUID
-	ms := uint64(t.UnixMilli())
-	for i := range 6 {
-		u[i] = byte(ms >> (40 - 8*i))
-	}
-	return u.String()
+	ms := fmt.Sprintf("%012x", max(t.UnixMilli(), 0)) // 48 bits until the year 10889
+	return ms[:8] + "-" + ms[8:12] + "-0000-0000-000000000000"
 }
 
 // sample refreshes the backlog figures once a second; the API refuses new

@@ -23,21 +23,23 @@ func fastE164(plusDigits string) (e164 string, ok bool) {
 	if len(digits) < 2 || digits[0] == '0' {
 		return "", false
 	}
-	cc := 0
+	// Country calling codes are prefix-free: the first known one is it.
+	var cc, c int32
+	ccLen := 0
 	for n := 1; n <= 3 && n < len(digits); n++ {
-		c, _ := strconv.Atoi(digits[:n])
-		if len(phonenumbers.GetRegionCodesForCountryCode(c)) > 0 {
-			cc = c
+		c = c*10 + int32(digits[n-1]-'0')
+		if len(phonenumbers.GetRegionCodesForCountryCode(int(c))) > 0 {
+			cc, ccLen = c, n
 			break
 		}
 	}
 	if cc == 0 {
 		return "", false
 	}
-	nsn := digits[len(strconv.Itoa(cc)):]
+	nsn := digits[ccLen:]
 	// Parse strips a national (trunk) prefix only where the country's
 	// prefix-for-parsing pattern matches the start; leave those to it.
-	trunk, known := trunkPrefixes()[cc]
+	trunk, known := trunkPrefixes()[int(cc)]
 	if !known || len(nsn) < 2 || len(nsn) > 17 || trunk.MatchString(nsn) {
 		return "", false
 	}
@@ -45,16 +47,16 @@ func fastE164(plusDigits string) (e164 string, ok bool) {
 	if err != nil {
 		return "", false
 	}
-	num := &phonenumbers.PhoneNumber{CountryCode: proto.Int32(int32(cc)), NationalNumber: proto.Uint64(national)}
+	num := &phonenumbers.PhoneNumber{CountryCode: proto.Int32(cc), NationalNumber: proto.Uint64(national)}
 	// As Parse does: leading zeros of the national number are kept aside.
 	if nsn[0] == '0' {
 		num.ItalianLeadingZero = proto.Bool(true)
-		zeros := 1
-		for zeros < len(nsn)-1 && nsn[zeros] == '0' {
+		zeros := int32(1)
+		for int(zeros) < len(nsn)-1 && nsn[zeros] == '0' {
 			zeros++
 		}
 		if zeros != 1 {
-			num.NumberOfLeadingZeros = proto.Int32(int32(zeros))
+			num.NumberOfLeadingZeros = proto.Int32(zeros)
 		}
 	}
 	if phonenumbers.IsPossibleNumberWithReason(num) != phonenumbers.IS_POSSIBLE {
