@@ -544,20 +544,12 @@ func (p *Processor) record(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		}
-	fill:
-		for len(batch) < cap(batch) {
-			select {
-			case f := <-p.outcomes:
-				batch = append(batch, f)
-			default:
-				break fill
-			}
-		}
+		batch = platform.Gather(p.outcomes, batch, cap(batch), 0)
 		outs := make([]Outcome, len(batch))
 		for i, f := range batch {
 			outs[i] = f.out
 		}
-		backoff := 100 * time.Millisecond
+		var backoff platform.Backoff
 		for {
 			err := p.store.Record(ctx, outs)
 			if err == nil {
@@ -567,8 +559,7 @@ func (p *Processor) record(ctx context.Context) {
 				return
 			}
 			p.log.Warn().Err(err).Int("outcomes", len(outs)).Msg("recording outcomes failed; retrying")
-			time.Sleep(backoff)
-			backoff = min(2*backoff, 5*time.Second)
+			time.Sleep(backoff.Next())
 		}
 		p.mu.Lock()
 		for _, f := range batch {
@@ -586,16 +577,7 @@ func (p *Processor) record(ctx context.Context) {
 }
 
 func (p *Processor) commitLoop(ctx context.Context) {
-	t := time.NewTicker(500 * time.Millisecond)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			p.commit(ctx, nil)
-		}
-	}
+	platform.Every(ctx, 500*time.Millisecond, func(ctx context.Context) { p.commit(ctx, nil) })
 }
 
 // commit commits the finished prefix of the given partitions (all when nil).

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"strings"
 	"sync"
@@ -17,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/sony/gobreaker/v2"
 
+	"github.com/smsctl/smsctl/platform"
 	"github.com/smsctl/smsctl/sms"
 )
 
@@ -117,27 +117,17 @@ func (r *Reporter) Run(ctx context.Context) {
 	for range r.cfg.Concurrency {
 		wg.Go(func() { r.loop(ctx) })
 	}
-	wg.Go(func() { r.flushAckedLoop(ctx) })
+	// Acknowledgements that no Record took along, as when no messages arrive.
+	wg.Go(func() {
+		platform.Every(ctx, 100*time.Millisecond, func(ctx context.Context) {
+			if err := r.store.FlushReported(ctx); err != nil && ctx.Err() == nil {
+				r.log.Warn().Err(err).Msg("marking reports acknowledged failed; retrying")
+			}
+		})
+	})
 	wg.Wait()
 	if err := r.store.FlushReported(context.WithoutCancel(ctx)); err != nil {
 		r.log.Warn().Err(err).Msg("marking reports acknowledged at shutdown failed; they will be reported again")
-	}
-}
-
-// flushAckedLoop marks acknowledged outcomes that no Record took along,
-// as when no messages arrive.
-func (r *Reporter) flushAckedLoop(ctx context.Context) {
-	t := time.NewTicker(100 * time.Millisecond)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		if err := r.store.FlushReported(ctx); err != nil && ctx.Err() == nil {
-			r.log.Warn().Err(err).Msg("marking reports acknowledged failed; retrying")
-		}
 	}
 }
 
@@ -146,7 +136,7 @@ func (r *Reporter) flushAckedLoop(ctx context.Context) {
 const reportLinger = 5 * time.Millisecond
 
 func (r *Reporter) loop(ctx context.Context) {
-	backoff := time.Duration(0)
+	var backoff platform.Backoff
 	batch := make([]Outcome, 0, r.cfg.Batch)
 	var lastSweep time.Time
 	for {
@@ -154,49 +144,31 @@ func (r *Reporter) loop(ctx context.Context) {
 		var err error
 		// Sweep at least once a second, so that outcomes whose report
 		// failed go out even while fresh ones keep coming.
-		sweepDue := time.Since(lastSweep) >= time.Second
-		if len(batch) == 0 && !sweepDue {
-			select {
-			case o := <-r.fresh:
-				batch = append(batch, o)
-			default:
-			}
+		if len(batch) == 0 && time.Since(lastSweep) < time.Second {
+			batch = platform.Gather(r.fresh, batch, 1, 0)
 		}
 		if len(batch) > 0 {
 			// Linger a little: each request costs the API a statement and
 			// a commit whatever its size.
-			linger := time.NewTimer(reportLinger)
-		fill:
-			for len(batch) < r.cfg.Batch {
-				select {
-				case o := <-r.fresh:
-					batch = append(batch, o)
-				case <-linger.C:
-					break fill
-				}
-			}
-			linger.Stop()
+			batch = platform.Gather(r.fresh, batch, r.cfg.Batch, reportLinger)
 			n, err = r.reportFresh(ctx, batch)
 			batch = batch[:0]
 		} else {
 			lastSweep = time.Now()
 			n, err = r.sweep(ctx, r.cfg.StaleAfter)
 		}
+		wait := time.Second
 		switch {
 		case err != nil && ctx.Err() == nil:
-			backoff = min(max(2*backoff, 100*time.Millisecond), 5*time.Second)
+			wait = backoff.Next()
 			if !errors.Is(err, gobreaker.ErrOpenState) {
-				r.log.Warn().Err(err).Dur("retry_in", backoff).Msg("delivery reports not acknowledged; they stay queued")
+				r.log.Warn().Err(err).Dur("retry_in", wait).Msg("delivery reports not acknowledged; they stay queued")
 			}
 		case n == r.cfg.Batch || len(r.fresh) > 0:
 			backoff = 0
 			continue
 		default:
 			backoff = 0
-		}
-		wait := time.Second
-		if backoff > 0 {
-			wait = backoff + rand.N(backoff/4+1)
 		}
 		select {
 		case <-ctx.Done():

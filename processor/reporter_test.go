@@ -370,17 +370,9 @@ func TestReporterCircuitBreaker(t *testing.T) {
 // is left unreported for the sweep.
 func TestReporterHandOver(t *testing.T) {
 	t.Parallel()
-	db := platformtest.NewDB(t)
-	store := NewStore(db)
+	store := NewStore(platformtest.NewDB(t))
 	api := newFakeAPI()
-	srv := httptest.NewServer(api)
-	defer srv.Close()
-	r := NewReporter(store, ReporterConfig{APIURL: srv.URL, Token: testToken, Batch: 10, Concurrency: 2, StaleAfter: time.Hour},
-		testLogger(), prometheus.NewRegistry())
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { r.Run(ctx); close(done) }()
-	defer func() { cancel(); <-done }()
+	r := runReporter(t, store, api, ReporterConfig{Batch: 10, Concurrency: 2, StaleAfter: time.Hour})
 
 	outs := recordMixed(t, store, 25)
 	r.Enqueue(outs)
@@ -408,14 +400,7 @@ func TestReporterSweepsUnderSteadyLoad(t *testing.T) {
 	t.Parallel()
 	store := NewStore(platformtest.NewDB(t))
 	api := newFakeAPI()
-	srv := httptest.NewServer(api)
-	defer srv.Close()
-	r := NewReporter(store, ReporterConfig{APIURL: srv.URL, Token: testToken, Batch: 10, Concurrency: 1, StaleAfter: time.Millisecond},
-		testLogger(), prometheus.NewRegistry())
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { r.Run(ctx); close(done) }()
-	defer func() { cancel(); <-done }()
+	r := runReporter(t, store, api, ReporterConfig{Batch: 10, Concurrency: 1, StaleAfter: time.Millisecond})
 	feeding := make(chan struct{})
 	fed := make(chan struct{})
 	go func() {
@@ -443,4 +428,17 @@ func TestReporterSweepsUnderSteadyLoad(t *testing.T) {
 		}
 		return missing == 0, fmt.Sprintf("%d of %d not reported", missing, len(stale))
 	})
+}
+
+// runReporter runs a reporter with cfg against api until the test ends.
+func runReporter(t *testing.T, store *Store, api *fakeAPI, cfg ReporterConfig) *Reporter {
+	t.Helper()
+	srv := httptest.NewServer(api)
+	cfg.APIURL, cfg.Token = srv.URL, testToken
+	r := NewReporter(store, cfg, testLogger(), prometheus.NewRegistry())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { r.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done; srv.Close() })
+	return r
 }

@@ -3,7 +3,6 @@ package sms
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -138,28 +137,18 @@ func (r *Relay) Run(ctx context.Context) {
 		workers.Go(func() { r.publishLoop(ctx) })
 	}
 	if r.deletes != nil {
-		workers.Go(func() { r.flushDeletesLoop(ctx) })
+		// Deletes that no insert took along, as when no messages arrive.
+		workers.Go(func() {
+			platform.Every(ctx, 100*time.Millisecond, func(ctx context.Context) {
+				if err := r.deletes.FlushPublished(ctx); err != nil && ctx.Err() == nil {
+					r.log.Warn().Err(err).Msg("deleting published outbox entries failed; retrying")
+				}
+			})
+		})
 	}
 	r.sweepLoop(ctx)
 	workers.Wait()
 	r.flush(context.WithoutCancel(ctx))
-}
-
-// flushDeletesLoop deletes published entries that no insert took along,
-// as when no messages arrive.
-func (r *Relay) flushDeletesLoop(ctx context.Context) {
-	t := time.NewTicker(100 * time.Millisecond)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		if err := r.deletes.FlushPublished(ctx); err != nil && ctx.Err() == nil {
-			r.log.Warn().Err(err).Msg("deleting published outbox entries failed; retrying")
-		}
-	}
 }
 
 // publishLinger is how long a publisher waits for more entries before it
@@ -169,7 +158,7 @@ const publishLinger = 5 * time.Millisecond
 // publishLoop publishes entries handed over in memory.
 func (r *Relay) publishLoop(ctx context.Context) {
 	batch := make([]OutboxEntry, 0, r.cfg.Batch)
-	backoff := time.Duration(0)
+	var backoff platform.Backoff
 	for {
 		select {
 		case e := <-r.fresh:
@@ -179,28 +168,18 @@ func (r *Relay) publishLoop(ctx context.Context) {
 		}
 		// Linger a little: Kafka's cost is per request more than per
 		// record, and the writer commits a few dozen messages at a time.
-		linger := time.NewTimer(publishLinger)
-	fill:
-		for len(batch) < r.cfg.Batch {
-			select {
-			case e := <-r.fresh:
-				batch = append(batch, e)
-			case <-linger.C:
-				break fill
-			}
-		}
-		linger.Stop()
+		batch = platform.Gather(r.fresh, batch, r.cfg.Batch, publishLinger)
 		if err := r.publish(ctx, batch); err != nil {
 			if ctx.Err() != nil {
 				return
 			}
 			r.metrics.errors.Inc()
-			backoff = min(max(2*backoff, 100*time.Millisecond), 5*time.Second)
-			r.log.Warn().Err(err).Int("entries", len(batch)).Dur("retry_in", backoff).Msg("outbox publish failed; entries stay queued")
+			wait := backoff.Next()
+			r.log.Warn().Err(err).Int("entries", len(batch)).Dur("retry_in", wait).Msg("outbox publish failed; entries stay queued")
 			select {
 			case <-ctx.Done():
 				return
-			case <-time.After(backoff + rand.N(backoff/4+1)):
+			case <-time.After(wait):
 			}
 			continue
 		}
@@ -256,30 +235,27 @@ func (r *Relay) produce(ctx context.Context, entries []OutboxEntry) error {
 
 // sweepLoop publishes stale entries until ctx ends.
 func (r *Relay) sweepLoop(ctx context.Context) {
-	backoff := time.Duration(0)
+	var backoff platform.Backoff
 	for {
 		n, err := r.sweep(ctx, r.cfg.StaleAfter)
+		wait := r.cfg.Interval
 		switch {
 		case err != nil && ctx.Err() == nil:
 			r.metrics.errors.Inc()
-			backoff = min(max(2*backoff, 100*time.Millisecond), 5*time.Second)
-			r.log.Warn().Err(err).Dur("retry_in", backoff).Msg("outbox publish failed; entries stay queued")
+			wait = backoff.Next()
+			r.log.Warn().Err(err).Dur("retry_in", wait).Msg("outbox publish failed; entries stay queued")
 		case n == r.cfg.Batch:
 			backoff = 0
 			continue
 		default:
 			backoff = 0
 		}
-		wait := r.cfg.Interval
-		if backoff > 0 {
-			wait = backoff + rand.N(backoff/4+1)
-		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-r.wake:
 			if backoff > 0 {
-				time.Sleep(backoff) // don't let wake-ups defeat the backoff
+				time.Sleep(wait) // don't let wake-ups defeat the backoff
 			}
 		case <-time.After(wait):
 		}
@@ -381,26 +357,18 @@ func (r *Relay) sample(ctx context.Context) {
 // them back in the outbox. The processor recognizes a message it already
 // handled, so a re-queue never delivers twice.
 func (r *Relay) requeueLoop(ctx context.Context) {
-	every := min(r.cfg.RequeueAfter/2, time.Minute)
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	platform.Every(ctx, min(r.cfg.RequeueAfter/2, time.Minute), func(ctx context.Context) {
 		n, err := r.Requeue(ctx)
 		if err != nil {
 			r.log.Warn().Err(err).Msg("requeue of stuck messages failed")
-			continue
+			return
 		}
 		if n > 0 {
 			r.metrics.requeued.Add(float64(n))
 			r.log.Warn().Int64("messages", n).Dur("pending_for", r.cfg.RequeueAfter).Msg("re-queued messages stuck in PENDING")
 			r.Wake()
 		}
-	}
+	})
 }
 
 // Requeue puts messages PENDING for longer than RequeueAfter back in the

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/smsctl/smsctl/platform"
 )
 
 // Writer groups concurrent sends into shared multi-row transactions: each
@@ -92,15 +94,7 @@ func (w *Writer) work(ctx context.Context) {
 				}
 			}
 		}
-	fill:
-		for len(batch) < w.maxBatch {
-			select {
-			case r := <-w.reqs:
-				batch = append(batch, r)
-			default:
-				break fill
-			}
-		}
+		batch = platform.Gather(w.reqs, batch, w.maxBatch, 0)
 		w.write(context.WithoutCancel(ctx), batch)
 	}
 }
