@@ -51,7 +51,6 @@ type Reporter struct {
 	client  *http.Client
 	breaker *gobreaker.CircuitBreaker[struct{}]
 	log     zerolog.Logger
-	wake    chan struct{}
 	fresh   chan Outcome
 
 	reported     prometheus.Counter
@@ -70,7 +69,6 @@ func NewReporter(store *Store, cfg ReporterConfig, log zerolog.Logger, reg prome
 		fresh: make(chan Outcome, 4*cfg.Batch*cfg.Concurrency),
 		store: store, cfg: cfg, log: log.With().Str("component", "reporter").Logger(),
 		client:   &http.Client{Timeout: 10 * time.Second},
-		wake:     make(chan struct{}, 1),
 		reported: prometheus.NewCounter(prometheus.CounterOpts{Name: "sms_reports_sent_total", Help: "Delivery reports acknowledged by the API."}),
 		failures: prometheus.NewCounter(prometheus.CounterOpts{Name: "sms_report_errors_total", Help: "Report requests that failed."}),
 		breakerState: prometheus.NewGauge(prometheus.GaugeOpts{Name: "sms_report_breaker_state",
@@ -88,14 +86,6 @@ func NewReporter(store *Store, cfg ReporterConfig, log zerolog.Logger, reg prome
 	})
 	reg.MustRegister(r.reported, r.failures, r.breakerState)
 	return r
-}
-
-// Wake tells the reporter to sweep the store now.
-func (r *Reporter) Wake() {
-	select {
-	case r.wake <- struct{}{}:
-	default:
-	}
 }
 
 // Enqueue hands over outcomes that were just recorded. It never blocks:
@@ -179,10 +169,6 @@ func (r *Reporter) loop(ctx context.Context) {
 				time.Sleep(wait)
 			}
 			batch = append(batch, o)
-		case <-r.wake:
-			if backoff > 0 {
-				time.Sleep(wait)
-			}
 		case <-time.After(wait):
 		}
 	}

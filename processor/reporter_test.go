@@ -264,8 +264,7 @@ func TestReporterKeepsReportsWhileAPIDown(t *testing.T) {
 			done := make(chan struct{})
 			go func() { defer close(done); r.Run(ctx) }()
 			defer func() { cancel(); <-done }()
-			up()
-			r.Wake()
+			up() // the sweep runs at least once a second
 			eventually(t, waitFor, "every report acknowledged", func() (bool, string) {
 				left, err := store.Unreported(context.Background())
 				return err == nil && left == 0, fmt.Sprintf("%d unreported (%v)", left, err)
