@@ -35,6 +35,18 @@ func Gather[T any](ch <-chan T, batch []T, max int, linger time.Duration) []T {
 	return batch
 }
 
+// Offer sends values to ch while it has room and drops the rest: for
+// hand-overs that are a shortcut, with a slower path for what is dropped.
+func Offer[T any](ch chan<- T, values []T) {
+	for _, v := range values {
+		select {
+		case ch <- v:
+		default:
+			return
+		}
+	}
+}
+
 // Every calls fn every interval until ctx ends.
 func Every(ctx context.Context, interval time.Duration, fn func(context.Context)) {
 	t := time.NewTicker(interval)

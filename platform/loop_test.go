@@ -32,6 +32,19 @@ func TestGather(t *testing.T) {
 	}
 }
 
+func TestOffer(t *testing.T) {
+	ch := make(chan int, 2)
+	Offer(ch, []int{1, 2, 3})
+	close(ch)
+	var got []int
+	for v := range ch {
+		got = append(got, v)
+	}
+	if !slices.Equal(got, []int{1, 2}) {
+		t.Errorf("Offer to a channel with room for 2 sent %v, want [1 2] and the rest dropped", got)
+	}
+}
+
 func TestEvery(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var calls atomic.Int64

@@ -90,15 +90,7 @@ func NewReporter(store *Store, cfg ReporterConfig, log zerolog.Logger, reg prome
 
 // Enqueue hands over outcomes that were just recorded. It never blocks:
 // what doesn't fit in the queue is left to the sweep.
-func (r *Reporter) Enqueue(outs []Outcome) {
-	for _, o := range outs {
-		select {
-		case r.fresh <- o:
-		default:
-			return
-		}
-	}
-}
+func (r *Reporter) Enqueue(outs []Outcome) { platform.Offer(r.fresh, outs) }
 
 // Run reports with Concurrency loops until ctx ends, then makes one
 // bounded last pass.

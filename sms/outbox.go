@@ -114,15 +114,7 @@ func (r *Relay) Wake() {
 
 // Enqueue hands over committed entries. It never blocks: what doesn't fit
 // in the queue is left to the sweep.
-func (r *Relay) Enqueue(entries []OutboxEntry) {
-	for _, e := range entries {
-		select {
-		case r.fresh <- e:
-		default:
-			return
-		}
-	}
-}
+func (r *Relay) Enqueue(entries []OutboxEntry) { platform.Offer(r.fresh, entries) }
 
 // Backlog is the last sampled number of entries waiting.
 func (r *Relay) Backlog() int64 { return r.backlog.Load() }
