@@ -128,9 +128,9 @@ type Processor struct {
 	// Group is the consumer group. Defaults to processor-service.
 	Group string `mapstructure:"kafka-group"`
 	// MaxInFlight bounds messages being processed at once by this replica,
-	// across all its partitions; each costs about 9 KB while it lasts (its
+	// across all its partitions; each costs about 11 KB while it lasts (its
 	// goroutine, record and timers), so the default keeps a processor that
-	// starts on a large backlog under 300 MB. Defaults to 25000.
+	// starts on a large backlog under 300 MB. Defaults to 20000.
 	MaxInFlight int `mapstructure:"max-in-flight"`
 	// SimMinDelay and SimMaxDelay bound the simulated carrier latency. Default to 1s and 3s.
 	SimMinDelay time.Duration `mapstructure:"sim-min-delay"`
@@ -163,7 +163,7 @@ func DefaultProcessor() Processor {
 		DatabaseMaxConns:  8,
 		APIURL:            "http://localhost:8080",
 		Group:             "processor-service",
-		MaxInFlight:       25000,
+		MaxInFlight:       20000,
 		SimMinDelay:       time.Second,
 		SimMaxDelay:       3 * time.Second,
 		SimFailureRate:    0.1,
