@@ -38,7 +38,7 @@ func privateKafka(t testing.TB) *broker {
 	if script == "" {
 		t.Skip("stops and restarts a broker: runs in the real-Kafka lane (scripts/test.sh kafka sets SMS_KAFKA_SCRIPT)")
 	}
-	port := strings.Split(freeAddr(t), ":")[1]
+	port := strconv.Itoa(freePorts(t, 2)) // PLAINTEXT, and the controller on PORT+1
 	b := &broker{t: t, script: script, env: []string{"SMS_KAFKA_PORT=" + port, "SMS_KAFKA_STATE=" + t.TempDir()}}
 	b.addr = strings.TrimSpace(b.run("start"))
 	t.Cleanup(func() { b.run("clean") })

@@ -5,11 +5,13 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -203,14 +205,55 @@ func (pr *proc) kill() {
 	<-pr.done
 }
 
+// freeAddr returns a loopback address nobody listens on.
 func freeAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	return "127.0.0.1:" + strconv.Itoa(freePorts(t, 1))
+}
+
+// freePorts returns the first of n consecutive free loopback ports, chosen
+// below the kernel's ephemeral range: a port from that range can be taken by
+// any outgoing connection between this check and the server's bind (a
+// private broker failed to bind its controller port, PORT+1, that way in CI).
+func freePorts(t testing.TB, n int) int {
+	t.Helper()
+	low := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if v, err := strconv.Atoi(f[0]); err == nil {
+				low = v
+			}
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	const first = 20000
+	if low-n <= first {
+		t.Fatalf("ephemeral port range starts at %d: no room below it for test servers", low)
+	}
+	for range 200 {
+		base := first + rand.IntN(low-n-first)
+		if portsFree(base, n) {
+			return base
+		}
+	}
+	t.Fatalf("no %d free consecutive ports found between %d and %d", n, first, low)
+	return 0
+}
+
+func portsFree(base, n int) bool {
+	var held []net.Listener
+	defer func() {
+		for _, ln := range held {
+			ln.Close()
+		}
+	}()
+	for p := base; p < base+n; p++ {
+		ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
+		if err != nil {
+			return false
+		}
+		held = append(held, ln)
+	}
+	return true
 }
 
 func tail(s string, n int) string {
