@@ -344,8 +344,20 @@ log "PostgreSQL: scripts/postgres.sh"
 BASE_URL="$("$ROOT/scripts/postgres.sh" 2>"$OUT/postgres-script.log")" || { cat "$OUT/postgres-script.log" >&2; die "scripts/postgres.sh failed"; }
 [[ "$BASE_URL" =~ ^(postgres(ql)?://[^/]+/)([^?]*)(\?.*)?$ ]] || die "unexpected database URL from scripts/postgres.sh"
 DB_URL="${BASH_REMATCH[1]}$DB_NAME${BASH_REMATCH[4]}"
-psql "$BASE_URL" -v ON_ERROR_STOP=1 -qAtc "DROP DATABASE IF EXISTS $DB_NAME WITH (FORCE)" >/dev/null \
-  || die "cannot drop database $DB_NAME (it must belong to the role in $BASE_URL)"
+# Not WITH (FORCE): that refuses when an autovacuum worker (the superuser's)
+# is busy on the database, as after a previous run. A plain DROP stops
+# autovacuum itself; our own role's leftover connections are ended first.
+dropped=""
+for _ in 1 2 3 4 5 6 7 8 9 10; do
+  psql "$BASE_URL" -qAtc "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+      WHERE datname = '$DB_NAME' AND usename = current_user AND pid <> pg_backend_pid()" >/dev/null 2>&1 || true
+  if psql "$BASE_URL" -v ON_ERROR_STOP=1 -qAtc "DROP DATABASE IF EXISTS $DB_NAME" >"$OUT/dropdb.log" 2>&1; then
+    dropped=1
+    break
+  fi
+  sleep 1
+done
+[[ -n "$dropped" ]] || { cat "$OUT/dropdb.log" >&2; die "cannot drop database $DB_NAME (it must belong to the role in $BASE_URL)"; }
 psql "$BASE_URL" -v ON_ERROR_STOP=1 -qAtc "CREATE DATABASE $DB_NAME" >/dev/null || die "cannot create database $DB_NAME"
 IFS='|' read -r PG_SYNC PG_FSYNC PG_VERSION PG_FPW PG_WALSYNC < <(psql "$DB_URL" -qAtc \
   "SELECT current_setting('synchronous_commit'), current_setting('fsync'), current_setting('server_version'), current_setting('full_page_writes'), current_setting('wal_sync_method')")
