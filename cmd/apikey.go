@@ -15,7 +15,7 @@ import (
 )
 
 func newAPIKey() *cobra.Command {
-	root := &cobra.Command{Use: "apikey", Short: "Create, list and revoke API keys"}
+	root := group(&cobra.Command{Use: "apikey", Short: "Create, list and revoke API keys"})
 	withKeys := func(cmd *cobra.Command, fn func(*sms.Keys) error) error {
 		var cfg config.Database
 		if err := load(cmd, &cfg); err != nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"sync"
 
 	"github.com/spf13/cobra"
@@ -126,15 +127,17 @@ smsctl dev is running.
   API:        %[1]s   (docs: %[1]s/docs, metrics: %[1]s/metrics)
   processor:  http://%[2]s/metrics
   API key:    %[3]s
+  database:   %[5]s
+              (messages and keys persist between runs; set SMS_DATABASE_URL to this for migrate and apikey)
 
 Send a message:
   curl -s -X POST %[1]s/v1/messages -H 'Authorization: Bearer %[3]s' \
        -H 'Content-Type: application/json' \
        -d '{"sender":"+14155550100","recipient":"+14155552671","text":"Hello from smsctl"}'
-  SMS_API_URL=%[1]s SMS_API_KEY=%[3]s smsctl send --from +14155550100 --to +14155552671 --text "Hello" --wait
+  SMS_API_URL=%[1]s SMS_API_KEY=%[3]s %[4]s send --from +14155550100 --to +14155552671 --text "Hello" --wait
 
 Stop with Ctrl-C.
-`, apiURL, reachable(svc.Addr()), full)
+`, apiURL, reachable(svc.Addr()), full, os.Args[0], api.DatabaseURL)
 
 	var wg sync.WaitGroup
 	var apiErr, procErr error

@@ -19,13 +19,13 @@ func addDatabaseFlags(cmd *cobra.Command) {
 }
 
 func newMigrate() *cobra.Command {
-	m := &cobra.Command{
+	m := group(&cobra.Command{
 		Use:   "migrate",
 		Short: "Apply, roll back or list schema migrations (schemas sms and processor)",
 		Long: `Migrations are embedded in the binary and applied with goose. Each role owns
 its schema: sms (the API) and processor. Running migrate from several
 processes at once is safe: a PostgreSQL advisory lock serializes them.`,
-	}
+	})
 	var schema string
 	run := func(name string, fn func(context.Context, *platform.DB, migrations.Set) ([]migrations.Result, error)) *cobra.Command {
 		cmd := &cobra.Command{

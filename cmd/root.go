@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/rs/zerolog"
@@ -61,6 +62,26 @@ names as keys), in that order of precedence.`,
 	root.PersistentFlags().String("config", "", "config file (YAML, TOML or JSON) with flag names as keys (SMS_CONFIG)")
 	root.AddCommand(newServe(), newMigrate(), newSend(), newDev(), newAPIKey(), newVersion(version), newHealth())
 	return root
+}
+
+// group makes cmd one that only groups subcommands fail, exit 1, on a
+// missing or unknown subcommand; cobra would print its help and exit 0, so
+// a typo in a container's command ("serve apl") would look like success.
+func group(cmd *cobra.Command) *cobra.Command {
+	cmd.Args = cobra.ArbitraryArgs
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		var names []string
+		for _, c := range cmd.Commands() {
+			if c.IsAvailableCommand() {
+				names = append(names, c.Name())
+			}
+		}
+		if len(args) > 0 {
+			return fmt.Errorf("unknown command %q for %q (one of: %s)", args[0], cmd.CommandPath(), strings.Join(names, ", "))
+		}
+		return fmt.Errorf("%q needs a command: one of %s (see %s --help)", cmd.CommandPath(), strings.Join(names, ", "), cmd.CommandPath())
+	}
+	return cmd
 }
 
 // load fills dst from the command's flags, environment and config file,

@@ -70,7 +70,7 @@ PENDING when --timeout ran out.`,
 	d := config.DefaultClient()
 	addLogFlags(fs, d.Log)
 	fs.String("api-url", d.APIURL, "the API's base URL")
-	fs.String("api-key", "", "API key (SMS_API_KEY); create one with `smsctl apikey create --account NAME`")
+	fs.String("api-key", "", "API key (SMS_API_KEY); create one with: smsctl apikey create --account NAME")
 	fs.StringVar(&from, "from", "", "sender: E.164 number or alphanumeric sender ID (required)")
 	fs.StringVar(&to, "to", "", "recipient: E.164 number (required)")
 	fs.StringVar(&text, "text", "", "message text (required)")

@@ -14,7 +14,7 @@ import (
 )
 
 func newServe() *cobra.Command {
-	serve := &cobra.Command{Use: "serve", Short: "Run one role of the platform: api or processor"}
+	serve := group(&cobra.Command{Use: "serve", Short: "Run one role of the platform: api or processor"})
 	serve.AddCommand(newServeAPI(), newServeProcessor())
 	return serve
 }
@@ -26,7 +26,7 @@ func addAPIFlags(cmd *cobra.Command) {
 	addKafkaFlags(fs, d.Kafka)
 	fs.String("http-addr", d.HTTPAddr, "address of the public API")
 	fs.String("internal-addr", d.InternalAddr, "separate address for the internal delivery-report endpoints (default: same as http-addr)")
-	fs.String("database-url", d.DatabaseURL, "PostgreSQL URL, e.g. postgres://sms:sms@localhost:5432/sms?sslmode=disable")
+	fs.String("database-url", d.DatabaseURL, "PostgreSQL URL, e.g. postgres://smsctl:smsctl@127.0.0.1:5432/smsctl?sslmode=disable")
 	fs.Int("database-max-conns", d.DatabaseMaxConns, "PostgreSQL connection pool size")
 	fs.String("internal-token", d.InternalToken, "credential the processor presents on the internal endpoints (at least 16 characters)")
 	fs.Int("writer-workers", d.WriterWorkers, "insert transactions in flight at once, shared by concurrent requests")

@@ -318,7 +318,7 @@ func validateAddr(key, addr string, required bool) error {
 
 func validatePostgresURL(key, raw string) error {
 	if raw == "" {
-		return fmt.Errorf("%s: required (for example postgres://sms:sms@localhost:5432/sms?sslmode=disable)", key)
+		return fmt.Errorf("%s: required (for example postgres://smsctl:smsctl@127.0.0.1:5432/smsctl?sslmode=disable, what scripts/postgres.sh and make dev use)", key)
 	}
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
