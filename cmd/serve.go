@@ -93,6 +93,7 @@ func addProcessorFlags(cmd *cobra.Command) {
 	fs.Int("report-batch", d.ReportBatch, "delivery reports per request to the API")
 	fs.Int("report-concurrency", d.ReportConcurrency, "report requests in flight at once")
 	fs.Duration("shutdown-timeout", d.ShutdownTimeout, "time allowed for a graceful shutdown")
+	fs.Duration("delivery-retention", d.DeliveryRetention, "how long reported outcomes are kept to stop redelivered records (0: forever; at least 24h, and longer than the topic's retention.ms)")
 }
 
 func newServeProcessor() *cobra.Command {

@@ -152,7 +152,16 @@ type Processor struct {
 	ReportConcurrency int `mapstructure:"report-concurrency"`
 	// ShutdownTimeout bounds the graceful shutdown. Defaults to 20s.
 	ShutdownTimeout time.Duration `mapstructure:"shutdown-timeout"`
+	// DeliveryRetention is how long a reported outcome is kept in
+	// processor.deliveries, where it stops a redelivered record from
+	// reaching the carrier again. It must outlast the topic's retention.ms
+	// (Kafka's default: 7 days). 0 keeps outcomes forever. Defaults to 30 days.
+	DeliveryRetention time.Duration `mapstructure:"delivery-retention"`
 }
+
+// MinDeliveryRetention is the shortest delivery-retention accepted: shorter
+// would let a record redelivered after a long outage reach the carrier twice.
+const MinDeliveryRetention = 24 * time.Hour
 
 // DefaultProcessor returns the processor configuration with every default filled in.
 func DefaultProcessor() Processor {
@@ -173,6 +182,7 @@ func DefaultProcessor() Processor {
 		ReportBatch:       500,
 		ReportConcurrency: 4,
 		ShutdownTimeout:   20 * time.Second,
+		DeliveryRetention: 30 * 24 * time.Hour,
 	}
 }
 
@@ -195,6 +205,9 @@ func (c Processor) Validate() error {
 	}
 	if c.Group == "" {
 		errs = append(errs, errors.New("kafka-group: must not be empty"))
+	}
+	if c.DeliveryRetention != 0 && c.DeliveryRetention < MinDeliveryRetention {
+		errs = append(errs, fmt.Errorf("delivery-retention: must be 0 (keep forever) or at least %s, got %s", MinDeliveryRetention, c.DeliveryRetention))
 	}
 	dbKey := "processor-database-url"
 	if c.DatabaseURL == "" {

@@ -126,9 +126,15 @@ func TestProcessorValidate(t *testing.T) {
 	if err := c.Validate(); err != nil {
 		t.Fatalf("valid config refused: %v", err)
 	}
-	c.SimMaxDelay, c.SimMinDelay, c.SimFailureRate = time.Second, 2*time.Second, 1.5
+	for _, keep := range []time.Duration{0, MinDeliveryRetention} {
+		c.DeliveryRetention = keep
+		if err := c.Validate(); err != nil {
+			t.Errorf("delivery-retention %s refused: %v", keep, err)
+		}
+	}
+	c.SimMaxDelay, c.SimMinDelay, c.SimFailureRate, c.DeliveryRetention = time.Second, 2*time.Second, 1.5, time.Hour
 	err := c.Validate()
-	for _, key := range []string{"sim-max-delay:", "sim-failure-rate:"} {
+	for _, key := range []string{"sim-max-delay:", "sim-failure-rate:", "delivery-retention:"} {
 		if err == nil || !strings.Contains(err.Error(), key) {
 			t.Errorf("got %v, want an error naming %s", err, key)
 		}

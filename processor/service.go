@@ -3,12 +3,15 @@ package processor
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
+	"strconv"
 	"sync"
 	"time"
 
 	"github.com/jmoiron/sqlx"
 	"github.com/rs/zerolog"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.opentelemetry.io/otel/trace"
 
@@ -25,6 +28,7 @@ type Service struct {
 	processor *Processor
 	reporter  *Reporter
 	monitor   *monitor
+	pruner    *pruner
 	http      *platform.HTTPListener
 }
 
@@ -52,7 +56,8 @@ func NewService(ctx context.Context, cfg config.Processor, log zerolog.Logger, t
 		return nil, err
 	}
 	s := &Service{cfg: cfg, log: log, db: db, processor: p, reporter: reporter,
-		monitor: newMonitor(p.Client(), cfg.Group, cfg.Topic, store, log, reg)}
+		monitor: newMonitor(p.Client(), cfg.Group, cfg.Topic, store, log, reg),
+		pruner:  newPruner(store, cfg.DeliveryRetention, topicRetention(p.Client(), cfg.Topic), log, reg)}
 	e := platform.NewEcho(log, func(error) *platform.Problem { return nil })
 	e.Use(platform.HTTPMetrics(reg))
 	platform.RegisterHealth(e, map[string]platform.Check{
@@ -87,6 +92,7 @@ func (s *Service) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { s.reporter.Run(reporterCtx) })
 	wg.Go(func() { s.monitor.run(reporterCtx, 5*time.Second) })
+	wg.Go(func() { s.pruner.run(reporterCtx, time.Hour) })
 	httpCtx, stopHTTP := context.WithCancel(bg)
 	var httpErr error
 	wg.Go(func() { httpErr = s.http.Serve(httpCtx, s.cfg.ShutdownTimeout) })
@@ -97,4 +103,39 @@ func (s *Service) Run(ctx context.Context) error {
 	wg.Wait()
 	s.log.Info().Msg("processor stopped")
 	return errors.Join(err, httpErr)
+}
+
+// kafkaDefaultRetention is log.retention.hours' default, for a topic whose
+// description doesn't give retention.ms.
+const kafkaDefaultRetention = 7 * 24 * time.Hour
+
+// topicRetention returns a function that reads topic's retention.ms.
+func topicRetention(cl *kgo.Client, topic string) func(context.Context) (time.Duration, error) {
+	adm := kadm.NewClient(cl)
+	return func(ctx context.Context) (time.Duration, error) {
+		configs, err := adm.DescribeTopicConfigs(ctx, topic)
+		if err != nil {
+			return 0, fmt.Errorf("describe topic %s: %w", topic, err)
+		}
+		rc, err := configs.On(topic, nil)
+		if err != nil {
+			return 0, fmt.Errorf("describe topic %s: %w", topic, err)
+		}
+		if rc.Err != nil {
+			return 0, fmt.Errorf("describe topic %s: %w", topic, rc.Err)
+		}
+		for _, c := range rc.Configs {
+			if c.Key == "retention.ms" && c.Value != nil {
+				ms, err := strconv.ParseInt(*c.Value, 10, 64)
+				if err != nil {
+					return 0, fmt.Errorf("topic %s: retention.ms %q: %w", topic, *c.Value, err)
+				}
+				if ms < 0 {
+					return -1, nil
+				}
+				return time.Duration(ms) * time.Millisecond, nil
+			}
+		}
+		return kafkaDefaultRetention, nil
+	}
 }

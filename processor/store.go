@@ -182,3 +182,20 @@ func markReported(ctx context.Context, db sqlx.ExecerContext, outs []Outcome) er
 	}
 	return nil
 }
+
+// Prune deletes up to limit outcomes of messages created before cutoff
+// that were reported before it, and returns how many it deleted. Message
+// ids are UUIDv7, so the primary key bounds the scan to old rows: no index
+// on reported_at, which every report would have to update. Unreported
+// outcomes stay whatever their age.
+func (s *Store) Prune(ctx context.Context, cutoff time.Time, limit int) (int64, error) {
+	res, err := s.db.ExecContext(ctx, `
+        DELETE FROM processor.deliveries WHERE message_id IN (
+            SELECT message_id FROM processor.deliveries
+            WHERE message_id < $1::uuid AND reported_at < $2
+            LIMIT $3)`, sms.UUIDv7Floor(cutoff), cutoff, limit)
+	if err != nil {
+		return 0, fmt.Errorf("prune deliveries: %w", err)
+	}
+	return res.RowsAffected()
+}

@@ -295,7 +295,7 @@ func (r *Relay) sweep(ctx context.Context, olderThan time.Duration) (int, error)
 	var entries []OutboxEntry
 	err = tx.SelectContext(ctx, &entries, `
         SELECT message_id, traceparent, record_key, payload FROM sms.outbox
-        WHERE message_id < $2 ORDER BY message_id LIMIT $1 FOR UPDATE SKIP LOCKED`, r.cfg.Batch, uuidV7Floor(time.Now().Add(-olderThan)))
+        WHERE message_id < $2 ORDER BY message_id LIMIT $1 FOR UPDATE SKIP LOCKED`, r.cfg.Batch, UUIDv7Floor(time.Now().Add(-olderThan)))
 	if err != nil {
 		return 0, storeErr("claim outbox", err)
 	}
@@ -315,9 +315,11 @@ func (r *Relay) sweep(ctx context.Context, olderThan time.Duration) (int, error)
 	return len(entries), nil
 }
 
-// uuidV7Floor is the smallest UUIDv7 of t's millisecond (RFC 9562: the
-// first 48 bits are the Unix time in milliseconds).
-func uuidV7Floor(t time.Time) string {
+// UUIDv7Floor is the smallest UUIDv7 of t's millisecond (RFC 9562: the
+// first 48 bits are the Unix time in milliseconds). Message ids are UUIDv7,
+// so "id < UUIDv7Floor(t)" selects messages created before t through the
+// primary key.
+func UUIDv7Floor(t time.Time) string {
 	ms := fmt.Sprintf("%012x", max(t.UnixMilli(), 0)) // 48 bits until the year 10889
 	return ms[:8] + "-" + ms[8:12] + "-0000-0000-000000000000"
 }

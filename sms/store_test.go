@@ -722,13 +722,13 @@ func TestUUIDV7Floor(t *testing.T) {
 		ms = ms<<8 | int64(b)
 	}
 	at := time.UnixMilli(ms)
-	if floor := uuidV7Floor(at); floor > id.String() {
+	if floor := UUIDv7Floor(at); floor > id.String() {
 		t.Errorf("floor of %s's own millisecond is %s, want it not larger", id, floor)
 	}
-	if floor := uuidV7Floor(at.Add(-time.Millisecond)); floor >= id.String() {
+	if floor := UUIDv7Floor(at.Add(-time.Millisecond)); floor >= id.String() {
 		t.Errorf("floor of a millisecond before %s is %s, want it smaller", id, floor)
 	}
-	if floor := uuidV7Floor(at.Add(time.Millisecond)); floor <= id.String() {
+	if floor := UUIDv7Floor(at.Add(time.Millisecond)); floor <= id.String() {
 		t.Errorf("floor of a millisecond after %s is %s, want it larger", id, floor)
 	}
 }
