@@ -16,6 +16,9 @@ var (
 	ErrPhoneCharacters = errors.New("must contain only digits, spaces, dashes, dots and parentheses after a leading +")
 	// ErrPhoneFormat reports a number without a leading plus and country code.
 	ErrPhoneFormat = errors.New("must be in international format starting with + and a country code")
+	// ErrPhoneExitCode reports a number dialled with an international
+	// prefix (00, or 011 from North America) instead of the plus.
+	ErrPhoneExitCode = errors.New("must start with + and a country code: write the international prefix (00 or 011) as +")
 	// ErrPhoneTooShort reports fewer than 2 digits.
 	ErrPhoneTooShort = errors.New("must have at least 2 digits")
 	// ErrPhoneTooLong reports more than the 15 digits E.164 allows.
@@ -75,6 +78,8 @@ func NormalizePhone(raw string) (string, error) {
 		}
 	}
 	switch {
+	case !plus && (strings.HasPrefix(string(out), "00") || strings.HasPrefix(string(out), "011")):
+		return "", ErrPhoneExitCode
 	case !plus:
 		return "", ErrPhoneFormat
 	case digits < minPhoneDigits:
