@@ -40,6 +40,7 @@
 #   BENCH_REQUEST_TIMEOUT=30s  the generator's per-request timeout (quick: 10s)
 #   BENCH_API_PORT=18080 BENCH_PROCESSOR_PORT=18081 BENCH_ECHO_PORT=18090
 #   BENCH_KAFKA_PORT=29092 (controller: +1) BENCH_KAFKA_STATE=/tmp/smsctl-bench-kafka
+#   BENCH_KAFKA_WARMUP=30s   produce and fetch on a scratch topic before measuring (quick: 10s)
 #   BENCH_KAFKA_JVM_OPTS     default -XX:TieredStopAtLevel=4: the broker gets
 #                            the full JIT (the test rails stop at C1 for a
 #                            fast start; a benchmark wants steady state)
@@ -60,10 +61,11 @@ cd "$ROOT"
 
 QUICK="${BENCH_QUICK:-0}"
 if [[ "$QUICK" == 1 ]]; then
-  d_base=5s d_sat=6s d_wrkwarm=1s d_lat=6s d_e2e=10s d_e2ewarm=3s d_sim=10s d_simwarm=6s d_timeout=10s d_ready=1
+  d_base=5s d_sat=6s d_wrkwarm=1s d_lat=6s d_e2e=10s d_e2ewarm=3s d_sim=10s d_simwarm=6s d_timeout=10s d_ready=1 d_kwarm=10s
 else
-  d_base=30s d_sat=30s d_wrkwarm=3s d_lat=20s d_e2e=60s d_e2ewarm=5s d_sim=60s d_simwarm=10s d_timeout=30s d_ready=5
+  d_base=30s d_sat=30s d_wrkwarm=3s d_lat=20s d_e2e=60s d_e2ewarm=5s d_sim=60s d_simwarm=10s d_timeout=30s d_ready=5 d_kwarm=30s
 fi
+KAFKA_WARMUP="${BENCH_KAFKA_WARMUP:-$d_kwarm}"
 BASELINE="${BENCH_BASELINE:-$d_base}"
 SATURATION="${BENCH_SATURATION:-$d_sat}"
 WRK_WARMUP="${BENCH_WRK_WARMUP:-$d_wrkwarm}"
@@ -118,7 +120,7 @@ seconds() {
   done
   echo "$total"
 }
-for v in BASELINE SATURATION WRK_WARMUP LATENCY E2E E2E_WARMUP SIM SIM_WARMUP DRAIN_TIMEOUT REQUEST_TIMEOUT; do
+for v in KAFKA_WARMUP BASELINE SATURATION WRK_WARMUP LATENCY E2E E2E_WARMUP SIM SIM_WARMUP DRAIN_TIMEOUT REQUEST_TIMEOUT; do
   seconds "${!v}" >/dev/null
 done
 for v in E2E_RATE SIM_RATE; do
@@ -380,6 +382,11 @@ BROKERS="$(kafka start 2>>"$OUT/kafka-script.log")" || { tail -n 20 "$OUT/kafka-
 KAFKA_PID="$(cat "$KAFKA_STATE/kafka.pid")"
 KAFKA_VERSION="$(ls "${SMS_KAFKA_HOME:-${HOME:-/tmp}/.cache/smsctl}" 2>/dev/null | sed -n 's/^kafka-//p' | sort -V | tail -1)"
 log "Kafka ${KAFKA_VERSION:-?} on $BROKERS (pid $KAFKA_PID)"
+# A cold broker spends several times more CPU per record until its JIT has
+# compiled the produce and fetch paths; measure it warm, as it runs in production.
+log "warming the broker up: $KAFKA_WARMUP of produce and fetch on a scratch topic"
+fg_run "$LOADGEN" warmkafka -brokers "$BROKERS" -duration "$KAFKA_WARMUP" >"$OUT/kafka-warmup.txt" 2>>"$OUT/loadgen.log" \
+  || die "the Kafka warm-up failed (see $OUT/loadgen.log)"
 
 # ---------------------------------------------------------------- smsctl
 

@@ -8,6 +8,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/smsctl/smsctl/config"
 	"github.com/smsctl/smsctl/platform/platformtest"
 )
 
@@ -31,7 +32,7 @@ func BenchmarkValidate(b *testing.B) {
 func BenchmarkWriter(b *testing.B) {
 	db := platformtest.NewDB(b)
 	store := NewStore(db)
-	w := NewWriter(store, 4, 500, prometheus.NewRegistry())
+	w := NewWriter(store, config.DefaultAPI().WriterWorkers, 500, prometheus.NewRegistry())
 	ctx, cancel := context.WithCancel(context.Background())
 	var running sync.WaitGroup
 	running.Go(func() { w.Run(ctx) })

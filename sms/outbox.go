@@ -144,8 +144,11 @@ func (r *Relay) Run(ctx context.Context) {
 }
 
 // publishLinger is how long a publisher waits for more entries before it
-// produces what it has.
-const publishLinger = 5 * time.Millisecond
+// produces what it has. The broker's cost is per produce request more than
+// per record: on a 2-core box a real broker took 35 µs of CPU per record in
+// batches of 30 and 5 µs in batches of 200. 20 ms more on the way to the
+// carrier is nothing next to the carrier's own latency.
+const publishLinger = 20 * time.Millisecond
 
 // publishLoop publishes entries handed over in memory.
 func (r *Relay) publishLoop(ctx context.Context) {
@@ -158,8 +161,6 @@ func (r *Relay) publishLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		}
-		// Linger a little: Kafka's cost is per request more than per
-		// record, and the writer commits a few dozen messages at a time.
 		batch = platform.Gather(r.fresh, batch, r.cfg.Batch, publishLinger)
 		if err := r.publish(ctx, batch); err != nil {
 			if ctx.Err() != nil {

@@ -7,6 +7,7 @@
 //	loadgen waitready  poll a /readyz URL every 5 ms; time since a given instant
 //	loadgen drain      wait until no message is PENDING; how long it took
 //	loadgen counts     stored messages per sender and by status (the loss check)
+//	loadgen warmkafka  produce to and consume from a scratch topic (broker JIT warm-up)
 //
 // Every subcommand prints its results as key=value lines on stdout, for the
 // script, and progress on stderr.
@@ -34,6 +35,8 @@ func main() {
 		err = cmdDrain(args)
 	case "counts":
 		err = cmdCounts(args)
+	case "warmkafka":
+		err = cmdWarmKafka(args)
 	default:
 		usage()
 	}
@@ -44,7 +47,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: loadgen run|lag|waitready|drain|counts [flags]  (-h for each)")
+	fmt.Fprintln(os.Stderr, "usage: loadgen run|lag|waitready|drain|counts|warmkafka [flags]  (-h for each)")
 	os.Exit(2)
 }
 
