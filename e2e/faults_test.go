@@ -94,7 +94,7 @@ func TestFaultAPIDownWhileReporting(t *testing.T) {
 		return n == 300, fmt.Sprintf("%d recorded", n)
 	})
 	var unreported int
-	if err := db.Get(&unreported, `SELECT count(*) FROM processor.deliveries WHERE reported_at IS NULL`); err != nil {
+	if err := db.Get(&unreported, `SELECT count(*) FROM processor.unreported`); err != nil {
 		t.Fatal(err)
 	}
 	if unreported == 0 {

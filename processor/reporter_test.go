@@ -188,7 +188,7 @@ func TestReporterDelivers(t *testing.T) {
 				if rep.Status != o.Status || !equalReason(rep.FailureReason, o.FailureReason) || !rep.ProcessedAt.Equal(o.ProcessedAt) {
 					t.Errorf("report %+v does not match outcome %+v", rep, o)
 				}
-				if reportedAt(t, db, o.MessageID) == nil {
+				if !isReported(t, db, o.MessageID) {
 					t.Errorf("%s acknowledged but not marked reported", o.MessageID)
 				}
 			}

@@ -24,12 +24,18 @@ func messageIDAt(t time.Time, n int) uuid.UUID {
 	return uuid.MustParse(floor[:len(floor)-12] + fmt.Sprintf("%012x", n))
 }
 
-// deliveryAt stores an outcome for id, reported at reported (nil: not yet).
-func deliveryAt(tb testing.TB, db *sqlx.DB, id uuid.UUID, reported *time.Time) {
+// deliveryAt stores an outcome for id processed at processed, acknowledged
+// by the API or not.
+func deliveryAt(tb testing.TB, db *sqlx.DB, id uuid.UUID, processed time.Time, reported bool) {
 	tb.Helper()
-	if _, err := db.Exec(`INSERT INTO processor.deliveries (message_id, status, attempts, processed_at, reported_at)
-        VALUES ($1, 'SENT', 1, now(), $2)`, id, reported); err != nil {
+	if _, err := db.Exec(`INSERT INTO processor.deliveries (message_id, status, attempts, processed_at)
+        VALUES ($1, 'SENT', 1, $2)`, id, processed); err != nil {
 		tb.Fatal(err)
+	}
+	if !reported {
+		if _, err := db.Exec(`INSERT INTO processor.unreported (message_id, processed_at) VALUES ($1, $2)`, id, processed); err != nil {
+			tb.Fatal(err)
+		}
 	}
 }
 
@@ -54,19 +60,19 @@ func TestStorePrune(t *testing.T) {
 	var expired []uuid.UUID
 	for i := range 5 {
 		id := messageIDAt(old, i)
-		deliveryAt(t, db, id, &longAgo)
+		deliveryAt(t, db, id, longAgo, true)
 		expired = append(expired, id)
 	}
 	keep := map[string]uuid.UUID{
-		"old message, never reported":    messageIDAt(old, 100),
-		"old message, reported recently": messageIDAt(old, 101),
-		"new message, reported":          messageIDAt(recently, 0),
-		"new message, not reported":      messageIDAt(recently, 1),
+		"old message, never reported":     messageIDAt(old, 100),
+		"old message, processed recently": messageIDAt(old, 101),
+		"new message, reported":           messageIDAt(recently, 0),
+		"new message, not reported":       messageIDAt(recently, 1),
 	}
-	deliveryAt(t, db, keep["old message, never reported"], nil)
-	deliveryAt(t, db, keep["old message, reported recently"], &recently)
-	deliveryAt(t, db, keep["new message, reported"], &recently)
-	deliveryAt(t, db, keep["new message, not reported"], nil)
+	deliveryAt(t, db, keep["old message, never reported"], longAgo, false)
+	deliveryAt(t, db, keep["old message, processed recently"], recently, true)
+	deliveryAt(t, db, keep["new message, reported"], recently, true)
+	deliveryAt(t, db, keep["new message, not reported"], recently, false)
 
 	// The limit bounds each round.
 	n, err := store.Prune(context.Background(), cutoff, 3)
@@ -111,7 +117,7 @@ func TestPrunerRespectsTopicRetention(t *testing.T) {
 			db := platformtest.NewDB(t)
 			longAgo := time.Now().Add(-40 * 24 * time.Hour)
 			id := messageIDAt(longAgo, 0)
-			deliveryAt(t, db, id, &longAgo)
+			deliveryAt(t, db, id, longAgo, true)
 			p := newPruner(NewStore(db), retention, func(context.Context) (time.Duration, error) { return tc.topic, tc.err },
 				testLogger(), prometheus.NewRegistry())
 			p.prune(context.Background())

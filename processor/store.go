@@ -31,17 +31,19 @@ type Store struct {
 // NewStore returns a store on db.
 func NewStore(db *sqlx.DB) *Store { return &Store{db: db, stmts: platform.NewStatements(db)} }
 
+// recordSQL stores new outcomes as unreported, and forgets acknowledged
+// ones ($7). An outcome already recorded is left as it is, reported or not.
 const recordSQL = `
-        INSERT INTO processor.deliveries (message_id, status, failure_reason, attempts, processed_at, traceparent)
-        SELECT id, status, NULLIF(reason, ''), attempts, at, tp
-        FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::timestamptz[], $6::text[]) AS u(id, status, reason, attempts, at, tp)
-        ON CONFLICT (message_id) DO NOTHING`
-
-// recordAndMarkSQL is recordSQL that also marks acknowledged outcomes ($7).
-const recordAndMarkSQL = `
-        WITH marked AS (
-            UPDATE processor.deliveries SET reported_at = now() WHERE message_id = ANY($7::uuid[])
-        )` + recordSQL
+        WITH acked AS (
+            DELETE FROM processor.unreported WHERE message_id = ANY($7::uuid[])
+        ), recorded AS (
+            INSERT INTO processor.deliveries (message_id, status, failure_reason, attempts, processed_at, traceparent)
+            SELECT id, status, NULLIF(reason, ''), attempts, at, tp
+            FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::timestamptz[], $6::text[]) AS u(id, status, reason, attempts, at, tp)
+            ON CONFLICT (message_id) DO NOTHING
+            RETURNING message_id, processed_at
+        )
+        INSERT INTO processor.unreported (message_id, processed_at) SELECT message_id, processed_at FROM recorded`
 
 // Outcome is the recorded result of delivering one message.
 type Outcome struct {
@@ -60,15 +62,20 @@ func (s *Store) Known(ctx context.Context, ids []uuid.UUID) (map[uuid.UUID]bool,
 	for i, id := range ids {
 		strs[i] = id.String()
 	}
-	var found []uuid.UUID
-	if err := s.db.SelectContext(ctx, &found, `SELECT message_id FROM processor.deliveries WHERE message_id = ANY($1::uuid[])`, pq.Array(strs)); err != nil {
+	// Prepared: planning the lookup took longer than running it.
+	known, err := s.stmts.Get(ctx, `SELECT message_id FROM processor.deliveries WHERE message_id = ANY($1::uuid[])`)
+	if err != nil {
 		return nil, fmt.Errorf("look up deliveries: %w", err)
 	}
-	known := make(map[uuid.UUID]bool, len(found))
-	for _, id := range found {
-		known[id] = true
+	var found []uuid.UUID
+	if err := known.SelectContext(ctx, &found, pq.Array(strs)); err != nil {
+		return nil, fmt.Errorf("look up deliveries: %w", err)
 	}
-	return known, nil
+	seen := make(map[uuid.UUID]bool, len(found))
+	for _, id := range found {
+		seen[id] = true
+	}
+	return seen, nil
 }
 
 // Record stores outcomes in one statement. An outcome already recorded
@@ -84,7 +91,7 @@ func (s *Store) Record(ctx context.Context, outs []Outcome) error {
 			reasons[i] = *o.FailureReason
 		}
 	}
-	record, err := s.stmts.Get(ctx, recordAndMarkSQL)
+	record, err := s.stmts.Get(ctx, recordSQL)
 	if err != nil {
 		return fmt.Errorf("record outcomes: %w", err)
 	}
@@ -121,7 +128,7 @@ func (s *Store) FlushReported(ctx context.Context) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	if _, err := s.db.ExecContext(ctx, `UPDATE processor.deliveries SET reported_at = now() WHERE message_id = ANY($1::uuid[])`, pq.Array(ids)); err != nil {
+	if err := forgetReported(ctx, s.db, ids); err != nil {
 		s.Acknowledged(ids)
 		return fmt.Errorf("mark reported: %w", err)
 	}
@@ -131,7 +138,7 @@ func (s *Store) FlushReported(ctx context.Context) error {
 // Unreported counts outcomes the API has not acknowledged yet.
 func (s *Store) Unreported(ctx context.Context) (int64, error) {
 	var n int64
-	if err := s.db.GetContext(ctx, &n, `SELECT count(*) FROM processor.deliveries WHERE reported_at IS NULL`); err != nil {
+	if err := s.db.GetContext(ctx, &n, `SELECT count(*) FROM processor.unreported`); err != nil {
 		return 0, fmt.Errorf("count unreported: %w", err)
 	}
 	return n, nil
@@ -148,9 +155,10 @@ func (s *Store) ReportBatch(ctx context.Context, limit int, olderThan time.Durat
 	defer func() { _ = tx.Rollback() }()
 	var outs []Outcome
 	err = tx.SelectContext(ctx, &outs, `
-        SELECT message_id, status, failure_reason, attempts, processed_at, traceparent FROM processor.deliveries
-        WHERE reported_at IS NULL AND processed_at <= now() - $2::interval
-        ORDER BY processed_at LIMIT $1 FOR UPDATE SKIP LOCKED`, limit, fmt.Sprintf("%d microseconds", olderThan.Microseconds()))
+        SELECT d.message_id, d.status, d.failure_reason, d.attempts, d.processed_at, d.traceparent
+        FROM processor.unreported u JOIN processor.deliveries d ON d.message_id = u.message_id
+        WHERE u.processed_at <= now() - $2::interval
+        ORDER BY u.processed_at LIMIT $1 FOR UPDATE OF u SKIP LOCKED`, limit, fmt.Sprintf("%d microseconds", olderThan.Microseconds()))
 	if err != nil {
 		return 0, fmt.Errorf("claim unreported: %w", err)
 	}
@@ -169,30 +177,32 @@ func (s *Store) ReportBatch(ctx context.Context, limit int, olderThan time.Durat
 	return len(outs), nil
 }
 
-// markReported looks the rows up by id only: a condition on reported_at
-// would let the planner read the whole unreported backlog through
-// deliveries_unreported instead.
 func markReported(ctx context.Context, db sqlx.ExecerContext, outs []Outcome) error {
 	ids := make([]string, len(outs))
 	for i, o := range outs {
 		ids[i] = o.MessageID.String()
 	}
-	if _, err := db.ExecContext(ctx, `UPDATE processor.deliveries SET reported_at = now() WHERE message_id = ANY($1::uuid[])`, pq.Array(ids)); err != nil {
+	return forgetReported(ctx, db, ids)
+}
+
+// forgetReported drops acknowledged outcomes from the unreported ones.
+func forgetReported(ctx context.Context, db sqlx.ExecerContext, ids []string) error {
+	if _, err := db.ExecContext(ctx, `DELETE FROM processor.unreported WHERE message_id = ANY($1::uuid[])`, pq.Array(ids)); err != nil {
 		return fmt.Errorf("mark reported: %w", err)
 	}
 	return nil
 }
 
-// Prune deletes up to limit outcomes of messages created before cutoff
-// that were reported before it, and returns how many it deleted. Message
-// ids are UUIDv7, so the primary key bounds the scan to old rows: no index
-// on reported_at, which every report would have to update. Unreported
+// Prune deletes up to limit reported outcomes of messages created and
+// processed before cutoff, and returns how many it deleted. Message ids are
+// UUIDv7, so the primary key bounds the scan to old rows. Unreported
 // outcomes stay whatever their age.
 func (s *Store) Prune(ctx context.Context, cutoff time.Time, limit int) (int64, error) {
 	res, err := s.db.ExecContext(ctx, `
         DELETE FROM processor.deliveries WHERE message_id IN (
-            SELECT message_id FROM processor.deliveries
-            WHERE message_id < $1::uuid AND reported_at < $2
+            SELECT d.message_id FROM processor.deliveries d
+            WHERE d.message_id < $1::uuid AND d.processed_at < $2
+                AND NOT EXISTS (SELECT 1 FROM processor.unreported u WHERE u.message_id = d.message_id)
             LIMIT $3)`, sms.UUIDv7Floor(cutoff), cutoff, limit)
 	if err != nil {
 		return 0, fmt.Errorf("prune deliveries: %w", err)

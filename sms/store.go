@@ -522,9 +522,9 @@ func (s *Store) Stats(ctx context.Context, accountID int64) (Stats, error) {
 }
 
 // applySQL moves PENDING messages to their reported final status, adjusts
-// the counters by what actually changed, and says per report what happened.
-// A message already final is left alone, so duplicates and late reports
-// change nothing and count nothing.
+// the counters by what actually changed, and returns the messages it
+// changed. A message already final is left alone, so duplicates and late
+// reports change nothing and count nothing.
 const applySQL = `
 WITH r AS (
     SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[]) AS r(id, status, reason)
@@ -543,13 +543,7 @@ WITH r AS (
     ON CONFLICT (account_id, shard) DO UPDATE
         SET pending = c.pending + EXCLUDED.pending, sent = c.sent + EXCLUDED.sent, failed = c.failed + EXCLUDED.failed
 )
--- The applied rows, then every report's message as the statement's snapshot
--- saw it (before the update); Go tells applied, duplicate and not found
--- apart. (Joining upd back to r here ran as a nested loop over the CTE:
--- quadratic in the batch size.)
-SELECT id, status, failure_reason, created_at, true AS applied FROM upd
-UNION ALL
-SELECT r.id, m.status, NULL, NULL, false FROM r JOIN sms.messages m ON m.id = r.id`
+SELECT id, status, failure_reason, created_at FROM upd`
 
 // AppliedReport says what one report did and the message's status after it.
 type AppliedReport struct {
@@ -586,15 +580,14 @@ func (s *Store) ApplyReports(ctx context.Context, reports []DeliveryReport) ([]A
 	if err != nil {
 		return nil, err
 	}
-	var rows []struct {
-		ID            uuid.UUID  `db:"id"`
-		Status        Status     `db:"status"`
-		FailureReason *string    `db:"failure_reason"`
-		CreatedAt     *time.Time `db:"created_at"`
-		Applied       bool       `db:"applied"`
+	var applied []struct {
+		ID            uuid.UUID `db:"id"`
+		Status        Status    `db:"status"`
+		FailureReason *string   `db:"failure_reason"`
+		CreatedAt     time.Time `db:"created_at"`
 	}
 	err = s.withShard(ctx, func(shard int) error {
-		if err := apply.SelectContext(ctx, &rows, pq.Array(ids), pq.Array(statuses), pq.Array(reasons), shard); err != nil {
+		if err := apply.SelectContext(ctx, &applied, pq.Array(ids), pq.Array(statuses), pq.Array(reasons), shard); err != nil {
 			return storeErr("apply reports", err)
 		}
 		return nil
@@ -602,16 +595,29 @@ func (s *Store) ApplyReports(ctx context.Context, reports []DeliveryReport) ([]A
 	if err != nil {
 		return nil, err
 	}
-	found := make(map[uuid.UUID]AppliedReport, len(rows))
-	for _, r := range rows {
-		if prev, ok := found[r.ID]; ok && prev.Outcome == ReportApplied {
-			continue // the applied row wins over the snapshot's view
+	found := make(map[uuid.UUID]AppliedReport, len(ids))
+	for _, r := range applied {
+		found[r.ID] = AppliedReport{MessageID: r.ID, Outcome: ReportApplied, Status: r.Status, FailureReason: r.FailureReason, CreatedAt: &r.CreatedAt}
+	}
+	// Usually every report applies. Those that didn't are duplicates
+	// (already final) or unknown ids; only they are looked up again.
+	if len(applied) < len(ids) {
+		var rest []string
+		for _, r := range sorted {
+			if _, ok := found[r.MessageID]; !ok {
+				rest = append(rest, r.MessageID.String())
+			}
 		}
-		a := AppliedReport{MessageID: r.ID, Outcome: ReportDuplicate, Status: r.Status}
-		if r.Applied {
-			a.Outcome, a.FailureReason, a.CreatedAt = ReportApplied, r.FailureReason, r.CreatedAt
+		var final []struct {
+			ID     uuid.UUID `db:"id"`
+			Status Status    `db:"status"`
 		}
-		found[r.ID] = a
+		if err := s.db.SelectContext(ctx, &final, `SELECT id, status FROM sms.messages WHERE id = ANY($1::uuid[])`, pq.Array(rest)); err != nil {
+			return nil, storeErr("look up reported messages", err)
+		}
+		for _, m := range final {
+			found[m.ID] = AppliedReport{MessageID: m.ID, Outcome: ReportDuplicate, Status: m.Status}
+		}
 	}
 	out := make([]AppliedReport, 0, len(ids))
 	for _, r := range sorted {

@@ -155,7 +155,7 @@ func cmdCounts(args []string) error {
 	kv("counters_sent", cs)
 	kv("counters_failed", cf)
 	var deliveries, unreported int64
-	if err := db.QueryRowContext(ctx, `SELECT count(*), count(*) FILTER (WHERE reported_at IS NULL) FROM processor.deliveries`).Scan(&deliveries, &unreported); err != nil {
+	if err := db.QueryRowContext(ctx, `SELECT (SELECT count(*) FROM processor.deliveries), (SELECT count(*) FROM processor.unreported)`).Scan(&deliveries, &unreported); err != nil {
 		return fmt.Errorf("count deliveries: %w", err)
 	}
 	kv("deliveries", deliveries)

@@ -187,7 +187,7 @@ func (m *monitor) take(ctx context.Context, start time.Time) {
 				s.Pending, s.Final = p, sent+failed
 			}
 			var n int64
-			if err := m.db.QueryRowContext(ctx, `SELECT count(*) FROM processor.deliveries WHERE reported_at IS NULL`).Scan(&n); err == nil {
+			if err := m.db.QueryRowContext(ctx, `SELECT count(*) FROM processor.unreported`).Scan(&n); err == nil {
 				s.Reports = float64(n)
 			}
 		})
