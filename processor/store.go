@@ -31,12 +31,10 @@ type Store struct {
 // NewStore returns a store on db.
 func NewStore(db *sqlx.DB) *Store { return &Store{db: db, stmts: platform.NewStatements(db)} }
 
-// recordSQL stores new outcomes as unreported, and forgets acknowledged
-// ones ($7). An outcome already recorded is left as it is, reported or not.
+// recordSQL stores new outcomes, as unreported. An outcome already
+// recorded is left as it is, reported or not.
 const recordSQL = `
-        WITH acked AS (
-            DELETE FROM processor.unreported WHERE message_id = ANY($7::uuid[])
-        ), recorded AS (
+        WITH recorded AS (
             INSERT INTO processor.deliveries (message_id, status, failure_reason, attempts, processed_at, traceparent)
             SELECT id, status, NULLIF(reason, ''), attempts, at, tp
             FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::timestamptz[], $6::text[]) AS u(id, status, reason, attempts, at, tp)
@@ -62,13 +60,10 @@ func (s *Store) Known(ctx context.Context, ids []uuid.UUID) (map[uuid.UUID]bool,
 	for i, id := range ids {
 		strs[i] = id.String()
 	}
-	// Prepared: planning the lookup took longer than running it.
-	known, err := s.stmts.Get(ctx, `SELECT message_id FROM processor.deliveries WHERE message_id = ANY($1::uuid[])`)
-	if err != nil {
-		return nil, fmt.Errorf("look up deliveries: %w", err)
-	}
+	// Not prepared: a generic plan made while the table was small scanned
+	// it with the array as a plain filter, seconds a call once it had grown.
 	var found []uuid.UUID
-	if err := known.SelectContext(ctx, &found, pq.Array(strs)); err != nil {
+	if err := s.db.SelectContext(ctx, &found, `SELECT message_id FROM processor.deliveries WHERE message_id = ANY($1::uuid[])`, pq.Array(strs)); err != nil {
 		return nil, fmt.Errorf("look up deliveries: %w", err)
 	}
 	seen := make(map[uuid.UUID]bool, len(found))
@@ -78,8 +73,9 @@ func (s *Store) Known(ctx context.Context, ids []uuid.UUID) (map[uuid.UUID]bool,
 	return seen, nil
 }
 
-// Record stores outcomes in one statement. An outcome already recorded
-// for a message is kept: the first one wins.
+// Record stores outcomes, and forgets the acknowledged ones, in one
+// transaction. An outcome already recorded for a message is kept: the first
+// one wins.
 func (s *Store) Record(ctx context.Context, outs []Outcome) error {
 	n := len(outs)
 	ids, statuses, reasons, attempts, at := make([]string, n), make([]string, n), make([]string, n), make([]int64, n), make([]string, n)
@@ -96,13 +92,35 @@ func (s *Store) Record(ctx context.Context, outs []Outcome) error {
 		return fmt.Errorf("record outcomes: %w", err)
 	}
 	acked := s.takeAcked()
-	_, err = record.ExecContext(ctx,
-		pq.Array(ids), pq.Array(statuses), pq.Array(reasons), pq.Array(attempts), pq.Array(at), pq.Array(traces), pq.Array(acked))
+	args := []any{pq.Array(ids), pq.Array(statuses), pq.Array(reasons), pq.Array(attempts), pq.Array(at), pq.Array(traces)}
+	if len(acked) == 0 {
+		_, err = record.ExecContext(ctx, args...)
+	} else {
+		err = s.recordAndForget(ctx, record, args, acked)
+	}
 	if err != nil {
 		s.Acknowledged(acked)
 		return fmt.Errorf("record outcomes: %w", err)
 	}
 	return nil
+}
+
+// recordAndForget records outcomes and forgets acknowledged ones in one
+// commit. The delete is planned for its ids each time (not prepared), so
+// that a large unreported backlog is read through its index.
+func (s *Store) recordAndForget(ctx context.Context, record *sqlx.Stmt, args []any, acked []string) error {
+	tx, err := s.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback() }()
+	if err := forgetReported(ctx, tx, acked); err != nil {
+		return err
+	}
+	if _, err := tx.StmtxContext(ctx, record).ExecContext(ctx, args...); err != nil {
+		return err
+	}
+	return tx.Commit()
 }
 
 // Acknowledged queues outcomes the API acknowledged, to be marked reported

@@ -511,7 +511,7 @@ func TestSendMessage(t *testing.T) {
 				t.Errorf("stored %+v, answered %+v", stored, m)
 			}
 			var outbox int
-			if err := a.db.Get(&outbox, `SELECT count(*) FROM sms.outbox WHERE message_id = $1`, m.ID); err != nil || outbox != 1 {
+			if err := a.db.Get(&outbox, `SELECT count(*) FROM sms.outbox WHERE $1 = ANY(message_ids)`, m.ID); err != nil || outbox != 1 {
 				t.Errorf("outbox rows for the message: %d (%v), want 1", outbox, err)
 			}
 		})

@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jmoiron/sqlx"
 	"github.com/lib/pq"
 	"github.com/prometheus/client_golang/prometheus"
@@ -40,15 +41,15 @@ type RelayConfig struct {
 	Publishers int
 }
 
-// Relay publishes outbox entries to Kafka and deletes them once Kafka has
-// acknowledged them. The store hands over what it just committed (Enqueue),
-// so the usual path costs the database one DELETE; a sweep of the table
-// publishes whatever memory lost: entries of a failed produce, of a
-// previous run, dropped because the queue was full, or re-queued. Several
-// API replicas can run relays at once: the sweep claims its rows with
-// FOR UPDATE SKIP LOCKED. An entry may be published twice (a crash between
-// produce and delete, a slow hand-over overtaken by the sweep); the
-// processor recognizes a message it already handled.
+// Relay publishes the outbox to Kafka and deletes each batch once Kafka has
+// acknowledged all its records. The store hands over what it just
+// committed (Enqueue), so the usual path costs the database one DELETE per
+// batch; a sweep of the table publishes whatever memory lost: batches of a
+// failed produce, of a previous run, dropped because the queue was full,
+// or re-queued. Several API replicas can run relays at once: the sweep
+// claims its rows with FOR UPDATE SKIP LOCKED. A message may be published
+// twice (a crash between produce and delete, a slow hand-over overtaken by
+// the sweep); the processor recognizes a message it already handled.
 type Relay struct {
 	db       *sqlx.DB
 	deletes  DeleteQueue
@@ -56,7 +57,8 @@ type Relay struct {
 	cfg      RelayConfig
 	log      zerolog.Logger
 	wake     chan struct{}
-	fresh    chan OutboxEntry
+	fresh    chan OutboxBatch
+	queued   atomic.Int64 // entries in fresh
 	backlog  atomic.Int64
 	metrics  relayMetrics
 }
@@ -79,7 +81,7 @@ func NewRelay(db *sqlx.DB, producer Producer, cfg RelayConfig, log zerolog.Logge
 		cfg.Publishers = 2
 	}
 	r := &Relay{db: db, producer: producer, cfg: cfg, log: log.With().Str("component", "outbox").Logger(),
-		wake: make(chan struct{}, 1), fresh: make(chan OutboxEntry, 4*cfg.Batch)}
+		wake: make(chan struct{}, 1), fresh: make(chan OutboxBatch, 4*cfg.Batch)}
 	r.metrics = relayMetrics{
 		published: prometheus.NewCounter(prometheus.CounterOpts{Name: "sms_queued_total", Help: "Messages published to Kafka by the outbox relay."}),
 		errors:    prometheus.NewCounter(prometheus.CounterOpts{Name: "sms_outbox_publish_errors_total", Help: "Outbox rounds that failed to publish."}),
@@ -92,14 +94,14 @@ func NewRelay(db *sqlx.DB, producer Producer, cfg RelayConfig, log zerolog.Logge
 	return r
 }
 
-// DeleteQueue deletes published outbox entries later, sharing a commit
-// with other work (the store does it in its next insert).
+// DeleteQueue deletes published outbox batches (by id) later, sharing a
+// commit with other work (the store does it in its next insert).
 type DeleteQueue interface {
 	Published(ids []string)
 	FlushPublished(ctx context.Context) error
 }
 
-// DeleteThrough makes the relay hand the entries it published from memory
+// DeleteThrough makes the relay hand the batches it published from memory
 // to q for deletion instead of deleting them with a commit of their own.
 // Call it before Run.
 func (r *Relay) DeleteThrough(q DeleteQueue) { r.deletes = q }
@@ -112,9 +114,31 @@ func (r *Relay) Wake() {
 	}
 }
 
-// Enqueue hands over committed entries. It never blocks: what doesn't fit
-// in the queue is left to the sweep.
-func (r *Relay) Enqueue(entries []OutboxEntry) { platform.Offer(r.fresh, entries) }
+// Enqueue hands over a committed batch. It never blocks: while 4 × Batch
+// entries wait already, the batch is left to the sweep.
+func (r *Relay) Enqueue(b OutboxBatch) {
+	n := int64(len(b.Entries))
+	if r.queued.Add(n) > int64(4*r.cfg.Batch) {
+		r.queued.Add(-n)
+		return
+	}
+	select {
+	case r.fresh <- b:
+	default:
+		r.queued.Add(-n)
+	}
+}
+
+// take receives a batch handed over, or reports false once ctx ends.
+func (r *Relay) take(ctx context.Context) (OutboxBatch, bool) {
+	select {
+	case b := <-r.fresh:
+		r.queued.Add(-int64(len(b.Entries)))
+		return b, true
+	case <-ctx.Done():
+		return OutboxBatch{}, false
+	}
+}
 
 // Backlog is the last sampled number of entries waiting.
 func (r *Relay) Backlog() int64 { return r.backlog.Load() }
@@ -150,25 +174,22 @@ func (r *Relay) Run(ctx context.Context) {
 // carrier is nothing next to the carrier's own latency.
 const publishLinger = 20 * time.Millisecond
 
-// publishLoop publishes entries handed over in memory.
+// publishLoop publishes batches handed over in memory.
 func (r *Relay) publishLoop(ctx context.Context) {
-	batch := make([]OutboxEntry, 0, r.cfg.Batch)
 	var backoff platform.Backoff
 	for {
-		select {
-		case e := <-r.fresh:
-			batch = append(batch[:0], e)
-		case <-ctx.Done():
+		first, ok := r.take(ctx)
+		if !ok {
 			return
 		}
-		batch = platform.Gather(r.fresh, batch, r.cfg.Batch, publishLinger)
-		if err := r.publish(ctx, batch); err != nil {
+		batches := r.gather(ctx, first)
+		if err := r.publish(ctx, batches); err != nil {
 			if ctx.Err() != nil {
 				return
 			}
 			r.metrics.errors.Inc()
 			wait := backoff.Next()
-			r.log.Warn().Err(err).Int("entries", len(batch)).Dur("retry_in", wait).Msg("outbox publish failed; entries stay queued")
+			r.log.Warn().Err(err).Int("batches", len(batches)).Dur("retry_in", wait).Msg("outbox publish failed; entries stay queued")
 			select {
 			case <-ctx.Done():
 				return
@@ -180,36 +201,53 @@ func (r *Relay) publishLoop(ctx context.Context) {
 	}
 }
 
-// publish produces entries and deletes them from the outbox. If the delete
-// fails they stay and are published again later.
-func (r *Relay) publish(ctx context.Context, entries []OutboxEntry) error {
+// gather adds the batches handed over within publishLinger to first, up to
+// Batch entries.
+func (r *Relay) gather(ctx context.Context, first OutboxBatch) []OutboxBatch {
+	batches, n := []OutboxBatch{first}, len(first.Entries)
+	linger, cancel := context.WithTimeout(ctx, publishLinger)
+	defer cancel()
+	for n < r.cfg.Batch {
+		b, ok := r.take(linger)
+		if !ok {
+			break
+		}
+		batches, n = append(batches, b), n+len(b.Entries)
+	}
+	return batches
+}
+
+// publish produces the batches' records and deletes the batches from the
+// outbox. If the delete fails they stay and are published again later.
+func (r *Relay) publish(ctx context.Context, batches []OutboxBatch) error {
+	var entries []OutboxEntry
+	ids := make([]string, len(batches))
+	for i, b := range batches {
+		entries = append(entries, b.Entries...)
+		ids[i] = b.ID.String()
+	}
 	if err := r.produce(ctx, entries); err != nil {
 		return err
 	}
 	r.metrics.published.Add(float64(len(entries)))
 	if r.deletes != nil {
-		ids := make([]string, len(entries))
-		for i, e := range entries {
-			ids[i] = e.MessageID.String()
-		}
 		r.deletes.Published(ids)
 		return nil
 	}
-	return deleteEntries(ctx, r.db, entries)
+	return deleteBatches(ctx, r.db, ids)
 }
 
-func deleteEntries(ctx context.Context, db sqlx.ExecerContext, entries []OutboxEntry) error {
-	ids := make([]string, len(entries))
-	for i, e := range entries {
-		ids[i] = e.MessageID.String()
-	}
-	if _, err := db.ExecContext(ctx, `DELETE FROM sms.outbox WHERE message_id = ANY($1::uuid[])`, pq.Array(ids)); err != nil {
-		return storeErr("delete outbox entries", err)
+func deleteBatches(ctx context.Context, db sqlx.ExecerContext, ids []string) error {
+	if _, err := db.ExecContext(ctx, `DELETE FROM sms.outbox WHERE batch_id = ANY($1::uuid[])`, pq.Array(ids)); err != nil {
+		return storeErr("delete outbox batches", err)
 	}
 	return nil
 }
 
 func (r *Relay) produce(ctx context.Context, entries []OutboxEntry) error {
+	if len(entries) == 0 {
+		return nil
+	}
 	records := make([]*kgo.Record, len(entries))
 	for i, e := range entries {
 		// The record continues the trace of the POST that accepted it; the
@@ -237,7 +275,7 @@ func (r *Relay) sweepLoop(ctx context.Context) {
 			r.metrics.errors.Inc()
 			wait = backoff.Next()
 			r.log.Warn().Err(err).Dur("retry_in", wait).Msg("outbox publish failed; entries stay queued")
-		case n == r.cfg.Batch:
+		case n >= r.cfg.Batch:
 			backoff = 0
 			continue
 		default:
@@ -276,44 +314,74 @@ func (r *Relay) flush(ctx context.Context) {
 	}
 }
 
-// PublishBatch publishes up to one batch of entries from the table, however
-// young, and returns how many.
+// PublishBatch publishes the oldest outbox rows, however young, up to
+// Batch entries (at least one row), and returns how many entries.
 func (r *Relay) PublishBatch(ctx context.Context) (int, error) { return r.sweep(ctx, 0) }
 
-// sweep publishes up to one batch of entries for messages created at least
-// olderThan ago. The claim, the produce and the delete share one
-// transaction: if Kafka doesn't acknowledge, the rows are released and
-// published later.
+// sweep publishes the oldest outbox rows created at least olderThan ago, up
+// to Batch entries (at least one row), and returns how many entries they
+// held. The claim, the produce and the delete share one transaction: if
+// Kafka doesn't acknowledge, the rows are released and published later.
+// Records are built from the messages; those already final are skipped.
 func (r *Relay) sweep(ctx context.Context, olderThan time.Duration) (int, error) {
 	tx, err := r.db.BeginTxx(ctx, nil)
 	if err != nil {
 		return 0, storeErr("begin", err)
 	}
 	defer func() { _ = tx.Rollback() }()
-	// Message ids are UUIDv7, ordered by creation time: the smallest id of
+	// Batch ids are UUIDv7, ordered by creation time: the smallest id of
 	// the cut-off's millisecond bounds the range, so the scan stops at the
-	// first young entry instead of reading every entry in flight.
-	var entries []OutboxEntry
-	err = tx.SelectContext(ctx, &entries, `
-        SELECT message_id, traceparent, record_key, payload FROM sms.outbox
-        WHERE message_id < $2 ORDER BY message_id LIMIT $1 FOR UPDATE SKIP LOCKED`, r.cfg.Batch, UUIDv7Floor(time.Now().Add(-olderThan)))
+	// first young row instead of reading every row in flight.
+	var rows []struct {
+		ID           uuid.UUID      `db:"batch_id"`
+		MessageIDs   pq.StringArray `db:"message_ids"`
+		Traceparents pq.StringArray `db:"traceparents"`
+	}
+	err = tx.SelectContext(ctx, &rows, `
+        SELECT batch_id, message_ids, traceparents FROM sms.outbox
+        WHERE batch_id < $2 ORDER BY batch_id LIMIT $1 FOR UPDATE SKIP LOCKED`, r.cfg.Batch, UUIDv7Floor(time.Now().Add(-olderThan)))
 	if err != nil {
 		return 0, storeErr("claim outbox", err)
 	}
-	if len(entries) == 0 {
+	var ids, messageIDs []string
+	traces := map[string]string{}
+	for _, row := range rows {
+		if len(messageIDs) >= r.cfg.Batch {
+			break // the rest stay for the next round
+		}
+		ids = append(ids, row.ID.String())
+		for i, id := range row.MessageIDs {
+			messageIDs = append(messageIDs, id)
+			if i < len(row.Traceparents) {
+				traces[id] = row.Traceparents[i]
+			}
+		}
+	}
+	if len(ids) == 0 {
 		return 0, nil
+	}
+	var pending []Message
+	if err := tx.SelectContext(ctx, &pending, `SELECT `+messageColumns+` FROM sms.messages WHERE id = ANY($1::uuid[]) AND status = 'PENDING'`,
+		pq.Array(messageIDs)); err != nil {
+		return 0, storeErr("read outbox messages", err)
+	}
+	entries := make([]OutboxEntry, len(pending))
+	for i, m := range pending {
+		if entries[i], err = outboxEntry(m, traces[m.ID.String()]); err != nil {
+			return 0, err
+		}
 	}
 	if err := r.produce(ctx, entries); err != nil {
 		return 0, err
 	}
-	if err := deleteEntries(ctx, tx, entries); err != nil {
+	if err := deleteBatches(ctx, tx, ids); err != nil {
 		return 0, err
 	}
 	if err := tx.Commit(); err != nil {
 		return 0, storeErr("commit outbox", err)
 	}
 	r.metrics.published.Add(float64(len(entries)))
-	return len(entries), nil
+	return len(messageIDs), nil
 }
 
 // UUIDv7Floor is the smallest UUIDv7 of t's millisecond (RFC 9562: the
@@ -340,7 +408,8 @@ func (r *Relay) sample(ctx context.Context) {
 			N      int64   `db:"n"`
 			Oldest float64 `db:"oldest"`
 		}
-		err := r.db.GetContext(ctx, &s, `SELECT count(*) AS n, COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)::float8 AS oldest FROM sms.outbox`)
+		err := r.db.GetContext(ctx, &s, `SELECT COALESCE(sum(cardinality(message_ids)), 0)::bigint AS n,
+            COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)::float8 AS oldest FROM sms.outbox`)
 		if err == nil {
 			r.backlog.Store(s.N)
 			r.metrics.oldestEntry.Set(s.Oldest)
@@ -353,11 +422,20 @@ func (r *Relay) sample(ctx context.Context) {
 	}
 }
 
+// requeueMaxBacklog is the backlog above which the re-queue waits: while
+// Kafka is behind, the stuck messages are in the outbox anyway, and telling
+// them apart from the lost ones would compare each with the whole outbox.
+const requeueMaxBacklog = 100_000
+
 // requeueLoop finds messages PENDING for longer than RequeueAfter and puts
 // them back in the outbox. The processor recognizes a message it already
 // handled, so a re-queue never delivers twice.
 func (r *Relay) requeueLoop(ctx context.Context) {
 	platform.Every(ctx, min(r.cfg.RequeueAfter/2, time.Minute), func(ctx context.Context) {
+		if n := r.backlog.Load(); n > requeueMaxBacklog {
+			r.log.Debug().Int64("backlog", n).Msg("re-queue waits for the outbox backlog to drain")
+			return
+		}
 		n, err := r.Requeue(ctx)
 		if err != nil {
 			r.log.Warn().Err(err).Msg("requeue of stuck messages failed")
@@ -371,11 +449,14 @@ func (r *Relay) requeueLoop(ctx context.Context) {
 	})
 }
 
-// Requeue puts messages PENDING for longer than RequeueAfter back in the
-// outbox and returns how many.
+// Requeue puts messages PENDING for longer than RequeueAfter, and not in
+// the outbox, back in the outbox as one batch and returns how many.
 func (r *Relay) Requeue(ctx context.Context) (int64, error) {
-	res, err := r.db.ExecContext(ctx, `
-        WITH stuck AS (
+	var n int64
+	err := r.db.GetContext(ctx, &n, `
+        WITH queued AS MATERIALIZED (
+            SELECT unnest(message_ids) AS id FROM sms.outbox
+        ), stuck AS (
             UPDATE sms.messages m SET updated_at = now()
             WHERE id IN (
                 -- Per account through messages_account_status_created:
@@ -385,22 +466,24 @@ func (r *Relay) Requeue(ctx context.Context) (int64, error) {
                     SELECT id FROM sms.messages
                     WHERE account_id = a.id AND status = 'PENDING'
                         AND created_at < now() - $1::interval AND updated_at < now() - $1::interval
-                        AND NOT EXISTS (SELECT 1 FROM sms.outbox o WHERE o.message_id = sms.messages.id)
+                        AND NOT EXISTS (SELECT 1 FROM queued q WHERE q.id = sms.messages.id)
                     ORDER BY created_at LIMIT 1000) c
                 LIMIT 1000)
             -- Checked again on the locked row: once a concurrent re-queue
             -- of another replica has moved updated_at, this one skips it.
             AND status = 'PENDING' AND updated_at < now() - $1::interval
-            RETURNING m.id, m.sender, m.recipient, m.text, m.encoding, m.segments, m.created_at
+            RETURNING m.id
+        ), batch AS (
+            -- Its id is its oldest message's: no other row holds that
+            -- message, and the sweep sees the row as stale at once.
+            INSERT INTO sms.outbox (batch_id, message_ids, traceparents)
+            SELECT (array_agg(id ORDER BY id))[1], array_agg(id ORDER BY id), array_agg(''::text) FROM stuck HAVING count(*) > 0
+            RETURNING cardinality(message_ids) AS n
         )
-        INSERT INTO sms.outbox (message_id, record_key, payload)
-        SELECT id, recipient, json_build_object('message_id', id, 'sender', sender, 'recipient', recipient, 'text', text,
-            'encoding', encoding, 'segments', segments, 'created_at', created_at)::text
-        FROM stuck
-        ON CONFLICT (message_id) DO NOTHING`,
+        SELECT COALESCE(sum(n), 0)::bigint FROM batch`,
 		fmt.Sprintf("%d milliseconds", r.cfg.RequeueAfter.Milliseconds()))
 	if err != nil {
 		return 0, storeErr("requeue", err)
 	}
-	return res.RowsAffected()
+	return n, nil
 }

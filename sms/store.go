@@ -28,41 +28,41 @@ import (
 type Store struct {
 	db    *sqlx.DB
 	stmts *platform.Statements
-	// committed receives the outbox entries of every committed insert.
-	committed func([]OutboxEntry)
+	// committed receives the outbox batch of every committed insert.
+	committed func(OutboxBatch)
 	shards    chan int
 	published outboxDeletes
 }
 
 // NewStore returns a store on db.
 func NewStore(db *sqlx.DB) *Store {
-	return &Store{db: db, stmts: platform.NewStatements(db), committed: func([]OutboxEntry) {}, shards: newShardPool()}
+	return &Store{db: db, stmts: platform.NewStatements(db), committed: func(OutboxBatch) {}, shards: newShardPool()}
 }
 
-// OnCommit sets the function that receives the outbox entries of every
-// committed insert, so that the relay can publish them without reading
-// them back. Call it before the store is used.
-func (s *Store) OnCommit(fn func([]OutboxEntry)) { s.committed = fn }
+// OnCommit sets the function that receives the outbox batch of every
+// committed insert, so that the relay can publish it without reading it
+// back. Call it before the store is used.
+func (s *Store) OnCommit(fn func(OutboxBatch)) { s.committed = fn }
 
-// Published takes over the deletion of outbox entries Kafka has
-// acknowledged: the next insert deletes them in its own statement, and
-// FlushPublished deletes what no insert took.
+// Published takes over the deletion of outbox batches (by id) whose
+// records Kafka has acknowledged: the next insert deletes them in its own
+// statement, and FlushPublished deletes what no insert took.
 func (s *Store) Published(ids []string) { s.published.add(ids) }
 
-// FlushPublished deletes the acknowledged entries no insert has taken yet.
+// FlushPublished deletes the acknowledged batches no insert has taken yet.
 func (s *Store) FlushPublished(ctx context.Context) error {
 	ids := s.published.take()
 	if len(ids) == 0 {
 		return nil
 	}
-	if _, err := s.db.ExecContext(ctx, `DELETE FROM sms.outbox WHERE message_id = ANY($1::uuid[])`, pq.Array(ids)); err != nil {
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM sms.outbox WHERE batch_id = ANY($1::uuid[])`, pq.Array(ids)); err != nil {
 		s.published.add(ids)
-		return storeErr("delete outbox entries", err)
+		return storeErr("delete outbox batches", err)
 	}
 	return nil
 }
 
-// outboxDeletes holds the ids of published outbox entries until a
+// outboxDeletes holds the ids of published outbox batches until a
 // statement deletes them. Should the process die first, the sweep
 // publishes them again, and the processor recognizes them.
 type outboxDeletes struct {
@@ -84,13 +84,29 @@ func (d *outboxDeletes) take() []string {
 	return ids
 }
 
-// OutboxEntry is a Kafka record waiting in the outbox.
+// OutboxEntry is the Kafka record of one message waiting in the outbox.
 type OutboxEntry struct {
-	MessageID uuid.UUID `db:"message_id"`
+	MessageID uuid.UUID
 	// Traceparent is the trace of the request that accepted the message.
-	Traceparent string `db:"traceparent"`
-	Key         string `db:"record_key"`
-	Payload     string `db:"payload"`
+	Traceparent string
+	Key         string
+	Payload     string
+}
+
+// OutboxBatch is the outbox row of one committed insert and the records of
+// its messages. Its ID is its first message's: UUIDv7, ordered by time.
+type OutboxBatch struct {
+	ID      uuid.UUID
+	Entries []OutboxEntry
+}
+
+// outboxEntry builds m's Kafka record.
+func outboxEntry(m Message, traceparent string) (OutboxEntry, error) {
+	payload, err := json.Marshal(m.SendRequest())
+	if err != nil {
+		return OutboxEntry{}, fmt.Errorf("encode send request: %w", err)
+	}
+	return OutboxEntry{MessageID: m.ID, Traceparent: traceparent, Key: m.Recipient, Payload: string(payload)}, nil
 }
 
 // prepared returns a hot statement, planned once per connection instead of
@@ -130,9 +146,9 @@ func newMessages(in []NewMessage) []Message {
 	return out
 }
 
-// insertSQL writes messages, their outbox entries and the account counters
-// in one statement, so one round trip commits a whole batch atomically. It
-// also deletes the outbox entries Kafka has acknowledged since ($12): on a
+// insertSQL writes messages, their outbox row and the account counters in
+// one statement, so one round trip commits a whole batch atomically. It
+// also deletes the outbox rows Kafka has acknowledged since ($11): on a
 // 2-core machine each commit's WAL flush took 1.7 ms under load, and this
 // saves one commit per relay batch.
 const insertSQL = `
@@ -143,10 +159,10 @@ WITH ins AS (
         AS u(id, account_id, sender, recipient, text, encoding, segments, created_at)
     RETURNING id, account_id, created_at
 ), outbox AS (
-    INSERT INTO sms.outbox (message_id, created_at, traceparent, record_key, payload)
-    SELECT * FROM unnest($1::uuid[], $8::timestamptz[], $9::text[], $4::text[], $11::text[])
+    INSERT INTO sms.outbox (batch_id, created_at, message_ids, traceparents)
+    VALUES (($1::uuid[])[1], ($8::timestamptz[])[1], $1::uuid[], $9::text[])
 ), published AS (
-    DELETE FROM sms.outbox WHERE message_id = ANY($12::uuid[])
+    DELETE FROM sms.outbox WHERE batch_id = ANY($11::uuid[])
 )
 INSERT INTO sms.account_counters AS c (account_id, shard, pending)
 SELECT account_id, $10, count(*) FROM ins GROUP BY account_id ORDER BY account_id
@@ -187,35 +203,32 @@ type stmtExecer interface {
 	ExecContext(ctx context.Context, args ...any) (sql.Result, error)
 }
 
-func insertMessages(ctx context.Context, insert stmtExecer, msgs []Message, traces []string, shard int, published []string) ([]OutboxEntry, error) {
+func insertMessages(ctx context.Context, insert stmtExecer, msgs []Message, traces []string, shard int, published []string) (OutboxBatch, error) {
 	n := len(msgs)
 	ids, accounts := make([]string, n), make([]int64, n)
 	senders, recipients, texts, encodings := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-	segments, created, payloads := make([]int64, n), make([]string, n), make([]string, n)
+	segments, created := make([]int64, n), make([]string, n)
+	batch := OutboxBatch{ID: msgs[0].ID, Entries: make([]OutboxEntry, n)}
 	for i, m := range msgs {
 		ids[i], accounts[i] = m.ID.String(), m.AccountID
 		senders[i], recipients[i], texts[i], encodings[i] = m.Sender, m.Recipient, m.Text, string(m.Encoding)
 		segments[i], created[i] = int64(m.Segments), m.CreatedAt.Format(time.RFC3339Nano)
-		payload, err := json.Marshal(m.SendRequest())
+		e, err := outboxEntry(m, traces[i])
 		if err != nil {
-			return nil, fmt.Errorf("encode send request: %w", err)
+			return OutboxBatch{}, err
 		}
-		payloads[i] = string(payload)
+		batch.Entries[i] = e
 	}
 	_, err := insert.ExecContext(ctx, pq.Array(ids), pq.Array(accounts), pq.Array(senders), pq.Array(recipients),
-		pq.Array(texts), pq.Array(encodings), pq.Array(segments), pq.Array(created), pq.Array(traces), shard, pq.Array(payloads), pq.Array(published))
+		pq.Array(texts), pq.Array(encodings), pq.Array(segments), pq.Array(created), pq.Array(traces), shard, pq.Array(published))
 	if err != nil {
-		return nil, storeErr("insert messages", err)
+		return OutboxBatch{}, storeErr("insert messages", err)
 	}
-	entries := make([]OutboxEntry, n)
-	for i, m := range msgs {
-		entries[i] = OutboxEntry{MessageID: m.ID, Traceparent: traces[i], Key: m.Recipient, Payload: payloads[i]}
-	}
-	return entries, nil
+	return batch, nil
 }
 
-// Insert stores messages as PENDING together with their outbox entries in
-// one transaction and returns them.
+// Insert stores messages as PENDING together with their outbox row in one
+// transaction and returns them.
 func (s *Store) Insert(ctx context.Context, in []NewMessage) ([]Message, error) {
 	msgs := newMessages(in)
 	traces := make([]string, len(in))
@@ -227,16 +240,16 @@ func (s *Store) Insert(ctx context.Context, in []NewMessage) ([]Message, error) 
 		return nil, err
 	}
 	published := s.published.take()
-	var entries []OutboxEntry
+	var batch OutboxBatch
 	err = s.withShard(ctx, func(shard int) (err error) {
-		entries, err = insertMessages(ctx, insert, msgs, traces, shard, published)
+		batch, err = insertMessages(ctx, insert, msgs, traces, shard, published)
 		return err
 	})
 	if err != nil {
 		s.published.add(published) // not deleted: the next statement tries
 		return nil, err
 	}
-	s.committed(entries)
+	s.committed(batch)
 	return msgs, nil
 }
 
@@ -301,9 +314,9 @@ func (s *Store) InsertIdempotent(ctx context.Context, in NewMessage, key string)
 	if err != nil {
 		return Message{}, false, err
 	}
-	var entries []OutboxEntry
+	var batch OutboxBatch
 	err = s.withShard(ctx, func(shard int) (err error) {
-		entries, err = insertMessages(ctx, tx.StmtxContext(ctx, insert), []Message{m}, []string{in.Traceparent}, shard, nil)
+		batch, err = insertMessages(ctx, tx.StmtxContext(ctx, insert), []Message{m}, []string{in.Traceparent}, shard, nil)
 		if err != nil {
 			return err
 		}
@@ -315,7 +328,7 @@ func (s *Store) InsertIdempotent(ctx context.Context, in NewMessage, key string)
 	if err != nil {
 		return Message{}, false, err
 	}
-	s.committed(entries)
+	s.committed(batch)
 	return m, false, nil
 }
 

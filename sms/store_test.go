@@ -35,6 +35,16 @@ func counters(tb testing.TB, db *sqlx.DB, account int64) (pending, sent, failed 
 	return pending, sent, failed
 }
 
+// outboxed lists the message ids in the outbox, in id order.
+func outboxed(tb testing.TB, db *sqlx.DB) []uuid.UUID {
+	tb.Helper()
+	var ids []uuid.UUID
+	if err := db.Select(&ids, `SELECT unnest(message_ids) AS id FROM sms.outbox ORDER BY id`); err != nil {
+		tb.Fatal(err)
+	}
+	return ids
+}
+
 func draft(sender, recipient, text string) Draft {
 	enc, n := Segments(text)
 	return Draft{Sender: sender, Recipient: recipient, Text: text, Encoding: enc, Segments: n}
@@ -67,12 +77,11 @@ func TestStoreInsertBatch(t *testing.T) {
 			t.Errorf("stored %+v, inserted %+v", got, m)
 		}
 	}
-	var outboxed []uuid.UUID
-	if err := db.Select(&outboxed, `SELECT message_id FROM sms.outbox ORDER BY message_id`); err != nil {
-		t.Fatal(err)
+	if got := outboxed(t, db); !slices.Equal(got, ids(msgs)) {
+		t.Errorf("outbox holds %v, want %v", got, ids(msgs))
 	}
-	if !slices.Equal(outboxed, ids(msgs)) {
-		t.Errorf("outbox holds %v, want %v", outboxed, ids(msgs))
+	if n := count(t, db, "outbox"); n != 1 {
+		t.Errorf("%d outbox rows for one batch, want 1", n)
 	}
 	if p, _, _ := counters(t, db, 1); p != 2 {
 		t.Errorf("account 1 pending %d, want 2", p)
@@ -406,7 +415,10 @@ func TestRequeue(t *testing.T) {
 		t.Fatal(err)
 	}
 	// 0: stuck (published, old, PENDING); 1: final; 2: still in the outbox; 3: recent.
-	if _, err := db.Exec(`DELETE FROM sms.outbox WHERE message_id <> $1`, msgs[2].ID); err != nil {
+	if _, err := db.Exec(`DELETE FROM sms.outbox`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`INSERT INTO sms.outbox (batch_id, message_ids, traceparents) VALUES ($1, ARRAY[$1::uuid], ARRAY[''])`, msgs[2].ID); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := db.Exec(`UPDATE sms.messages SET created_at = now() - interval '1 hour', updated_at = now() - interval '1 hour' WHERE id = ANY($1::uuid[])`,
@@ -421,35 +433,17 @@ func TestRequeue(t *testing.T) {
 	if err != nil || n != 1 {
 		t.Fatalf("Requeue = %d, %v; want 1", n, err)
 	}
-	var queued []uuid.UUID
-	if err := db.Select(&queued, `SELECT message_id FROM sms.outbox ORDER BY message_id`); err != nil {
-		t.Fatal(err)
-	}
-	if !slices.Equal(queued, []uuid.UUID{msgs[0].ID, msgs[2].ID}) { // in id order
+	if queued := outboxed(t, db); !slices.Equal(queued, []uuid.UUID{msgs[0].ID, msgs[2].ID}) { // in id order
 		t.Errorf("outbox %v, want the queued message and the stuck one", queued)
 	}
-	// The re-queued record is built in SQL; the processor must read it as
-	// the record written at insert time.
-	var rec struct {
-		Key     string `db:"record_key"`
-		Payload string `db:"payload"`
-	}
-	if err := db.Get(&rec, `SELECT record_key, payload FROM sms.outbox WHERE message_id = $1`, msgs[0].ID); err != nil {
+	// The re-queued row is named after its oldest message, so the sweep
+	// sees it as stale at once.
+	var batches []uuid.UUID
+	if err := db.Select(&batches, `SELECT batch_id FROM sms.outbox WHERE $1 = ANY(message_ids)`, msgs[0].ID); err != nil {
 		t.Fatal(err)
 	}
-	var got SendRequest
-	if err := json.Unmarshal([]byte(rec.Payload), &got); err != nil {
-		t.Fatalf("re-queued payload %s is not a send request: %v", rec.Payload, err)
-	}
-	stuck, err := s.Get(ctx, 1, msgs[0].ID) // created_at as moved back above
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := stuck.SendRequest()
-	if rec.Key != want.Recipient || got.Validate() != nil || got.MessageID != want.MessageID || got.Sender != want.Sender ||
-		got.Recipient != want.Recipient || got.Text != want.Text || got.Encoding != want.Encoding || got.Segments != want.Segments ||
-		!got.CreatedAt.Equal(want.CreatedAt) {
-		t.Errorf("re-queued record key %q %+v, want key %q %+v", rec.Key, got, want.Recipient, want)
+	if !slices.Equal(batches, []uuid.UUID{msgs[0].ID}) {
+		t.Errorf("re-queued into batches %v, want one named %s", batches, msgs[0].ID)
 	}
 	// The stuck message waits another period before it is queued again.
 	if n, err := r.Requeue(ctx); err != nil || n != 0 {
@@ -506,9 +500,14 @@ func TestRelayPublishBatch(t *testing.T) {
 		{AccountID: 1, Draft: draft("+442071838750", "+33123456789", "deux 😀")},
 		{AccountID: 2, Draft: draft("Acme", "+14155552671", strings200())},
 	}
-	msgs, err := s.Insert(ctx, in)
-	if err != nil {
-		t.Fatal(err)
+	// One batch (outbox row) per insert.
+	var msgs []Message
+	for _, n := range in {
+		m, err := s.Insert(ctx, []NewMessage{n})
+		if err != nil {
+			t.Fatal(err)
+		}
+		msgs = append(msgs, m...)
 	}
 	r := NewRelay(db, producer, RelayConfig{Topic: topic, Batch: 2, Interval: time.Second, RequeueAfter: time.Hour}, zerolog.Nop(), prometheus.NewRegistry())
 	// Batch 2: two rounds publish everything, a third finds nothing.
@@ -614,8 +613,8 @@ func TestRelayKeepsRowsWhenKafkaFails(t *testing.T) {
 		if n, err := r.PublishBatch(ctx); err == nil || n != 0 {
 			t.Fatalf("PublishBatch = %d, %v; want an error", n, err)
 		}
-		if n := count(t, db, "outbox"); n != len(msgs) {
-			t.Fatalf("%d outbox rows after a refused produce, want %d", n, len(msgs))
+		if n := len(outboxed(t, db)); n != len(msgs) {
+			t.Fatalf("%d outbox entries after a refused produce, want %d", n, len(msgs))
 		}
 		refuse.Store(false)
 		if n, err := r.PublishBatch(ctx); err != nil || n != len(msgs) {
@@ -635,8 +634,8 @@ func TestRelayKeepsRowsWhenKafkaFails(t *testing.T) {
 		if n, err := r.PublishBatch(ctx); err == nil || n != 0 {
 			t.Fatalf("PublishBatch with Kafka down = %d, %v; want an error", n, err)
 		}
-		if n := count(t, db, "outbox"); n != len(msgs) {
-			t.Fatalf("%d outbox rows after a failed produce, want %d", n, len(msgs))
+		if n := len(outboxed(t, db)); n != len(msgs) {
+			t.Fatalf("%d outbox entries after a failed produce, want %d", n, len(msgs))
 		}
 		// Kafka is back: the rows go out.
 		up := newCluster(t, "requests")
@@ -734,7 +733,7 @@ func TestUUIDV7Floor(t *testing.T) {
 }
 
 // TestInsertDeletesPublished checks that the next insert deletes the outbox
-// entries handed to Published, in its own statement, and that a failed
+// batches handed to Published, in its own statement, and that a failed
 // insert keeps them for the next one.
 func TestInsertDeletesPublished(t *testing.T) {
 	t.Parallel()
@@ -745,30 +744,26 @@ func TestInsertDeletesPublished(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.Published([]string{first[0].ID.String(), first[1].ID.String()})
+	s.Published([]string{first[0].ID.String()}) // the batch is named after its first message
 	// A batch the database refuses (a text of NUL) deletes nothing.
 	if _, err := s.Insert(ctx, []NewMessage{{AccountID: 1, Draft: draft("Acme", "+14155552671", "\x00")}}); err == nil {
 		t.Fatal("a text with NUL was stored")
 	}
-	if n := count(t, db, "outbox"); n != 3 {
-		t.Fatalf("%d outbox rows after a failed insert, want 3", n)
+	if got := outboxed(t, db); !slices.Equal(got, ids(first)) {
+		t.Fatalf("outbox holds %v after a failed insert, want %v", got, ids(first))
 	}
 	second, err := s.Insert(ctx, []NewMessage{{AccountID: 1, Draft: draft("Acme", "+14155552671", "y")}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var left []uuid.UUID
-	if err := db.Select(&left, `SELECT message_id FROM sms.outbox ORDER BY message_id`); err != nil {
-		t.Fatal(err)
+	if got := outboxed(t, db); !slices.Equal(got, ids(second)) {
+		t.Errorf("outbox holds %v, want %v", got, ids(second))
 	}
-	if want := []uuid.UUID{first[2].ID, second[0].ID}; !slices.Equal(left, want) {
-		t.Errorf("outbox holds %v, want %v", left, want)
-	}
-	s.Published([]string{first[2].ID.String()})
+	s.Published([]string{second[0].ID.String()})
 	if err := s.FlushPublished(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if n := count(t, db, "outbox"); n != 1 {
-		t.Errorf("%d outbox rows after FlushPublished, want 1", n)
+	if n := count(t, db, "outbox"); n != 0 {
+		t.Errorf("%d outbox rows after FlushPublished, want 0", n)
 	}
 }

@@ -143,7 +143,7 @@ func cmdCounts(args []string) error {
 	kv("sent", ts)
 	kv("failed", tf)
 	var outbox int64
-	if err := db.QueryRowContext(ctx, `SELECT count(*) FROM sms.outbox`).Scan(&outbox); err != nil {
+	if err := db.QueryRowContext(ctx, `SELECT COALESCE(sum(cardinality(message_ids)), 0)::bigint FROM sms.outbox`).Scan(&outbox); err != nil {
 		return fmt.Errorf("count outbox: %w", err)
 	}
 	kv("outbox", outbox)
