@@ -58,6 +58,9 @@ func newServeAPI() *cobra.Command {
 				return err
 			}
 			defer flushTraces(stopTracing)
+			// The API's live heap is a few dozen MB: at GOGC=200 it accepted
+			// about 15% more messages a second, peaking at 95 MB instead of 72.
+			platform.DefaultGCPercent(200)
 			log.Info().Str("database", config.Redact(cfg.DatabaseURL)).Strs("brokers", cfg.Brokers).Str("http_addr", cfg.HTTPAddr).Msg("starting api")
 			srv, err := sms.NewServer(cmd.Context(), cfg, log, tp)
 			if err != nil {
