@@ -431,22 +431,26 @@ const requeueMaxBacklog = 100_000
 // them back in the outbox. The processor recognizes a message it already
 // handled, so a re-queue never delivers twice.
 func (r *Relay) requeueLoop(ctx context.Context) {
-	platform.Every(ctx, min(r.cfg.RequeueAfter/2, time.Minute), func(ctx context.Context) {
-		if n := r.backlog.Load(); n > requeueMaxBacklog {
-			r.log.Debug().Int64("backlog", n).Msg("re-queue waits for the outbox backlog to drain")
-			return
-		}
-		n, err := r.Requeue(ctx)
-		if err != nil {
-			r.log.Warn().Err(err).Msg("requeue of stuck messages failed")
-			return
-		}
-		if n > 0 {
-			r.metrics.requeued.Add(float64(n))
-			r.log.Warn().Int64("messages", n).Dur("pending_for", r.cfg.RequeueAfter).Msg("re-queued messages stuck in PENDING")
-			r.Wake()
-		}
-	})
+	platform.Every(ctx, min(r.cfg.RequeueAfter/2, time.Minute), r.requeueRound)
+}
+
+// requeueRound re-queues stuck messages once, unless the outbox backlog is
+// over requeueMaxBacklog.
+func (r *Relay) requeueRound(ctx context.Context) {
+	if n := r.backlog.Load(); n > requeueMaxBacklog {
+		r.log.Debug().Int64("backlog", n).Msg("re-queue waits for the outbox backlog to drain")
+		return
+	}
+	n, err := r.Requeue(ctx)
+	if err != nil {
+		r.log.Warn().Err(err).Msg("requeue of stuck messages failed")
+		return
+	}
+	if n > 0 {
+		r.metrics.requeued.Add(float64(n))
+		r.log.Warn().Int64("messages", n).Dur("pending_for", r.cfg.RequeueAfter).Msg("re-queued messages stuck in PENDING")
+		r.Wake()
+	}
 }
 
 // Requeue puts messages PENDING for longer than RequeueAfter, and not in

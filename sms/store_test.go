@@ -767,3 +767,104 @@ func TestInsertDeletesPublished(t *testing.T) {
 		t.Errorf("%d outbox rows after FlushPublished, want 0", n)
 	}
 }
+
+// TestRelayEnqueueBound checks the hand-over's bound: a batch that would
+// make more than 4 × Batch entries wait is left to the sweep, and taking a
+// batch makes room again.
+func TestRelayEnqueueBound(t *testing.T) {
+	t.Parallel()
+	r := NewRelay(nil, nil, RelayConfig{Topic: "unused", Batch: 2, Interval: time.Hour, RequeueAfter: time.Hour}, zerolog.Nop(), prometheus.NewRegistry())
+	batch := func() OutboxBatch { return OutboxBatch{ID: uuid.New(), Entries: make([]OutboxEntry, 3)} }
+	a, b, c := batch(), batch(), batch()
+	r.Enqueue(a)
+	r.Enqueue(b) // 6 entries of 8
+	r.Enqueue(c) // would be 9: left to the sweep
+	ctx := context.Background()
+	for _, want := range []OutboxBatch{a, b} {
+		if got, ok := r.take(ctx); !ok || got.ID != want.ID {
+			t.Fatalf("took %v (%v), want %v", got.ID, ok, want.ID)
+		}
+	}
+	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	if got, ok := r.take(short); ok {
+		t.Fatalf("took %v: a batch over the bound was queued", got.ID)
+	}
+	r.Enqueue(c) // room again
+	if got, ok := r.take(ctx); !ok || got.ID != c.ID {
+		t.Fatalf("took %v (%v) after making room, want %v", got.ID, ok, c.ID)
+	}
+}
+
+// TestRelaySweepSkipsFinalMessages checks that the sweep publishes only the
+// messages of a batch still PENDING, and deletes the whole batch.
+func TestRelaySweepSkipsFinalMessages(t *testing.T) {
+	t.Parallel()
+	topic := platformtest.UniqueTopic("sms.requests")
+	brokers := platformtest.KafkaBrokers(t, topic)
+	producer := newProducer(t, brokers)
+	ctx := context.Background()
+	if err := platform.EnsureTopics(ctx, producer, 1, 1, topic); err != nil {
+		t.Fatal(err)
+	}
+	db := platformtest.NewDB(t)
+	s := NewStore(db)
+	msgs, err := s.Insert(ctx, slices.Repeat([]NewMessage{{AccountID: 1, Draft: draft("Acme", "+14155552671", "x")}}, 2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.ApplyReports(ctx, []DeliveryReport{{MessageID: msgs[0].ID, Status: StatusSent, ProcessedAt: time.Now()}}); err != nil {
+		t.Fatal(err)
+	}
+	r := NewRelay(db, producer, RelayConfig{Topic: topic, Batch: 10, Interval: time.Hour, RequeueAfter: time.Hour}, zerolog.Nop(), prometheus.NewRegistry())
+	if n, err := r.PublishBatch(ctx); err != nil || n != 2 {
+		t.Fatalf("PublishBatch = %d, %v; want the batch's 2 entries", n, err)
+	}
+	if n := count(t, db, "outbox"); n != 0 {
+		t.Errorf("%d outbox rows left", n)
+	}
+	// One partition keeps order: after the sweep's records, a sentinel.
+	if err := producer.ProduceSync(ctx, &kgo.Record{Topic: topic, Value: []byte("sentinel")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	recs := consume(t, brokers, topic, 2)
+	var req SendRequest
+	if err := json.Unmarshal(recs[0].Value, &req); err != nil || req.MessageID != msgs[1].ID {
+		t.Errorf("published %+v (%v), want only the PENDING message %s", req, err, msgs[1].ID)
+	}
+	if string(recs[1].Value) != "sentinel" {
+		t.Errorf("second record %q, want the sentinel: the SENT message was published too", recs[1].Value)
+	}
+}
+
+// TestRequeueWaitsForBacklog checks that the re-queue round does nothing
+// while the outbox backlog is over requeueMaxBacklog, and re-queues once it
+// is not.
+func TestRequeueWaitsForBacklog(t *testing.T) {
+	t.Parallel()
+	db := platformtest.NewDB(t)
+	s := NewStore(db)
+	ctx := context.Background()
+	msgs, err := s.Insert(ctx, []NewMessage{{AccountID: 1, Draft: draft("Acme", "+14155552671", "x")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Published long ago, never final: stuck.
+	if _, err := db.Exec(`DELETE FROM sms.outbox`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`UPDATE sms.messages SET created_at = now() - interval '1 hour', updated_at = now() - interval '1 hour'`); err != nil {
+		t.Fatal(err)
+	}
+	r := NewRelay(db, nil, RelayConfig{Topic: "unused", Batch: 10, Interval: time.Hour, RequeueAfter: 10 * time.Minute}, zerolog.Nop(), prometheus.NewRegistry())
+	r.backlog.Store(requeueMaxBacklog + 1)
+	r.requeueRound(ctx)
+	if got := outboxed(t, db); len(got) != 0 {
+		t.Fatalf("re-queued %v while the backlog was over the limit", got)
+	}
+	r.backlog.Store(0)
+	r.requeueRound(ctx)
+	if got := outboxed(t, db); !slices.Equal(got, ids(msgs)) {
+		t.Errorf("outbox %v after the backlog drained, want %v", got, ids(msgs))
+	}
+}
