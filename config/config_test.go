@@ -1,6 +1,7 @@
 package config
 
 import (
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -102,6 +103,8 @@ func TestValidateNamesEveryBadKey(t *testing.T) {
 		{"bad level", func(c *API) { c.Level = "loud" }, "log-level"},
 		{"zero batch", func(c *API) { c.OutboxBatch = 0 }, "outbox-batch"},
 		{"negative rate", func(c *API) { c.RateLimit = -1 }, "rate-limit"},
+		{"infinite rate", func(c *API) { c.RateLimit = math.Inf(1) }, "rate-limit"},
+		{"NaN rate", func(c *API) { c.RateLimit = math.NaN() }, "rate-limit"},
 		{"same topics", func(c *API) { c.DLQTopic = c.Topic }, "kafka-dlq-topic"},
 	}
 	for _, tt := range tests {
@@ -132,9 +135,15 @@ func TestProcessorValidate(t *testing.T) {
 			t.Errorf("delivery-retention %s refused: %v", keep, err)
 		}
 	}
-	c.SimMaxDelay, c.SimMinDelay, c.SimFailureRate, c.DeliveryRetention = time.Second, 2*time.Second, 1.5, time.Hour
+	c.ReportBatch = MaxReportBatch
+	if err := c.Validate(); err != nil {
+		t.Errorf("report-batch %d refused: %v", MaxReportBatch, err)
+	}
+	// The API refuses report batches over MaxReportBatch, so a larger
+	// report-batch would leave every report unapplied.
+	c.SimMaxDelay, c.SimMinDelay, c.SimFailureRate, c.DeliveryRetention, c.ReportBatch = time.Second, 2*time.Second, 1.5, time.Hour, MaxReportBatch+1
 	err := c.Validate()
-	for _, key := range []string{"sim-max-delay:", "sim-failure-rate:", "delivery-retention:"} {
+	for _, key := range []string{"sim-max-delay:", "sim-failure-rate:", "delivery-retention:", "report-batch:"} {
 		if err == nil || !strings.Contains(err.Error(), key) {
 			t.Errorf("got %v, want an error naming %s", err, key)
 		}
@@ -145,5 +154,20 @@ func TestRedact(t *testing.T) {
 	got := Redact("postgres://sms:secret@db:5432/sms?sslmode=disable")
 	if strings.Contains(got, "secret") || !strings.Contains(got, "sms:xxxxx@db") {
 		t.Errorf("Redact: %s", got)
+	}
+}
+
+// TestLoadEnvWithoutFlag: a setting the command has no flag for is still
+// read from its SMS_* variable, including keys of squashed structs.
+func TestLoadEnvWithoutFlag(t *testing.T) {
+	t.Setenv("SMS_REPORT_BATCH", "7")
+	t.Setenv("SMS_KAFKA_GROUP", "mygroup")
+	t.Setenv("SMS_KAFKA_DLQ_TOPIC", "dead")
+	cfg := DefaultProcessor()
+	if err := Load(pflag.NewFlagSet("test", pflag.ContinueOnError), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.ReportBatch != 7 || cfg.Group != "mygroup" || cfg.DLQTopic != "dead" {
+		t.Errorf("report-batch %d, kafka-group %q, kafka-dlq-topic %q; want 7, mygroup, dead from the environment", cfg.ReportBatch, cfg.Group, cfg.DLQTopic)
 	}
 }

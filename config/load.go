@@ -22,8 +22,13 @@ func Load(flags *pflag.FlagSet, dst any) error {
 	if err := v.BindPFlags(flags); err != nil {
 		return fmt.Errorf("bind flags: %w", err)
 	}
-	if err := v.BindEnv("config"); err != nil {
-		return fmt.Errorf("bind config: %w", err)
+	// AutomaticEnv only covers keys viper already knows (flags, file), so
+	// bind every key of dst too: a setting without a flag on this command
+	// is still read from its SMS_* variable.
+	for _, key := range append(keys(reflect.TypeOf(dst).Elem()), "config") {
+		if err := v.BindEnv(key); err != nil {
+			return fmt.Errorf("bind %s: %w", key, err)
+		}
 	}
 	if file := v.GetString("config"); file != "" {
 		v.SetConfigFile(file)
@@ -55,4 +60,20 @@ func trimSliceHook(_, to reflect.Type, data any) (any, error) {
 		}
 	}
 	return out, nil
+}
+
+// keys lists the mapstructure keys of struct type t, including those of
+// squashed embedded structs.
+func keys(t reflect.Type) []string {
+	var out []string
+	for f := range t.Fields() {
+		name, opts, _ := strings.Cut(f.Tag.Get("mapstructure"), ",")
+		switch {
+		case opts == "squash" && f.Type.Kind() == reflect.Struct:
+			out = append(out, keys(f.Type)...)
+		case name != "" && name != "-":
+			out = append(out, name)
+		}
+	}
+	return out
 }
