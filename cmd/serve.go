@@ -93,7 +93,7 @@ func addProcessorFlags(cmd *cobra.Command) {
 	fs.Bool("sim-ledger", d.SimLedger, "record every simulated carrier call in processor.carrier_calls (for tests)")
 	fs.Int("max-attempts", d.MaxAttempts, "carrier calls per message before it fails")
 	fs.Duration("retry-backoff", d.RetryBackoff, "first retry delay after a transient failure (doubles, with jitter)")
-	fs.Int("report-batch", d.ReportBatch, "delivery reports per request to the API")
+	fs.Int("report-batch", d.ReportBatch, "delivery reports per request to the API, 1 to 1000")
 	fs.Int("report-concurrency", d.ReportConcurrency, "report requests in flight at once")
 	fs.Duration("shutdown-timeout", d.ShutdownTimeout, "time allowed for a graceful shutdown")
 	fs.Duration("delivery-retention", d.DeliveryRetention, "how long reported outcomes are kept to stop redelivered records (0: forever; at least 24h, and longer than the topic's retention.ms)")

@@ -6,6 +6,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/url"
 	"time"
@@ -149,7 +150,8 @@ type Processor struct {
 	// SimLedger records every simulated carrier call in processor.carrier_calls,
 	// for counting repeated calls in tests. Defaults to false.
 	SimLedger bool `mapstructure:"sim-ledger"`
-	// ReportBatch is how many delivery reports go in one request to the API. Defaults to 500.
+	// ReportBatch is how many delivery reports go in one request to the API,
+	// at most MaxReportBatch. Defaults to 500.
 	ReportBatch int `mapstructure:"report-batch"`
 	// ReportConcurrency is how many report requests may be in flight. Defaults to 4.
 	ReportConcurrency int `mapstructure:"report-concurrency"`
@@ -161,6 +163,10 @@ type Processor struct {
 	// (Kafka's default: 7 days). 0 keeps outcomes forever. Defaults to 30 days.
 	DeliveryRetention time.Duration `mapstructure:"delivery-retention"`
 }
+
+// MaxReportBatch is the most delivery reports the API accepts in one
+// request (sms.MaxReportBatch), so the largest report-batch allowed.
+const MaxReportBatch = 1000
 
 // MinDeliveryRetention is the shortest delivery-retention accepted: shorter
 // would let a record redelivered after a long outage reach the carrier twice.
@@ -229,7 +235,7 @@ func (c Processor) Validate() error {
 		fraction("sim-transient-share", c.SimTransientShare),
 		positive("max-attempts", c.MaxAttempts),
 		positiveDuration("retry-backoff", c.RetryBackoff),
-		positive("report-batch", c.ReportBatch),
+		between("report-batch", c.ReportBatch, 1, MaxReportBatch),
 		positive("report-concurrency", c.ReportConcurrency),
 		positiveDuration("shutdown-timeout", c.ShutdownTimeout),
 	)...)
@@ -365,9 +371,16 @@ func positive(key string, n int) error {
 	return nil
 }
 
+func between(key string, n, lo, hi int) error {
+	if n < lo || n > hi {
+		return fmt.Errorf("%s: must be from %d to %d, got %d", key, lo, hi, n)
+	}
+	return nil
+}
+
 func positiveFloat(key string, f float64) error {
-	if !(f > 0) {
-		return fmt.Errorf("%s: must be greater than 0, got %v", key, f)
+	if !(f > 0) || math.IsInf(f, 1) {
+		return fmt.Errorf("%s: must be a finite number greater than 0, got %v", key, f)
 	}
 	return nil
 }
