@@ -23,6 +23,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
+	"github.com/smsctl/smsctl/config"
 	"github.com/smsctl/smsctl/platform"
 )
 
@@ -35,7 +36,7 @@ const MaxBodyBytes = 64 << 10
 const MaxReportBatchBytes = 2 << 20
 
 // MaxReportBatch is the most reports accepted in one batch request.
-const MaxReportBatch = 1000
+const MaxReportBatch = config.MaxReportBatch
 
 // Sender stores one accepted message. *Writer is the implementation.
 type Sender interface {
@@ -262,8 +263,18 @@ func (h *Handler) send(c echo.Context) error {
 	return c.JSON(http.StatusAccepted, msg)
 }
 
+// parseID reads a message id in the one form this API writes them,
+// 8-4-4-4-12 hex digits; uuid.Parse also takes braces, urn:uuid: and
+// no dashes.
+func parseID(s string) (uuid.UUID, error) {
+	if len(s) != 36 {
+		return uuid.UUID{}, errors.New("not a UUID in 8-4-4-4-12 form")
+	}
+	return uuid.Parse(s)
+}
+
 func (h *Handler) get(c echo.Context) error {
-	id, err := uuid.Parse(c.Param("id"))
+	id, err := parseID(c.Param("id"))
 	if err != nil {
 		return &ValidationError{Violations: []Violation{{Field: "id", Message: "must be a UUID"}}}
 	}
@@ -301,7 +312,7 @@ func (h *Handler) userMessages(c echo.Context) error {
 }
 
 func (h *Handler) page(c echo.Context, status Status, phone string) error {
-	f, err := parseFilter(c.QueryParams(), status == "")
+	f, err := parseFilter(c.Request().URL.RawQuery, status == "")
 	if err != nil {
 		return err
 	}
@@ -322,9 +333,16 @@ func (h *Handler) page(c echo.Context, status Status, phone string) error {
 	return c.JSON(http.StatusOK, resp)
 }
 
-func parseFilter(q url.Values, statusAllowed bool) (Filter, error) {
+func parseFilter(rawQuery string, statusAllowed bool) (Filter, error) {
 	var v ValidationError
 	f := Filter{Size: 20}
+	// url.ParseQuery keeps the pairs it could decode and reports the rest:
+	// a mangled after=%ZZ must not quietly become the first page.
+	q, err := url.ParseQuery(rawQuery)
+	if err != nil {
+		v.Add("query", err.Error())
+		return f, v.Err()
+	}
 	intParam := func(name string, lo, hi int, dst *int) {
 		raw, ok := q[name]
 		if !ok {
@@ -398,7 +416,7 @@ func (in reportInput) report(prefix string, v *ValidationError) DeliveryReport {
 	r := DeliveryReport{Status: Status(in.Status), FailureReason: in.FailureReason, Traceparent: in.Traceparent}
 	bad := map[string]bool{}
 	if in.MessageID != "" {
-		id, err := uuid.Parse(in.MessageID)
+		id, err := parseID(in.MessageID)
 		if err != nil {
 			v.Add(prefix+"message_id", "must be a UUID")
 			bad["message_id"] = true

@@ -750,7 +750,11 @@ func TestAuthentication(t *testing.T) {
 				if rt.method == http.MethodPost {
 					body = hello
 				}
-				wantProblem(t, a.do(t, rt.method, rt.path, body, tt.opt), http.StatusUnauthorized)
+				r := a.do(t, rt.method, rt.path, body, tt.opt)
+				wantProblem(t, r, http.StatusUnauthorized)
+				if got := r.Header.Get("WWW-Authenticate"); got != "Bearer" {
+					t.Errorf("%v: WWW-Authenticate %q, want Bearer", r, got)
+				}
 			}
 		})
 	}
@@ -923,6 +927,9 @@ func TestGetMessage(t *testing.T) {
 		{"a number", "/v1/messages/42", nil, http.StatusBadRequest, "id"},
 		{"uuid with garbage", "/v1/messages/" + m.ID.String() + "x", nil, http.StatusBadRequest, "id"},
 		{"sql in the id", "/v1/messages/1'%20OR%20'1'='1", nil, http.StatusBadRequest, "id"},
+		{"id without dashes", "/v1/messages/" + strings.ReplaceAll(m.ID.String(), "-", ""), nil, http.StatusBadRequest, "id"},
+		{"id in braces", "/v1/messages/%7B" + m.ID.String() + "%7D", nil, http.StatusBadRequest, "id"},
+		{"id as urn", "/v1/messages/urn:uuid:" + m.ID.String(), nil, http.StatusBadRequest, "id"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -1184,6 +1191,8 @@ func TestListBadParameters(t *testing.T) {
 		{"after=" + url.QueryEscape(cursor) + "&after=" + url.QueryEscape(cursor), "after"},
 		{"after=bm90LWEtY3Vyc29y", "after"}, // base64 of "not-a-cursor"
 		{"after=" + url.QueryEscape(cursor) + "&page=1", "page"},
+		{"after=%ZZ", "query"},
+		{"size=5&status=%", "query"},
 	}
 	for _, path := range []string{"/v1/messages", "/v1/users/%2B14155550001/messages"} {
 		for _, tt := range tests {
@@ -1554,6 +1563,7 @@ func TestDeliveryReports(t *testing.T) {
 			{"FAILED with blank reason", `{"message_id":"` + id + `","status":"FAILED","failure_reason":"  ","processed_at":"` + now + `"}`, []string{"failure_reason"}},
 			{"reason over 1000 bytes", `{"message_id":"` + id + `","status":"FAILED","failure_reason":"` + strings.Repeat("x", 1001) + `","processed_at":"` + now + `"}`, []string{"failure_reason"}},
 			{"bad uuid", `{"message_id":"not-a-uuid","status":"SENT","processed_at":"` + now + `"}`, []string{"message_id"}},
+			{"uuid without dashes", `{"message_id":"` + strings.Repeat("a", 32) + `","status":"SENT","processed_at":"` + now + `"}`, []string{"message_id"}},
 			{"nil uuid", `{"message_id":"` + uuid.Nil.String() + `","status":"SENT","processed_at":"` + now + `"}`, []string{"message_id"}},
 			{"uuid of a wrong type", `{"message_id":42,"status":"SENT","processed_at":"` + now + `"}`, []string{"message_id"}},
 			{"bad timestamp", `{"message_id":"` + id + `","status":"SENT","processed_at":"yesterday"}`, []string{"processed_at"}},
