@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/smsctl/smsctl/config"
+	"github.com/smsctl/smsctl/migrations"
 	"github.com/smsctl/smsctl/platform"
 	"github.com/smsctl/smsctl/sms"
 )
@@ -26,6 +27,9 @@ func newAPIKey() *cobra.Command {
 			return err
 		}
 		defer db.Close()
+		if err := migrations.Check(cmd.Context(), db.DB, migrations.SMS); err != nil {
+			return err
+		}
 		return fn(sms.NewKeys(db, 0))
 	}
 	var account string

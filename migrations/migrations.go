@@ -115,3 +115,24 @@ func results(set Set, res []*goose.MigrationResult, applied bool) []Result {
 	}
 	return out
 }
+
+// Check returns an error saying what to do unless set's schema is at the
+// last migration this binary holds: a role started on an unmigrated or
+// older schema would otherwise fail on every statement, and one started on
+// a newer schema could misread it.
+func Check(ctx context.Context, db *sql.DB, set Set) error {
+	p, err := provider(db, set)
+	if err != nil {
+		return err
+	}
+	current, target, err := p.GetVersions(ctx)
+	switch {
+	case err != nil:
+		return fmt.Errorf("schema %s: cannot read its migration version (%w); run `smsctl migrate up`", set.Name, err)
+	case current < target:
+		return fmt.Errorf("schema %s is at version %d, this binary needs %d: run `smsctl migrate up`", set.Name, current, target)
+	case current > target:
+		return fmt.Errorf("schema %s is at version %d, newer than this binary's %d: run the smsctl release that migrated it", set.Name, current, target)
+	}
+	return nil
+}

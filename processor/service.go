@@ -16,6 +16,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/smsctl/smsctl/config"
+	"github.com/smsctl/smsctl/migrations"
 	"github.com/smsctl/smsctl/platform"
 )
 
@@ -37,6 +38,10 @@ type Service struct {
 func NewService(ctx context.Context, cfg config.Processor, log zerolog.Logger, tp trace.TracerProvider, extra ...kgo.Opt) (*Service, error) {
 	db, err := platform.OpenPostgres(ctx, cfg.DatabaseURL, cfg.DatabaseMaxConns)
 	if err != nil {
+		return nil, err
+	}
+	if err := migrations.Check(ctx, db.DB, migrations.Processor); err != nil {
+		db.Close()
 		return nil, err
 	}
 	reg := platform.NewRegistry()

@@ -14,6 +14,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/smsctl/smsctl/config"
+	"github.com/smsctl/smsctl/migrations"
 	"github.com/smsctl/smsctl/platform"
 	"github.com/smsctl/smsctl/sms/apidoc"
 )
@@ -37,6 +38,10 @@ type Server struct {
 func NewServer(ctx context.Context, cfg config.API, log zerolog.Logger, tp trace.TracerProvider) (*Server, error) {
 	db, err := platform.OpenPostgres(ctx, cfg.DatabaseURL, cfg.DatabaseMaxConns)
 	if err != nil {
+		return nil, err
+	}
+	if err := migrations.Check(ctx, db.DB, migrations.SMS); err != nil {
+		db.Close()
 		return nil, err
 	}
 	reg := platform.NewRegistry()
