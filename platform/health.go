@@ -90,9 +90,21 @@ func HTTPMetrics(reg prometheus.Registerer) echo.MiddlewareFunc {
 			if route == "" {
 				route = "unmatched"
 			}
-			requests.WithLabelValues(route, c.Request().Method, strconv.Itoa(c.Response().Status)).Inc()
-			latency.WithLabelValues(route, c.Request().Method).Observe(time.Since(start).Seconds())
+			method := methodLabel(c.Request().Method)
+			requests.WithLabelValues(route, method, strconv.Itoa(c.Response().Status)).Inc()
+			latency.WithLabelValues(route, method).Observe(time.Since(start).Seconds())
 			return nil
 		}
 	}
+}
+
+// methodLabel keeps the label set bounded: any client can send a made-up
+// method, and each would otherwise be a new series.
+func methodLabel(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace:
+		return m
+	}
+	return "other"
 }

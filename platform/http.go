@@ -118,6 +118,10 @@ func errorHandler(logger zerolog.Logger, mapper ProblemMapper) echo.HTTPErrorHan
 		if p.RetryAfter > 0 {
 			c.Response().Header().Set("Retry-After", fmt.Sprint(p.RetryAfter))
 		}
+		if p.Status == http.StatusUnauthorized {
+			// RFC 9110 §11.6.1: a 401 names the scheme to authenticate with.
+			c.Response().Header().Set("WWW-Authenticate", "Bearer")
+		}
 		WriteProblem(c, p)
 	}
 }
