@@ -41,3 +41,16 @@ func TestGroupCommandHelpStillWorks(t *testing.T) {
 		t.Errorf("smsctl serve --help printed no list of roles:\n%s", out.String())
 	}
 }
+
+// send --wait with a timeout that cannot wait must fail before it sends.
+func TestSendRejectsTimeoutBeforeSending(t *testing.T) {
+	root := newRoot("test")
+	// Nothing listens on port 1: had send posted, the error would be a
+	// connection error, not the flag's.
+	root.SetArgs([]string{"send", "--api-url", "http://127.0.0.1:1", "--api-key", "k", "--from", "+14155550100", "--to", "+14155552671", "--text", "x", "--wait", "--timeout", "-1s"})
+	root.SetOut(io.Discard)
+	root.SetErr(io.Discard)
+	if err := root.Execute(); err == nil || !strings.Contains(err.Error(), "--timeout: must be more than 0") {
+		t.Errorf("error %v, want one naming --timeout", err)
+	}
+}

@@ -32,6 +32,9 @@ PENDING when --timeout ran out.`,
 			if err := load(cmd, &cfg); err != nil {
 				return err
 			}
+			if wait && timeout <= 0 {
+				return fmt.Errorf("--timeout: must be more than 0, got %s", timeout)
+			}
 			client := sms.NewClient(cfg.APIURL, cfg.APIKey)
 			ctx := cmd.Context()
 			msg, err := client.Send(ctx, sms.SendInput{Sender: from, Recipient: to, Text: text}, idemKey)
@@ -49,7 +52,11 @@ PENDING when --timeout ran out.`,
 			final, err := client.Wait(wctx, msg.ID, 250*time.Millisecond)
 			if err != nil {
 				if wctx.Err() != nil && ctx.Err() == nil {
-					return &exitError{code: 3, err: fmt.Errorf("message %s still %s after %s", msg.ID, final.Status, timeout)}
+					status := final.Status
+					if status == "" { // the deadline cut off the first look
+						status = msg.Status
+					}
+					return &exitError{code: 3, err: fmt.Errorf("message %s still %s after %s", msg.ID, status, timeout)}
 				}
 				return err
 			}

@@ -65,12 +65,17 @@ func (c *Client) Get(ctx context.Context, id uuid.UUID) (Message, error) {
 	return m, err
 }
 
-// Wait polls a message until it is final or ctx ends.
+// Wait polls a message until it is final or ctx ends. On an error it
+// returns the message as the last successful look found it.
 func (c *Client) Wait(ctx context.Context, id uuid.UUID, every time.Duration) (Message, error) {
+	var last Message // what the last look found, kept when a look fails
 	for {
 		m, err := c.Get(ctx, id)
-		if err != nil || m.Status.Final() {
-			return m, err
+		if err != nil {
+			return last, err
+		}
+		if last = m; m.Status.Final() {
+			return m, nil
 		}
 		select {
 		case <-ctx.Done():
