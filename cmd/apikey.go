@@ -83,11 +83,16 @@ func newAPIKey() *cobra.Command {
 				return fmt.Errorf("ID: %q is not a key id (see `smsctl apikey list`)", args[0])
 			}
 			return withKeys(cmd, func(k *sms.Keys) error {
-				if err := k.RevokeKey(cmd.Context(), id); err != nil {
-					if errors.Is(err, sms.ErrNotFound) {
-						return fmt.Errorf("no key with id %d", id)
-					}
+				at, already, err := k.RevokeKey(cmd.Context(), id)
+				if errors.Is(err, sms.ErrNotFound) {
+					return fmt.Errorf("no key with id %d", id)
+				}
+				if err != nil {
 					return err
+				}
+				if already {
+					fmt.Fprintf(cmd.OutOrStdout(), "key %d was already revoked at %s\n", id, at.Format(time.RFC3339))
+					return nil
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "revoked key %d\n", id)
 				return nil

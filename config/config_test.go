@@ -171,3 +171,18 @@ func TestLoadEnvWithoutFlag(t *testing.T) {
 		t.Errorf("report-batch %d, kafka-group %q, kafka-dlq-topic %q; want 7, mygroup, dead from the environment", cfg.ReportBatch, cfg.Group, cfg.DLQTopic)
 	}
 }
+
+// TestLoadUnknownFileKey: a misspelt key in the config file is an error
+// naming it, not a setting silently left at its default.
+func TestLoadUnknownFileKey(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "smsctl.yaml")
+	if err := os.WriteFile(file, []byte("http-addr: \":7000\"\nrate-limt: 5\nreport-batch: 10\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("SMS_CONFIG", file)
+	cfg := DefaultAPI()
+	err := Load(flags(cfg), &cfg)
+	if err == nil || !strings.Contains(err.Error(), "unknown keys rate-limt ") {
+		t.Fatalf("got %v, want an error naming rate-limt alone (report-batch is the processor's, so allowed)", err)
+	}
+}

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"reflect"
+	"sort"
 	"strings"
 
 	"github.com/go-viper/mapstructure/v2"
@@ -34,6 +35,9 @@ func Load(flags *pflag.FlagSet, dst any) error {
 		v.SetConfigFile(file)
 		if err := v.ReadInConfig(); err != nil {
 			return fmt.Errorf("config: read %s: %w", file, err)
+		}
+		if err := checkFileKeys(file); err != nil {
+			return err
 		}
 	}
 	err := v.Unmarshal(dst, viper.DecodeHook(mapstructure.ComposeDecodeHookFunc(
@@ -76,4 +80,37 @@ func keys(t reflect.Type) []string {
 		}
 	}
 	return out
+}
+
+// fileKeys are the keys a config file may hold: those of every command,
+// so that one file can serve both roles.
+var fileKeys = func() map[string]bool {
+	known := map[string]bool{}
+	for _, t := range []any{API{}, Processor{}, Client{}, Database{}} {
+		for _, k := range keys(reflect.TypeOf(t)) {
+			known[k] = true
+		}
+	}
+	return known
+}()
+
+// checkFileKeys refuses a config file with a key no command reads: a typo
+// would otherwise leave the setting at its default without a word.
+func checkFileKeys(file string) error {
+	f := viper.New()
+	f.SetConfigFile(file)
+	if err := f.ReadInConfig(); err != nil {
+		return fmt.Errorf("config: read %s: %w", file, err)
+	}
+	var unknown []string
+	for _, k := range f.AllKeys() {
+		if !fileKeys[k] {
+			unknown = append(unknown, k)
+		}
+	}
+	if len(unknown) > 0 {
+		sort.Strings(unknown)
+		return fmt.Errorf("config: %s: unknown keys %s (keys are the flag names, e.g. kafka-brokers)", file, strings.Join(unknown, ", "))
+	}
+	return nil
 }

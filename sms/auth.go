@@ -101,16 +101,20 @@ func (k *Keys) ListKeys(ctx context.Context) ([]APIKey, error) {
 	return keys, nil
 }
 
-// RevokeKey revokes the key with id; ErrNotFound if there is none.
-func (k *Keys) RevokeKey(ctx context.Context, id int64) error {
-	res, err := k.db.ExecContext(ctx, `UPDATE sms.api_keys SET revoked_at = COALESCE(revoked_at, now()) WHERE id = $1`, id)
+// RevokeKey revokes the key with id and returns when it was revoked, and
+// whether that was earlier, by another call; ErrNotFound if there is none.
+func (k *Keys) RevokeKey(ctx context.Context, id int64) (at time.Time, already bool, err error) {
+	err = k.db.QueryRowContext(ctx, `
+		WITH prev AS (SELECT revoked_at FROM sms.api_keys WHERE id = $1 FOR UPDATE)
+		UPDATE sms.api_keys k SET revoked_at = COALESCE(prev.revoked_at, now()) FROM prev
+		WHERE k.id = $1 RETURNING k.revoked_at, prev.revoked_at IS NOT NULL`, id).Scan(&at, &already)
+	if errors.Is(err, sql.ErrNoRows) {
+		return time.Time{}, false, ErrNotFound
+	}
 	if err != nil {
-		return storeErr("revoke api key", err)
+		return time.Time{}, false, storeErr("revoke api key", err)
 	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return ErrNotFound
-	}
-	return nil
+	return at, already, nil
 }
 
 // Authenticate returns the account of a full key, or ErrUnauthorized.

@@ -274,7 +274,13 @@ func parseID(s string) (uuid.UUID, error) {
 }
 
 func (h *Handler) get(c echo.Context) error {
-	id, err := parseID(c.Param("id"))
+	raw := c.Param("id")
+	if strings.Contains(raw, "/") {
+		// echo hands a last :param the rest of an unmatched path, so
+		// /v1/messages/{id}/extra lands here: no such route.
+		return echo.ErrNotFound
+	}
+	id, err := parseID(raw)
 	if err != nil {
 		return &ValidationError{Violations: []Violation{{Field: "id", Message: "must be a UUID"}}}
 	}

@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -717,8 +718,15 @@ func TestAuthentication(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The newest key is the one just created.
-	if err := a.keys.RevokeKey(context.Background(), keys[0].ID); err != nil {
-		t.Fatal(err)
+	at, already, err := a.keys.RevokeKey(context.Background(), keys[0].ID)
+	if err != nil || already {
+		t.Fatalf("RevokeKey = %v, %v; want a first revocation", already, err)
+	}
+	if again, already, err := a.keys.RevokeKey(context.Background(), keys[0].ID); err != nil || !already || !again.Equal(at) {
+		t.Errorf("second RevokeKey = %s, %v, %v; want the first time (%s), already revoked", again, already, err, at)
+	}
+	if _, _, err := a.keys.RevokeKey(context.Background(), -1); !errors.Is(err, ErrNotFound) {
+		t.Errorf("RevokeKey of no key: %v, want ErrNotFound", err)
 	}
 	tests := []struct {
 		name string
@@ -930,6 +938,8 @@ func TestGetMessage(t *testing.T) {
 		{"id without dashes", "/v1/messages/" + strings.ReplaceAll(m.ID.String(), "-", ""), nil, http.StatusBadRequest, "id"},
 		{"id in braces", "/v1/messages/%7B" + m.ID.String() + "%7D", nil, http.StatusBadRequest, "id"},
 		{"id as urn", "/v1/messages/urn:uuid:" + m.ID.String(), nil, http.StatusBadRequest, "id"},
+		{"path below a message", "/v1/messages/" + m.ID.String() + "/extra", nil, http.StatusNotFound, ""},
+		{"trailing slash", "/v1/messages/" + m.ID.String() + "/", nil, http.StatusNotFound, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
