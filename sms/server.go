@@ -53,7 +53,10 @@ func NewServer(ctx context.Context, cfg config.API, log zerolog.Logger, tp trace
 		kgo.RequiredAcks(kgo.AllISRAcks()), // idempotent writes are franz-go's default with acks=all
 		kgo.ProducerLinger(time.Millisecond),
 		kgo.RecordDeliveryTimeout(10*time.Second),
-		kgo.AllowAutoTopicCreation(),
+		// No auto-creation: a publish that raced ensureTopics would create
+		// the topic with the broker's defaults (often one partition),
+		// and kafka-partitions would be ignored for good. Until the topic
+		// exists, publishes fail and the outbox keeps the messages.
 	)
 	if err != nil {
 		db.Close()
