@@ -1,6 +1,7 @@
 package cmd
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -92,10 +93,16 @@ func runDev(cmd *cobra.Command, _ []string) error {
 		return fmt.Errorf("%w\n(run `make dev`, or scripts/postgres.sh, to get a local PostgreSQL)", err)
 	}
 	defer db.Close()
-	for _, set := range []migrations.Set{migrations.SMS, migrations.Processor} {
-		if _, err := migrations.Up(ctx, db.DB, set); err != nil {
-			return err
-		}
+	if _, err := migrations.Up(ctx, db.DB, migrations.SMS); err != nil {
+		return err
+	}
+	// The processor's schema goes where SMS_PROCESSOR_DATABASE_URL says,
+	// as with serve processor; by default the same database.
+	if proc.DatabaseURL == "" {
+		proc.DatabaseURL = api.DatabaseURL
+	}
+	if err := migrateProcessor(ctx, db, proc.DatabaseURL, api.DatabaseURL); err != nil {
+		return err
 	}
 
 	tp, stopTracing, err := platform.NewTracerProvider(ctx, "smsctl")
@@ -107,7 +114,7 @@ func runDev(cmd *cobra.Command, _ []string) error {
 	if err != nil {
 		return err
 	}
-	proc.Log, proc.Kafka, proc.DatabaseURL = api.Log, api.Kafka, api.DatabaseURL
+	proc.Log, proc.Kafka = api.Log, api.Kafka
 	proc.InternalToken = api.InternalToken
 	proc.APIURL = "http://" + reachable(srv.InternalAddr())
 	if err := proc.Validate(); err != nil {
@@ -157,4 +164,19 @@ func reachable(addr net.Addr) string {
 		host = "localhost"
 	}
 	return net.JoinHostPort(host, port)
+}
+
+// migrateProcessor applies the processor's migrations on url, reusing db
+// when url is the API's database.
+func migrateProcessor(ctx context.Context, db *platform.DB, url, apiURL string) error {
+	if url != apiURL {
+		pdb, err := platform.OpenPostgres(ctx, url, 2)
+		if err != nil {
+			return fmt.Errorf("processor-database-url: %w", err)
+		}
+		defer pdb.Close()
+		db = pdb
+	}
+	_, err := migrations.Up(ctx, db.DB, migrations.Processor)
+	return err
 }

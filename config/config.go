@@ -143,9 +143,11 @@ type Processor struct {
 	SimFailureRate float64 `mapstructure:"sim-failure-rate"`
 	// SimTransientShare is the share of failures that are transient (retried), 0..1. Defaults to 0.5.
 	SimTransientShare float64 `mapstructure:"sim-transient-share"`
-	// MaxAttempts is how many carrier calls a message gets before it fails. Defaults to 4.
+	// MaxAttempts is how many carrier calls a message gets before it fails,
+	// 1 to MaxCarrierAttempts. Defaults to 4.
 	MaxAttempts int `mapstructure:"max-attempts"`
-	// RetryBackoff is the first retry delay; it doubles per attempt, with jitter. Defaults to 500ms.
+	// RetryBackoff is the first retry delay; it doubles per attempt, with
+	// jitter, up to MaxRetryDelay. Defaults to 500ms.
 	RetryBackoff time.Duration `mapstructure:"retry-backoff"`
 	// SimLedger records every simulated carrier call in processor.carrier_calls,
 	// for counting repeated calls in tests. Defaults to false.
@@ -167,6 +169,13 @@ type Processor struct {
 // MaxReportBatch is the most delivery reports the API accepts in one
 // request (sms.MaxReportBatch), so the largest report-batch allowed.
 const MaxReportBatch = 1000
+
+// MaxRetryDelay is the longest wait between two carrier attempts, however
+// many came before; also the largest retry-backoff.
+const MaxRetryDelay = time.Minute
+
+// MaxCarrierAttempts is the largest max-attempts.
+const MaxCarrierAttempts = 20
 
 // MinDeliveryRetention is the shortest delivery-retention accepted: shorter
 // would let a record redelivered after a long outage reach the carrier twice.
@@ -215,6 +224,9 @@ func (c Processor) Validate() error {
 	if c.Group == "" {
 		errs = append(errs, errors.New("kafka-group: must not be empty"))
 	}
+	if c.RetryBackoff > MaxRetryDelay {
+		errs = append(errs, fmt.Errorf("retry-backoff: must be at most %s, got %s", MaxRetryDelay, c.RetryBackoff))
+	}
 	if c.DeliveryRetention != 0 && c.DeliveryRetention < MinDeliveryRetention {
 		errs = append(errs, fmt.Errorf("delivery-retention: must be 0 (keep forever) or at least %s, got %s", MinDeliveryRetention, c.DeliveryRetention))
 	}
@@ -233,7 +245,7 @@ func (c Processor) Validate() error {
 		positive("max-in-flight", c.MaxInFlight),
 		fraction("sim-failure-rate", c.SimFailureRate),
 		fraction("sim-transient-share", c.SimTransientShare),
-		positive("max-attempts", c.MaxAttempts),
+		between("max-attempts", c.MaxAttempts, 1, MaxCarrierAttempts),
 		positiveDuration("retry-backoff", c.RetryBackoff),
 		between("report-batch", c.ReportBatch, 1, MaxReportBatch),
 		positive("report-concurrency", c.ReportConcurrency),

@@ -142,8 +142,9 @@ func TestProcessorValidate(t *testing.T) {
 	// The API refuses report batches over MaxReportBatch, so a larger
 	// report-batch would leave every report unapplied.
 	c.SimMaxDelay, c.SimMinDelay, c.SimFailureRate, c.DeliveryRetention, c.ReportBatch = time.Second, 2*time.Second, 1.5, time.Hour, MaxReportBatch+1
+	c.MaxAttempts, c.RetryBackoff = MaxCarrierAttempts+1, 2*MaxRetryDelay
 	err := c.Validate()
-	for _, key := range []string{"sim-max-delay:", "sim-failure-rate:", "delivery-retention:", "report-batch:"} {
+	for _, key := range []string{"sim-max-delay:", "sim-failure-rate:", "delivery-retention:", "report-batch:", "max-attempts:", "retry-backoff:"} {
 		if err == nil || !strings.Contains(err.Error(), key) {
 			t.Errorf("got %v, want an error naming %s", err, key)
 		}

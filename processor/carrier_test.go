@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/smsctl/smsctl/config"
 	"github.com/smsctl/smsctl/platform/platformtest"
 )
 
@@ -208,5 +209,24 @@ func TestSimulatorLedger(t *testing.T) {
 	}
 	if n != 0 {
 		t.Fatalf("a simulator without a ledger wrote %d rows", n)
+	}
+}
+
+// TestRetryDelay: the wait doubles per attempt and stops at
+// config.MaxRetryDelay, even after more attempts than a shift could take.
+func TestRetryDelay(t *testing.T) {
+	for _, tt := range []struct {
+		attempt int
+		want    time.Duration
+	}{
+		{1, 500 * time.Millisecond},
+		{2, time.Second},
+		{4, 4 * time.Second},
+		{8, config.MaxRetryDelay},  // 64 s without the cap
+		{40, config.MaxRetryDelay}, // a shift by 39 overflows
+	} {
+		if got := retryDelay(500*time.Millisecond, tt.attempt); got != tt.want {
+			t.Errorf("attempt %d: %s, want %s", tt.attempt, got, tt.want)
+		}
 	}
 }

@@ -24,6 +24,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
+	"github.com/smsctl/smsctl/config"
 	"github.com/smsctl/smsctl/platform"
 	"github.com/smsctl/smsctl/sms"
 )
@@ -441,6 +442,17 @@ func (p *Processor) abandon(st *partition, id uuid.UUID) {
 	}
 }
 
+// retryDelay is first doubled once per attempt after the first, at most
+// config.MaxRetryDelay: doubling without a cap would hold a message (and
+// its in-flight slot) for hours after a dozen attempts, and overflow.
+func retryDelay(first time.Duration, attempt int) time.Duration {
+	d := first
+	for i := 1; i < attempt && d < config.MaxRetryDelay; i++ {
+		d *= 2
+	}
+	return min(d, config.MaxRetryDelay)
+}
+
 // deliver calls the carrier, retrying transient failures with exponential
 // backoff and jitter in this goroutine, so the partition keeps flowing.
 func (p *Processor) deliver(st *partition, rec *kgo.Record, req sms.SendRequest) {
@@ -478,7 +490,7 @@ func (p *Processor) deliver(st *partition, rec *kgo.Record, req sms.SendRequest)
 		case transient && attempt < p.cfg.MaxAttempts:
 			p.metrics.calls.WithLabelValues("transient").Inc()
 			p.metrics.retries.Inc()
-			delay := p.cfg.RetryBackoff << (attempt - 1)
+			delay := retryDelay(p.cfg.RetryBackoff, attempt)
 			delay = delay/2 + rand.N(delay/2+1)
 			log.Debug().Err(err).Int("attempt", attempt).Dur("retry_in", delay).Msg("transient carrier failure")
 			select {
