@@ -27,6 +27,11 @@ import (
 	"github.com/smsctl/smsctl/platform"
 )
 
+// MaxOffset is the most messages a list may skip with page: each page
+// reads and discards the ones before it, so deep pages cost the database
+// ever more. next_after (keyset) pages cost the same at any depth.
+const MaxOffset = 100_000
+
 // MaxBodyBytes is the largest request body accepted.
 const MaxBodyBytes = 64 << 10
 
@@ -362,7 +367,10 @@ func parseFilter(rawQuery string, statusAllowed bool) (Filter, error) {
 		*dst = n
 	}
 	intParam("size", 1, 100, &f.Size)
-	intParam("page", 0, 10_000_000, &f.Page)
+	intParam("page", 0, MaxOffset, &f.Page)
+	if f.Page*f.Size > MaxOffset {
+		v.Add("page", fmt.Sprintf("page × size must be at most %d; follow next_after to read further", MaxOffset))
+	}
 	if raw, ok := q["status"]; ok {
 		// Exactly as the spec spells them: "sent" is refused like any other
 		// value outside the enum, rather than quietly accepted.

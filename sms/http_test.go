@@ -1184,6 +1184,8 @@ func TestListBadParameters(t *testing.T) {
 		{"page=", "page"},
 		{"page=1&page=2", "page"},
 		{"page=99999999999999999999", "page"},
+		{"page=1001&size=100", "page"}, // skips more than MaxOffset
+		{"page=100001&size=1", "page"},
 		{"size=0", "size"},
 		{"size=101", "size"},
 		{"size=-5", "size"},
