@@ -2,6 +2,7 @@ package sms
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -12,6 +13,7 @@ import (
 	"github.com/lib/pq"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/smsctl/smsctl/platform"
@@ -259,10 +261,22 @@ func (r *Relay) produce(ctx context.Context, entries []OutboxEntry) error {
 	produceCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	if err := r.producer.ProduceSync(produceCtx, records...).FirstErr(); err != nil {
+		if p, ok := r.producer.(topicPurger); ok && errors.Is(err, kerr.UnknownTopicID) {
+			// The topic was deleted and created again under a new id. The
+			// client never drops the old id by itself (franz-go leaves
+			// this to the application), so every publish would fail until
+			// a restart. Forget the topic; the next publish looks it up.
+			r.log.Warn().Str("topic", r.cfg.Topic).Msg("topic was re-created; dropping the client's old topic id")
+			p.PurgeTopicsFromProducing(r.cfg.Topic)
+		}
 		return fmt.Errorf("produce to %s: %w", r.cfg.Topic, err)
 	}
 	return nil
 }
+
+// topicPurger is the part of *kgo.Client that recovers from a re-created
+// topic.
+type topicPurger interface{ PurgeTopicsFromProducing(topics ...string) }
 
 // sweepLoop publishes stale entries until ctx ends.
 func (r *Relay) sweepLoop(ctx context.Context) {

@@ -18,6 +18,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
@@ -872,4 +873,51 @@ func TestRequeueWaitsForBacklog(t *testing.T) {
 	if got := outboxed(t, db); !slices.Equal(got, ids(msgs)) {
 		t.Errorf("outbox %v after the backlog drained, want %v", got, ids(msgs))
 	}
+}
+
+// TestRelayRecoversFromRecreatedTopic: after the topic is deleted and
+// created again (a new topic id), publishing works again without a restart.
+func TestRelayRecoversFromRecreatedTopic(t *testing.T) {
+	t.Parallel()
+	topic := platformtest.UniqueTopic("sms.requests")
+	brokers := platformtest.KafkaBrokers(t)
+	producer := newProducer(t, brokers)
+	ctx := context.Background()
+	if err := platform.EnsureTopics(ctx, producer, 1, 1, topic); err != nil {
+		t.Fatal(err)
+	}
+	db := platformtest.NewDB(t)
+	s := NewStore(db)
+	r := NewRelay(db, producer, RelayConfig{Topic: topic, Batch: 10, Interval: time.Hour, RequeueAfter: time.Hour}, zerolog.Nop(), prometheus.NewRegistry())
+	insert := func() {
+		if _, err := s.Insert(ctx, []NewMessage{{AccountID: 1, Draft: draft("Acme", "+14155552671", "x")}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	insert()
+	if n, err := r.PublishBatch(ctx); err != nil || n != 1 {
+		t.Fatalf("before: PublishBatch = %d, %v", n, err)
+	}
+	adm := kadm.NewClient(producer)
+	if _, err := adm.DeleteTopics(ctx, topic); err != nil {
+		t.Fatal(err)
+	}
+	platformtest.Eventually(t, 30*time.Second, 200*time.Millisecond, "topic re-created", func() (bool, string) {
+		err := platform.EnsureTopics(ctx, producer, 1, 1, topic)
+		if err != nil {
+			return false, err.Error()
+		}
+		td, err := adm.ListTopics(ctx, topic)
+		return err == nil && td.Has(topic) && td[topic].Err == nil, fmt.Sprint(err)
+	})
+	insert()
+	var errs []string
+	platformtest.Eventually(t, 60*time.Second, 500*time.Millisecond, "publish after the topic was re-created", func() (bool, string) {
+		n, err := r.PublishBatch(ctx)
+		if err != nil {
+			errs = append(errs, err.Error())
+		}
+		return err == nil && n == 1, fmt.Sprintf("%d published, errors so far %v", n, errs)
+	})
+	t.Logf("errors before recovery: %v", errs)
 }
