@@ -55,7 +55,7 @@ type Reporter struct {
 
 	reported     prometheus.Counter
 	failures     prometheus.Counter
-	breakerState prometheus.Gauge
+	breakerState prometheus.GaugeFunc
 }
 
 // NewReporter returns a reporter; its metrics are registered on reg.
@@ -71,16 +71,18 @@ func NewReporter(store *Store, cfg ReporterConfig, log zerolog.Logger, reg prome
 		client:   &http.Client{Timeout: 10 * time.Second},
 		reported: prometheus.NewCounter(prometheus.CounterOpts{Name: "sms_reports_sent_total", Help: "Delivery reports acknowledged by the API."}),
 		failures: prometheus.NewCounter(prometheus.CounterOpts{Name: "sms_report_errors_total", Help: "Report requests that failed."}),
-		breakerState: prometheus.NewGauge(prometheus.GaugeOpts{Name: "sms_report_breaker_state",
-			Help: "Circuit breaker on the API: 0 closed, 1 half-open, 2 open."}),
 	}
+	// Read at scrape time: the breaker leaves open for half-open lazily, on
+	// its next call, so a gauge set on state changes would say open for as
+	// long as an idle replica makes none.
+	r.breakerState = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sms_report_breaker_state",
+		Help: "Circuit breaker on the API: 0 closed, 1 half-open, 2 open."}, func() float64 { return float64(r.breaker.State()) })
 	r.breaker = gobreaker.NewCircuitBreaker[struct{}](gobreaker.Settings{
 		Name:        "api-reports",
 		MaxRequests: 1,
 		Timeout:     2 * time.Second,
 		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= 3 },
 		OnStateChange: func(_ string, from, to gobreaker.State) {
-			r.breakerState.Set(float64(to))
 			r.log.Warn().Str("from", from.String()).Str("to", to.String()).Msg("report circuit breaker changed state")
 		},
 	})

@@ -15,6 +15,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/sony/gobreaker/v2"
 
 	"github.com/smsctl/smsctl/platform/platformtest"
@@ -440,4 +441,29 @@ func runReporter(t *testing.T, store *Store, api *fakeAPI, cfg ReporterConfig) *
 	go func() { r.Run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done; srv.Close() })
 	return r
+}
+
+// TestReporterBreakerGaugeLeavesOpen: the breaker metric says half-open
+// once the open period is over, even on a replica that has nothing to
+// report (gobreaker changes state lazily, on its next call).
+func TestReporterBreakerGaugeLeavesOpen(t *testing.T) {
+	t.Parallel()
+	db := platformtest.NewDB(t)
+	store := NewStore(db)
+	api := newFakeAPI()
+	srv := httptest.NewServer(api)
+	defer srv.Close()
+	api.down.Store(true)
+	recordMixed(t, store, 1)
+	r := newTestReporter(t, store, srv.URL, testToken, 10)
+	for range 3 {
+		_, _ = r.ReportOnce(context.Background())
+	}
+	if got := testutil.ToFloat64(r.breakerState); got != float64(gobreaker.StateOpen) {
+		t.Fatalf("sms_report_breaker_state %v after 3 failures, want %d (open)", got, gobreaker.StateOpen)
+	}
+	time.Sleep(2500 * time.Millisecond) // the breaker's open period is 2 s
+	if got := testutil.ToFloat64(r.breakerState); got != float64(gobreaker.StateHalfOpen) {
+		t.Errorf("sms_report_breaker_state %v after the open period with no calls, want %d (half-open)", got, gobreaker.StateHalfOpen)
+	}
 }
