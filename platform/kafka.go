@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
@@ -20,6 +21,9 @@ func NewKafkaClient(brokers []string, logger zerolog.Logger, opts ...kgo.Opt) (*
 	base := []kgo.Opt{
 		kgo.SeedBrokers(brokers...),
 		kgo.WithLogger(NewKafkaLogger(logger.With().Str("component", "kafka").Logger())),
+		// Partitions added to a topic are seen within 30 s instead of the
+		// default 5 minutes, by the producer and by the group's consumers.
+		kgo.MetadataMaxAge(30 * time.Second),
 	}
 	cl, err := kgo.NewClient(append(base, opts...)...)
 	if err != nil {
@@ -71,7 +75,13 @@ func (k kgoLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
 		ev = k.l.Debug()
 	}
 	for i := 0; i+1 < len(keyvals); i += 2 {
-		ev = ev.Interface(fmt.Sprint(keyvals[i]), keyvals[i+1])
+		key := fmt.Sprint(keyvals[i])
+		// Interface would marshal an error as JSON, which is {} for most.
+		if err, ok := keyvals[i+1].(error); ok {
+			ev = ev.AnErr(key, err)
+			continue
+		}
+		ev = ev.Interface(key, keyvals[i+1])
 	}
 	ev.Msg(msg)
 }

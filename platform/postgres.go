@@ -57,7 +57,7 @@ func IsUnavailable(err error) bool {
 	}
 	// lib/pq reports a dropped connection as a plain error.
 	msg := strings.ToLower(err.Error())
-	for _, s := range []string{"connection refused", "bad connection", "unexpected EOF", "broken pipe", "connection reset", "server closed the connection", "driver: bad connection"} {
+	for _, s := range []string{"connection refused", "bad connection", "unexpected eof", "broken pipe", "connection reset", "server closed the connection", "driver: bad connection"} {
 		if strings.Contains(msg, s) {
 			return true
 		}
