@@ -47,6 +47,22 @@ func EnsureTopics(ctx context.Context, cl *kgo.Client, partitions int32, replica
 	return nil
 }
 
+// TopicPartitions returns how many partitions topic has.
+func TopicPartitions(ctx context.Context, cl *kgo.Client, topic string) (int, error) {
+	td, err := kadm.NewClient(cl).ListTopics(ctx, topic)
+	if err != nil {
+		return 0, fmt.Errorf("describe topic %s: %w", topic, err)
+	}
+	d, ok := td[topic]
+	if !ok {
+		return 0, fmt.Errorf("describe topic %s: not found", topic)
+	}
+	if d.Err != nil {
+		return 0, fmt.Errorf("describe topic %s: %w", topic, d.Err)
+	}
+	return len(d.Partitions), nil
+}
+
 // PingKafka checks that at least one broker answers.
 func PingKafka(ctx context.Context, cl *kgo.Client) error {
 	if err := cl.Ping(ctx); err != nil {

@@ -160,7 +160,11 @@ func (s *Server) ensureTopics(ctx context.Context) {
 		tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		err := platform.EnsureTopics(tctx, s.kafka, s.cfg.Partitions, s.cfg.ReplicationFactor, s.cfg.Topic, s.cfg.DLQTopic)
 		cancel()
-		if err == nil || ctx.Err() != nil {
+		if err == nil {
+			s.warnFewerPartitions(ctx)
+			return
+		}
+		if ctx.Err() != nil {
 			return
 		}
 		s.log.Warn().Err(err).Dur("retry_in", backoff).Msg("could not create topics")
@@ -169,6 +173,16 @@ func (s *Server) ensureTopics(ctx context.Context) {
 			return
 		case <-time.After(backoff):
 		}
+	}
+}
+
+// warnFewerPartitions says so when the topic existed with fewer partitions
+// than kafka-partitions: creating topics never changes an existing one.
+func (s *Server) warnFewerPartitions(ctx context.Context) {
+	n, err := platform.TopicPartitions(ctx, s.kafka, s.cfg.Topic)
+	if err == nil && n < int(s.cfg.Partitions) {
+		s.log.Warn().Str("topic", s.cfg.Topic).Int("partitions", n).Int32("kafka_partitions", s.cfg.Partitions).
+			Msg("topic has fewer partitions than kafka-partitions; add them with kafka-topics --alter, processors pick them up within 30 s")
 	}
 }
 
