@@ -22,6 +22,9 @@ import (
 // Producer is the part of a Kafka client the relay needs.
 type Producer interface {
 	ProduceSync(ctx context.Context, rs ...*kgo.Record) kgo.ProduceResults
+	// PurgeTopicsFromProducing drops what the client knows of a topic,
+	// after the topic was re-created.
+	PurgeTopicsFromProducing(topics ...string)
 }
 
 // RelayConfig tunes the outbox relay.
@@ -261,22 +264,18 @@ func (r *Relay) produce(ctx context.Context, entries []OutboxEntry) error {
 	produceCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	if err := r.producer.ProduceSync(produceCtx, records...).FirstErr(); err != nil {
-		if p, ok := r.producer.(topicPurger); ok && errors.Is(err, kerr.UnknownTopicID) {
+		if errors.Is(err, kerr.UnknownTopicID) {
 			// The topic was deleted and created again under a new id. The
 			// client never drops the old id by itself (franz-go leaves
 			// this to the application), so every publish would fail until
 			// a restart. Forget the topic; the next publish looks it up.
 			r.log.Warn().Str("topic", r.cfg.Topic).Msg("topic was re-created; dropping the client's old topic id")
-			p.PurgeTopicsFromProducing(r.cfg.Topic)
+			r.producer.PurgeTopicsFromProducing(r.cfg.Topic)
 		}
 		return fmt.Errorf("produce to %s: %w", r.cfg.Topic, err)
 	}
 	return nil
 }
-
-// topicPurger is the part of *kgo.Client that recovers from a re-created
-// topic.
-type topicPurger interface{ PurgeTopicsFromProducing(topics ...string) }
 
 // sweepLoop publishes stale entries until ctx ends.
 func (r *Relay) sweepLoop(ctx context.Context) {
