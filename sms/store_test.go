@@ -452,6 +452,20 @@ func TestRequeue(t *testing.T) {
 	}
 }
 
+// newTopic creates a topic of its own for the test, with partitions, and
+// returns it with the brokers and a producer. Not seeded in kfake, which
+// would give it six partitions whatever the test asks.
+func newTopic(t *testing.T, partitions int32) (topic string, brokers []string, producer *kgo.Client) {
+	t.Helper()
+	topic = platformtest.UniqueTopic("sms.requests")
+	brokers = platformtest.KafkaBrokers(t)
+	producer = newProducer(t, brokers)
+	if err := platform.EnsureTopics(context.Background(), producer, partitions, 1, topic); err != nil {
+		t.Fatal(err)
+	}
+	return topic, brokers, producer
+}
+
 // newProducer returns a Kafka producer for brokers, closed with the test.
 func newProducer(tb testing.TB, brokers []string, opts ...kgo.Opt) *kgo.Client {
 	tb.Helper()
@@ -487,13 +501,8 @@ func consume(tb testing.TB, brokers []string, topic string, n int) []*kgo.Record
 
 func TestRelayPublishBatch(t *testing.T) {
 	t.Parallel()
-	topic := platformtest.UniqueTopic("sms.requests")
-	brokers := platformtest.KafkaBrokers(t, topic)
-	producer := newProducer(t, brokers)
+	topic, brokers, producer := newTopic(t, 3)
 	ctx := context.Background()
-	if err := platform.EnsureTopics(ctx, producer, 3, 1, topic); err != nil {
-		t.Fatal(err)
-	}
 	db := platformtest.NewDB(t)
 	s := NewStore(db)
 	in := []NewMessage{
@@ -655,14 +664,9 @@ func TestRelayKeepsRowsWhenKafkaFails(t *testing.T) {
 // an hour, publishes nothing.
 func TestRelayHandOver(t *testing.T) {
 	t.Parallel()
-	topic := platformtest.UniqueTopic("sms.requests")
-	brokers := platformtest.KafkaBrokers(t, topic)
-	producer := newProducer(t, brokers)
+	topic, brokers, producer := newTopic(t, 3)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if err := platform.EnsureTopics(ctx, producer, 3, 1, topic); err != nil {
-		t.Fatal(err)
-	}
 	db := platformtest.NewDB(t)
 	s := NewStore(db)
 	reg := prometheus.NewRegistry()
@@ -691,13 +695,8 @@ func TestRelayHandOver(t *testing.T) {
 // entries to the hand-over and publishes those older than StaleAfter.
 func TestRelaySweepWaitsForStaleEntries(t *testing.T) {
 	t.Parallel()
-	topic := platformtest.UniqueTopic("sms.requests")
-	brokers := platformtest.KafkaBrokers(t, topic)
-	producer := newProducer(t, brokers)
+	topic, _, producer := newTopic(t, 1)
 	ctx := context.Background()
-	if err := platform.EnsureTopics(ctx, producer, 1, 1, topic); err != nil {
-		t.Fatal(err)
-	}
 	db := platformtest.NewDB(t)
 	if _, err := NewStore(db).Insert(ctx, slices.Repeat([]NewMessage{{AccountID: 1, Draft: draft("Acme", "+14155552671", "x")}}, 3)); err != nil {
 		t.Fatal(err)
@@ -801,15 +800,8 @@ func TestRelayEnqueueBound(t *testing.T) {
 // messages of a batch still PENDING, and deletes the whole batch.
 func TestRelaySweepSkipsFinalMessages(t *testing.T) {
 	t.Parallel()
-	topic := platformtest.UniqueTopic("sms.requests")
-	// Not seeded: kfake would seed it with six partitions, and the sentinel
-	// below needs one partition to prove order.
-	brokers := platformtest.KafkaBrokers(t)
-	producer := newProducer(t, brokers)
+	topic, brokers, producer := newTopic(t, 1)
 	ctx := context.Background()
-	if err := platform.EnsureTopics(ctx, producer, 1, 1, topic); err != nil {
-		t.Fatal(err)
-	}
 	db := platformtest.NewDB(t)
 	s := NewStore(db)
 	msgs, err := s.Insert(ctx, slices.Repeat([]NewMessage{{AccountID: 1, Draft: draft("Acme", "+14155552671", "x")}}, 2))
@@ -879,13 +871,8 @@ func TestRequeueWaitsForBacklog(t *testing.T) {
 // created again (a new topic id), publishing works again without a restart.
 func TestRelayRecoversFromRecreatedTopic(t *testing.T) {
 	t.Parallel()
-	topic := platformtest.UniqueTopic("sms.requests")
-	brokers := platformtest.KafkaBrokers(t)
-	producer := newProducer(t, brokers)
+	topic, _, producer := newTopic(t, 1)
 	ctx := context.Background()
-	if err := platform.EnsureTopics(ctx, producer, 1, 1, topic); err != nil {
-		t.Fatal(err)
-	}
 	db := platformtest.NewDB(t)
 	s := NewStore(db)
 	r := NewRelay(db, producer, RelayConfig{Topic: topic, Batch: 10, Interval: time.Hour, RequeueAfter: time.Hour}, zerolog.Nop(), prometheus.NewRegistry())
