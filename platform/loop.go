@@ -61,6 +61,19 @@ func Every(ctx context.Context, interval time.Duration, fn func(context.Context)
 	}
 }
 
+// Sleep waits for d, or less if ctx ends first, and reports whether the
+// whole wait passed: loops use it so that their backoffs end with ctx.
+func Sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
 // Backoff is the wait before the next retry of a loop that failed: it
 // doubles from 100 ms to at most 5 s. Reset it to zero after a success.
 type Backoff time.Duration

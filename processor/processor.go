@@ -34,6 +34,16 @@ type Carrier interface {
 	Deliver(ctx context.Context, req sms.SendRequest, attempt int) error
 }
 
+// Outcomes is where the processor records what each message came to, and
+// asks whether a message already has an outcome. *Store is the
+// implementation.
+type Outcomes interface {
+	Known(ctx context.Context, ids []uuid.UUID) (map[uuid.UUID]bool, error)
+	// Record stores outcomes and returns those it stored: an outcome
+	// recorded earlier for the same message is kept.
+	Record(ctx context.Context, outs []Outcome) ([]Outcome, error)
+}
+
 // Config tunes the processor.
 type Config struct {
 	// Brokers, Topic, DLQTopic and Group locate the work.
@@ -60,7 +70,7 @@ type Config struct {
 type Processor struct {
 	cfg      Config
 	cl       *kgo.Client
-	store    *Store
+	store    Outcomes
 	carrier  Carrier
 	reporter *Reporter
 	log      zerolog.Logger
@@ -93,7 +103,7 @@ type procMetrics struct {
 
 // New returns a processor with its own consumer-group client. extra options
 // are appended to the client's (tests use them to shorten timeouts).
-func New(cfg Config, store *Store, carrier Carrier, reporter *Reporter, log zerolog.Logger, reg prometheus.Registerer, extra ...kgo.Opt) (*Processor, error) {
+func New(cfg Config, store Outcomes, carrier Carrier, reporter *Reporter, log zerolog.Logger, reg prometheus.Registerer, extra ...kgo.Opt) (*Processor, error) {
 	if cfg.Tracer == nil {
 		cfg.Tracer = noop.NewTracerProvider()
 	}
@@ -119,7 +129,6 @@ func New(cfg Config, store *Store, carrier Carrier, reporter *Reporter, log zero
 	reg.MustRegister(p.metrics.calls, p.metrics.retries, p.metrics.dlq, p.metrics.skipped, p.metrics.attempt, p.metrics.inFlight)
 
 	opts := []kgo.Opt{
-		kgo.SeedBrokers(cfg.Brokers...),
 		kgo.ConsumerGroup(cfg.Group),
 		kgo.ConsumeTopics(cfg.Topic),
 		kgo.Balancers(kgo.CooperativeStickyBalancer()),
@@ -136,13 +145,12 @@ func New(cfg Config, store *Store, carrier Carrier, reporter *Reporter, log zero
 		// The dead-letter producer shares the client.
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.RecordDeliveryTimeout(30 * time.Second),
-		kgo.WithLogger(platform.NewKafkaLogger(p.log)),
 		// Receive and dead-letter publish spans, continuing the trace the
 		// API put in the record headers.
 		kgo.WithHooks(kotel.NewKotel(kotel.WithTracer(kotel.NewTracer(
 			kotel.TracerProvider(cfg.Tracer), kotel.TracerPropagator(platform.Propagator)))).Hooks()...),
 	}
-	cl, err := kgo.NewClient(append(opts, extra...)...)
+	cl, err := platform.NewKafkaClient(cfg.Brokers, p.log, append(opts, extra...)...)
 	if err != nil {
 		return nil, fmt.Errorf("kafka consumer: %w", err)
 	}
@@ -268,16 +276,20 @@ func (p *Processor) waitIdle(parts []int32, timeout time.Duration) {
 	}
 }
 
+// work is a fetched record on its way to the carrier.
+type work struct {
+	rec *kgo.Record
+	req sms.SendRequest
+	st  *partition
+}
+
 // dispatch starts work on fetched records. Poison records go to the
-// dead-letter topic; messages whose outcome is known are skipped.
+// dead-letter topic; messages whose outcome is known are skipped. The
+// store is asked beside the poll loop, not in it: the loop holds every
+// rebalance until it polls again, so a store that is down must not keep it.
 func (p *Processor) dispatch(ctx context.Context, records []*kgo.Record) {
 	if len(records) == 0 {
 		return
-	}
-	type work struct {
-		rec *kgo.Record
-		req sms.SendRequest
-		st  *partition
 	}
 	var todo []work
 	p.mu.Lock()
@@ -310,28 +322,8 @@ func (p *Processor) dispatch(ctx context.Context, records []*kgo.Record) {
 		todo = append(todo, work{rec: rec, req: req, st: st})
 	}
 	p.mu.Unlock()
-	if len(todo) == 0 {
-		return
-	}
-	ids := make([]uuid.UUID, len(todo))
-	for i, w := range todo {
-		ids[i] = w.req.MessageID
-	}
-	known, ok := p.lookup(ctx, ids)
-	for _, w := range todo {
-		if !ok {
-			p.abandon(w.st, w.req.MessageID) // shutting down before the check: hand it back
-			continue
-		}
-		if known[w.req.MessageID] {
-			p.metrics.skipped.Inc()
-			p.mu.Lock()
-			p.finishFlightLocked(w.req.MessageID)
-			p.finishLocked(w.st, w.rec.Offset)
-			p.mu.Unlock()
-			continue
-		}
-		go p.deliver(w.st, w.rec, w.req)
+	if len(todo) > 0 {
+		go p.check(ctx, todo)
 	}
 }
 
@@ -393,36 +385,65 @@ func (p *Processor) handOverLocked(id uuid.UUID) *waiter {
 // redeliver processes a copy that took over from one handed back: checked
 // against the store first, like any fetched record.
 func (p *Processor) redeliver(w waiter) {
-	known, ok := p.lookup(w.st.ctx, []uuid.UUID{w.req.MessageID})
-	switch {
-	case !ok:
-		p.abandon(w.st, w.req.MessageID)
-	case known[w.req.MessageID]:
-		p.mu.Lock()
-		p.finishFlightLocked(w.req.MessageID)
-		p.finishLocked(w.st, w.rec.Offset)
-		p.mu.Unlock()
-	default:
-		p.deliver(w.st, w.rec, w.req)
-	}
+	p.check(w.st.ctx, []work{{rec: w.rec, req: w.req, st: w.st}})
 }
 
-// lookup asks the store which messages already have an outcome, retrying
-// while the store is down: nothing may reach the carrier unchecked.
-func (p *Processor) lookup(ctx context.Context, ids []uuid.UUID) (map[uuid.UUID]bool, bool) {
-	backoff := 100 * time.Millisecond
+// lookupTimeout bounds one outcome lookup, and lookupMaxBackoff the wait
+// between two: together well within the 5 s a revoke waits for cancelled
+// work, so records of a revoked partition are handed back in time.
+const (
+	lookupTimeout    = 2 * time.Second
+	lookupMaxBackoff = time.Second
+)
+
+// check asks the store which of the records' messages already have an
+// outcome, finishes those and starts the others. While the store is down it
+// retries: nothing may reach the carrier unchecked. Records whose partition
+// is revoked or lost meanwhile, or all of them once ctx ends, are handed
+// back uncommitted for the next owner.
+func (p *Processor) check(ctx context.Context, todo []work) {
+	backoff := 50 * time.Millisecond
 	for {
-		known, err := p.store.Known(ctx, ids)
+		live := todo[:0]
+		for _, w := range todo {
+			if ctx.Err() != nil || w.st.ctx.Err() != nil {
+				p.abandon(w.st, w.req.MessageID)
+				continue
+			}
+			live = append(live, w)
+		}
+		if todo = live; len(todo) == 0 {
+			return
+		}
+		ids := make([]uuid.UUID, len(todo))
+		for i, w := range todo {
+			ids[i] = w.req.MessageID
+		}
+		lctx, cancel := context.WithTimeout(ctx, lookupTimeout)
+		known, err := p.store.Known(lctx, ids)
+		cancel()
 		if err == nil {
-			return known, true
+			for _, w := range todo {
+				if !known[w.req.MessageID] {
+					go p.deliver(w.st, w.rec, w.req)
+					continue
+				}
+				p.metrics.skipped.Inc()
+				p.mu.Lock()
+				p.finishFlightLocked(w.req.MessageID)
+				p.finishLocked(w.st, w.rec.Offset)
+				p.mu.Unlock()
+			}
+			return
 		}
-		p.log.Warn().Err(err).Msg("outcome lookup failed; retrying")
+		p.log.Warn().Err(err).Int("records", len(todo)).Msg("outcome lookup failed; retrying")
+		t := time.NewTimer(backoff)
 		select {
-		case <-time.After(backoff):
+		case <-t.C:
 		case <-ctx.Done():
-			return nil, false
+			t.Stop()
 		}
-		backoff = min(2*backoff, 5*time.Second)
+		backoff = min(2*backoff, lookupMaxBackoff)
 	}
 }
 
@@ -562,16 +583,16 @@ func (p *Processor) record(ctx context.Context) {
 			outs[i] = f.out
 		}
 		var backoff platform.Backoff
+		var stored []Outcome
 		for {
-			err := p.store.Record(ctx, outs)
-			if err == nil {
+			var err error
+			if stored, err = p.store.Record(ctx, outs); err == nil {
 				break
 			}
-			if ctx.Err() != nil {
+			p.log.Warn().Err(err).Int("outcomes", len(outs)).Msg("recording outcomes failed; retrying")
+			if !platform.Sleep(ctx, backoff.Next()) {
 				return
 			}
-			p.log.Warn().Err(err).Int("outcomes", len(outs)).Msg("recording outcomes failed; retrying")
-			time.Sleep(backoff.Next())
 		}
 		p.mu.Lock()
 		for _, f := range batch {
@@ -582,8 +603,11 @@ func (p *Processor) record(ctx context.Context) {
 			<-p.slots
 		}
 		p.mu.Unlock()
+		// Only what was stored is reported: an outcome another replica
+		// recorded first is that replica's to report, and reporting ours
+		// would tell the API something processor.deliveries does not say.
 		if p.reporter != nil {
-			p.reporter.Enqueue(outs)
+			p.reporter.Enqueue(stored)
 		}
 	}
 }

@@ -98,7 +98,7 @@ func TestProcessorRedelivery(t *testing.T) {
 			name: "outcome recorded before the processor starts",
 			run: func(t *testing.T, db *sqlx.DB, env *kafkaEnv, carrier *countingCarrier, dup sms.SendRequest) {
 				reason := "permanent: recorded by an earlier owner"
-				if err := NewStore(db).Record(context.Background(), []Outcome{failedOutcome(dup.MessageID, reason, time.Now().UTC())}); err != nil {
+				if _, err := NewStore(db).Record(context.Background(), []Outcome{failedOutcome(dup.MessageID, reason, time.Now().UTC())}); err != nil {
 					t.Fatal(err)
 				}
 				env.produceRequests(t, dup, testRequest(1))

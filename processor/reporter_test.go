@@ -110,7 +110,7 @@ func recordMixed(tb testing.TB, store *Store, n int) []Outcome {
 			outs[i] = failedOutcome(outs[i].MessageID, fmt.Sprintf("permanent: reason %d", i), outs[i].ProcessedAt)
 		}
 	}
-	if err := store.Record(context.Background(), outs); err != nil {
+	if _, err := store.Record(context.Background(), outs); err != nil {
 		tb.Fatalf("Record: %v", err)
 	}
 	return outs

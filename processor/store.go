@@ -31,8 +31,8 @@ type Store struct {
 // NewStore returns a store on db.
 func NewStore(db *sqlx.DB) *Store { return &Store{db: db, stmts: platform.NewStatements(db)} }
 
-// recordSQL stores new outcomes, as unreported. An outcome already
-// recorded is left as it is, reported or not.
+// recordSQL stores new outcomes, as unreported, and returns the ids it
+// stored. An outcome already recorded is left as it is, reported or not.
 const recordSQL = `
         WITH recorded AS (
             INSERT INTO processor.deliveries (message_id, status, failure_reason, attempts, processed_at, traceparent)
@@ -41,7 +41,8 @@ const recordSQL = `
             ON CONFLICT (message_id) DO NOTHING
             RETURNING message_id, processed_at
         )
-        INSERT INTO processor.unreported (message_id, processed_at) SELECT message_id, processed_at FROM recorded`
+        INSERT INTO processor.unreported (message_id, processed_at) SELECT message_id, processed_at FROM recorded
+        RETURNING message_id`
 
 // Outcome is the recorded result of delivering one message.
 type Outcome struct {
@@ -74,9 +75,10 @@ func (s *Store) Known(ctx context.Context, ids []uuid.UUID) (map[uuid.UUID]bool,
 }
 
 // Record stores outcomes, and forgets the acknowledged ones, in one
-// transaction. An outcome already recorded for a message is kept: the first
-// one wins.
-func (s *Store) Record(ctx context.Context, outs []Outcome) error {
+// transaction, and returns the outcomes it stored. An outcome already
+// recorded for a message is kept (the first one wins, as when two replicas
+// delivered the same message); only the stored ones may be reported.
+func (s *Store) Record(ctx context.Context, outs []Outcome) ([]Outcome, error) {
 	n := len(outs)
 	ids, statuses, reasons, attempts, at := make([]string, n), make([]string, n), make([]string, n), make([]int64, n), make([]string, n)
 	traces := make([]string, n)
@@ -89,38 +91,55 @@ func (s *Store) Record(ctx context.Context, outs []Outcome) error {
 	}
 	record, err := s.stmts.Get(ctx, recordSQL)
 	if err != nil {
-		return fmt.Errorf("record outcomes: %w", err)
+		return nil, fmt.Errorf("record outcomes: %w", err)
 	}
 	acked := s.takeAcked()
 	args := []any{pq.Array(ids), pq.Array(statuses), pq.Array(reasons), pq.Array(attempts), pq.Array(at), pq.Array(traces)}
+	var stored []uuid.UUID
 	if len(acked) == 0 {
-		_, err = record.ExecContext(ctx, args...)
+		err = record.SelectContext(ctx, &stored, args...)
 	} else {
-		err = s.recordAndForget(ctx, record, args, acked)
+		stored, err = s.recordAndForget(ctx, record, args, acked)
 	}
 	if err != nil {
 		s.Acknowledged(acked)
-		return fmt.Errorf("record outcomes: %w", err)
+		return nil, fmt.Errorf("record outcomes: %w", err)
 	}
-	return nil
+	if len(stored) == len(outs) {
+		return outs, nil
+	}
+	kept := make(map[uuid.UUID]bool, len(stored))
+	for _, id := range stored {
+		kept[id] = true
+	}
+	out := make([]Outcome, 0, len(stored))
+	for _, o := range outs {
+		if kept[o.MessageID] {
+			out = append(out, o)
+			delete(kept, o.MessageID) // one outcome per message, even if given twice
+		}
+	}
+	return out, nil
 }
 
 // recordAndForget records outcomes and forgets acknowledged ones in one
-// commit. The delete is planned for its ids each time (not prepared), so
-// that a large unreported backlog is read through its index.
-func (s *Store) recordAndForget(ctx context.Context, record *sqlx.Stmt, args []any, acked []string) error {
+// commit, and returns the ids it stored. The delete is planned for its ids
+// each time (not prepared), so that a large unreported backlog is read
+// through its index.
+func (s *Store) recordAndForget(ctx context.Context, record *sqlx.Stmt, args []any, acked []string) ([]uuid.UUID, error) {
 	tx, err := s.db.BeginTxx(ctx, nil)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer func() { _ = tx.Rollback() }()
 	if err := forgetReported(ctx, tx, acked); err != nil {
-		return err
+		return nil, err
 	}
-	if _, err := tx.StmtxContext(ctx, record).ExecContext(ctx, args...); err != nil {
-		return err
+	var stored []uuid.UUID
+	if err := tx.StmtxContext(ctx, record).SelectContext(ctx, &stored, args...); err != nil {
+		return nil, err
 	}
-	return tx.Commit()
+	return stored, tx.Commit()
 }
 
 // Acknowledged queues outcomes the API acknowledged, to be marked reported

@@ -3,6 +3,7 @@ package processor
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -33,7 +34,7 @@ func insertOutcomes(tb testing.TB, store *Store, n int) []uuid.UUID {
 		ids[i] = uuid.New()
 		outs[i] = sentOutcome(ids[i], base.Add(time.Duration(i)*time.Millisecond))
 	}
-	if err := store.Record(context.Background(), outs); err != nil {
+	if _, err := store.Record(context.Background(), outs); err != nil {
 		tb.Fatalf("Record: %v", err)
 	}
 	return ids
@@ -62,26 +63,33 @@ func TestStoreRecordFirstWins(t *testing.T) {
 	cases := []struct {
 		name    string
 		batches [][]Outcome
-		want    map[uuid.UUID]Outcome
+		// stored is what each Record call says it stored: the only
+		// outcomes the processor may report.
+		stored [][]uuid.UUID
+		want   map[uuid.UUID]Outcome
 	}{
 		{
 			name:    "single outcome is stored as given",
 			batches: [][]Outcome{{failedOutcome(a, "permanent: blocked", at)}},
+			stored:  [][]uuid.UUID{{a}},
 			want:    map[uuid.UUID]Outcome{a: failedOutcome(a, "permanent: blocked", at)},
 		},
 		{
 			name:    "a later outcome for the same message is ignored",
 			batches: [][]Outcome{{sentOutcome(a, at)}, {failedOutcome(a, "permanent: late", at.Add(time.Second))}},
+			stored:  [][]uuid.UUID{{a}, nil},
 			want:    map[uuid.UUID]Outcome{a: sentOutcome(a, at)},
 		},
 		{
 			name:    "a batch mixing known and new messages stores only the new ones",
 			batches: [][]Outcome{{sentOutcome(a, at)}, {failedOutcome(a, "permanent: late", at), sentOutcome(b, at.Add(time.Second))}},
+			stored:  [][]uuid.UUID{{a}, {b}},
 			want:    map[uuid.UUID]Outcome{a: sentOutcome(a, at), b: sentOutcome(b, at.Add(time.Second))},
 		},
 		{
 			name:    "the same message twice in one batch is stored once, without error",
 			batches: [][]Outcome{{sentOutcome(a, at), failedOutcome(a, "permanent: dup", at)}},
+			stored:  [][]uuid.UUID{{a}},
 			want:    map[uuid.UUID]Outcome{a: sentOutcome(a, at)},
 		},
 	}
@@ -91,8 +99,19 @@ func TestStoreRecordFirstWins(t *testing.T) {
 			db := platformtest.NewDB(t)
 			store := NewStore(db)
 			for i, batch := range tc.batches {
-				if err := store.Record(context.Background(), batch); err != nil {
+				stored, err := store.Record(context.Background(), batch)
+				if err != nil {
 					t.Fatalf("Record batch %d: %v", i, err)
+				}
+				var ids []uuid.UUID
+				for _, o := range stored {
+					ids = append(ids, o.MessageID)
+					if w := tc.want[o.MessageID]; o.Status != w.Status || !equalReason(o.FailureReason, w.FailureReason) {
+						t.Errorf("batch %d: Record returned %s %s/%v, but the stored outcome is %s/%v", i, o.MessageID, o.Status, deref(o.FailureReason), w.Status, deref(w.FailureReason))
+					}
+				}
+				if fmt.Sprint(ids) != fmt.Sprint(tc.stored[i]) {
+					t.Errorf("batch %d: Record returned %v as stored, want %v", i, ids, tc.stored[i])
 				}
 			}
 			got := recordedOutcomes(t, db)
@@ -353,19 +372,19 @@ func TestRecordMarksAcknowledged(t *testing.T) {
 	ctx := context.Background()
 	at := time.Now().UTC().Truncate(time.Microsecond)
 	first := []Outcome{sentOutcome(uuid.New(), at), sentOutcome(uuid.New(), at), sentOutcome(uuid.New(), at)}
-	if err := store.Record(ctx, first); err != nil {
+	if _, err := store.Record(ctx, first); err != nil {
 		t.Fatal(err)
 	}
 	store.Acknowledged([]string{first[0].MessageID.String(), first[1].MessageID.String()})
 	bad := sentOutcome(uuid.New(), at)
 	bad.Status = "LOST" // refused by the table's check
-	if err := store.Record(ctx, []Outcome{bad}); err == nil {
+	if _, err := store.Record(ctx, []Outcome{bad}); err == nil {
 		t.Fatal("an outcome with an unknown status was recorded")
 	}
 	if n, err := store.Unreported(ctx); err != nil || n != 3 {
 		t.Fatalf("Unreported after a failed Record = %d, %v; want 3", n, err)
 	}
-	if err := store.Record(ctx, []Outcome{sentOutcome(uuid.New(), at)}); err != nil {
+	if _, err := store.Record(ctx, []Outcome{sentOutcome(uuid.New(), at)}); err != nil {
 		t.Fatal(err)
 	}
 	if n, err := store.Unreported(ctx); err != nil || n != 2 {

@@ -3,7 +3,6 @@ package sms
 import (
 	"context"
 	"fmt"
-	"sync"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -33,10 +32,10 @@ func BenchmarkWriter(b *testing.B) {
 	db := platformtest.NewDB(b)
 	store := NewStore(db)
 	w := NewWriter(store, config.DefaultAPI().WriterWorkers, 500, prometheus.NewRegistry())
-	ctx, cancel := context.WithCancel(context.Background())
-	var running sync.WaitGroup
-	running.Go(func() { w.Run(ctx) })
-	b.Cleanup(func() { cancel(); running.Wait() })
+	if err := w.Start(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(w.Stop)
 
 	draft := Draft{Sender: "+14155550100", Recipient: "+14155552671", Text: "hello", Encoding: EncodingGSM7, Segments: 1}
 	b.SetParallelism(32) // × GOMAXPROCS senders

@@ -64,6 +64,9 @@ func ProblemFor(err error) *platform.Problem {
 		// The client went away; nobody reads this answer, and it is no error of ours.
 		return &platform.Problem{Type: platform.ProblemTypeBlank, Title: "Client Closed Request", Status: 499,
 			Detail: "the client closed the request"}
+	case errors.Is(err, ErrWriterStopped):
+		return &platform.Problem{Type: platform.ProblemTypeBlank, Title: http.StatusText(http.StatusServiceUnavailable), Status: http.StatusServiceUnavailable,
+			Detail: "this API replica is shutting down; retry", RetryAfter: 1}
 	case errors.Is(err, ErrUnavailable):
 		return &platform.Problem{Type: platform.ProblemTypeBlank, Title: http.StatusText(http.StatusServiceUnavailable), Status: http.StatusServiceUnavailable,
 			Detail: "the message store is unavailable; retry later", RetryAfter: 1}

@@ -108,16 +108,10 @@ func newAPI(tb testing.TB, opts ...func(*apiOptions)) *testAPI {
 	}
 	store := NewStore(db)
 	writer := NewWriter(store, 2, 100, prometheus.NewRegistry())
-	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		writer.Run(ctx)
-	}()
-	tb.Cleanup(func() {
-		stop()
-		<-done
-	})
+	if err := writer.Start(context.Background()); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(writer.Stop)
 
 	keys := NewKeys(db, 0)
 	var auth Authenticator = keys

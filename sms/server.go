@@ -119,11 +119,12 @@ func (s *Server) InternalAddr() net.Addr {
 // and finish those in flight, write what is queued, flush the outbox, close.
 func (s *Server) Run(ctx context.Context) error {
 	defer s.close()
+	if err := s.writer.Start(ctx); err != nil {
+		return err
+	}
 	bg := context.WithoutCancel(ctx)
-	writerCtx, stopWriter := context.WithCancel(bg)
 	relayCtx, stopRelay := context.WithCancel(bg)
-	var writerDone, relayDone sync.WaitGroup
-	writerDone.Go(func() { s.writer.Run(writerCtx) })
+	var relayDone sync.WaitGroup
 	relayDone.Go(func() { s.relay.Run(relayCtx) })
 	go s.ensureTopics(ctx)
 	go s.forgetIdempotencyKeys(ctx)
@@ -145,8 +146,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	s.log.Info().Str("addr", s.http.Addr().String()).Str("internal_addr", s.InternalAddr().String()).Msg("api serving")
 	servers.Wait()
-	stopWriter()
-	writerDone.Wait()
+	s.writer.Stop()
 	stopRelay()
 	relayDone.Wait()
 	s.log.Info().Msg("api stopped")

@@ -20,6 +20,12 @@ type Writer struct {
 	reqs     chan writeReq
 	maxBatch int
 	workers  int
+	lc       platform.Lifecycle
+
+	// open is true between Start and Stop; Insert queues only while it
+	// holds, so that every queued message is written before Stop returns.
+	mu   sync.RWMutex
+	open bool
 
 	batchSeconds prometheus.Histogram
 	batchSize    prometheus.Histogram
@@ -48,15 +54,23 @@ func NewWriter(store *Store, workers, maxBatch int, reg prometheus.Registerer) *
 	return w
 }
 
-// ErrWriterStopped means the writer no longer accepts messages.
+// ErrWriterStopped means the writer is not running (not started yet, or
+// stopped): the message was not stored.
 var ErrWriterStopped = errors.New("writer stopped")
 
 // Insert stores one message, sharing a transaction with concurrent callers.
 func (w *Writer) Insert(ctx context.Context, m NewMessage) (Message, error) {
 	reply := make(chan writeResult, 1)
+	w.mu.RLock()
+	if !w.open {
+		w.mu.RUnlock()
+		return Message{}, ErrWriterStopped
+	}
 	select {
 	case w.reqs <- writeReq{msg: m, reply: reply}:
+		w.mu.RUnlock()
 	case <-ctx.Done():
+		w.mu.RUnlock()
 		return Message{}, ctx.Err()
 	}
 	// Once queued, the message may be committed whatever happens to ctx,
@@ -65,15 +79,38 @@ func (w *Writer) Insert(ctx context.Context, m NewMessage) (Message, error) {
 	return r.msg, r.err
 }
 
-// Run writes batches until ctx ends, then drains what is queued. Callers
-// must stop calling Insert before ctx ends (the HTTP server shuts down
-// first).
-func (w *Writer) Run(ctx context.Context) {
+// Start runs the workers until Stop. Only Stop ends them, not ctx: a
+// message queued must be written, and Stop first closes the queue.
+func (w *Writer) Start(ctx context.Context) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := w.lc.Start(context.WithoutCancel(ctx), w.run); err != nil {
+		return err
+	}
+	w.open = true
+	return nil
+}
+
+// Stop refuses new messages, writes every one already queued, and returns
+// when the workers are done. Safe to call twice.
+func (w *Writer) Stop() {
+	w.mu.Lock()
+	w.open = false
+	w.mu.Unlock()
+	_ = w.lc.Stop()
+}
+
+func (w *Writer) run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	for range w.workers {
 		wg.Go(func() { w.work(ctx) })
 	}
 	wg.Wait()
+	// Stop closed the queue before it ended ctx: write what got in.
+	for batch := platform.Gather(w.reqs, nil, w.maxBatch, 0); len(batch) > 0; batch = platform.Gather(w.reqs, nil, w.maxBatch, 0) {
+		w.write(context.WithoutCancel(ctx), batch)
+	}
+	return nil
 }
 
 func (w *Writer) work(ctx context.Context) {
@@ -84,15 +121,7 @@ func (w *Writer) work(ctx context.Context) {
 		case r := <-w.reqs:
 			batch = append(batch, r)
 		case <-ctx.Done():
-			// Drain: anything queued still gets written.
-			for {
-				select {
-				case r := <-w.reqs:
-					w.write(context.WithoutCancel(ctx), append(batch[:0], r))
-				default:
-					return
-				}
-			}
+			return // run drains what is queued
 		}
 		batch = platform.Gather(w.reqs, batch, w.maxBatch, 0)
 		w.write(context.WithoutCancel(ctx), batch)
