@@ -36,6 +36,8 @@ func addAPIFlags(cmd *cobra.Command) {
 	fs.Duration("requeue-after", d.RequeueAfter, "re-queue messages still PENDING after this long")
 	fs.Float64("rate-limit", d.RateLimit, "requests per second allowed per API key (sustained)")
 	fs.Int("rate-burst", d.RateBurst, "requests allowed per API key in a burst")
+	fs.Float64("auth-failure-rate", d.AuthFailureRate, "failed authentications per second allowed per client address, after the burst")
+	fs.Int("auth-failure-burst", d.AuthFailureBurst, "failed authentications allowed per client address in a burst")
 	fs.Duration("shutdown-timeout", d.ShutdownTimeout, "time allowed for a graceful shutdown")
 }
 

@@ -70,6 +70,14 @@ type API struct {
 	RateLimit float64 `mapstructure:"rate-limit"`
 	// RateBurst is the burst allowed per API key. Defaults to 2000.
 	RateBurst int `mapstructure:"rate-burst"`
+	// AuthFailureRate is how many failed authentications per second a
+	// client address may sustain once past AuthFailureBurst; beyond it,
+	// keys the API has not verified before get 429 without a database
+	// lookup. Defaults to 1.
+	AuthFailureRate float64 `mapstructure:"auth-failure-rate"`
+	// AuthFailureBurst is how many failed authentications a client address
+	// may make at once. Defaults to 20.
+	AuthFailureBurst int `mapstructure:"auth-failure-burst"`
 	// ShutdownTimeout bounds the graceful shutdown. Defaults to 20s.
 	ShutdownTimeout time.Duration `mapstructure:"shutdown-timeout"`
 }
@@ -88,6 +96,8 @@ func DefaultAPI() API {
 		RequeueAfter:     5 * time.Minute,
 		RateLimit:        1000,
 		RateBurst:        2000,
+		AuthFailureRate:  1,
+		AuthFailureBurst: 20,
 		ShutdownTimeout:  20 * time.Second,
 	}
 }
@@ -109,6 +119,8 @@ func (c API) Validate() error {
 		positiveDuration("requeue-after", c.RequeueAfter),
 		positiveFloat("rate-limit", c.RateLimit),
 		positive("rate-burst", c.RateBurst),
+		positiveFloat("auth-failure-rate", c.AuthFailureRate),
+		positive("auth-failure-burst", c.AuthFailureBurst),
 		positiveDuration("shutdown-timeout", c.ShutdownTimeout),
 	)
 }

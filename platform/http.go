@@ -47,6 +47,9 @@ func NewEcho(logger zerolog.Logger, mapper ProblemMapper) *echo.Echo {
 	e.HideBanner = true
 	e.HidePort = true
 	e.HTTPErrorHandler = errorHandler(logger, mapper)
+	// The client's address is the connection's peer: X-Forwarded-For is
+	// whatever the client wants it to be, and limits are kept per address.
+	e.IPExtractor = echo.ExtractIPDirect()
 	e.Use(middleware.RequestID())
 	e.Use(accessLog(logger))
 	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{DisableStackAll: true, LogErrorFunc: func(c echo.Context, err error, stack []byte) error {

@@ -6,6 +6,9 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/smsctl/smsctl/platform/platformtest"
 )
 
 // TestAbuseInputs sends what an attacker or a broken client would: each
@@ -72,5 +75,56 @@ func TestAbuseInputs(t *testing.T) {
 	}
 	if count(t, a.db, "api_keys") == 0 {
 		t.Error("api keys are gone")
+	}
+}
+
+// TestForgedKeysAreCheap checks that failed authentication costs little:
+// an unknown key is looked up once and then answered from memory (here the
+// database is gone by the second try, and the answer is still 401, not
+// 503), and an address that keeps failing gets 429 with Retry-After
+// without a lookup, while a key the API has verified before still works
+// from that address.
+func TestForgedKeysAreCheap(t *testing.T) {
+	t.Parallel()
+	db := platformtest.NewDB(t)
+	a := newAPI(t, func(o *apiOptions) {
+		o.db = db
+		o.authFailureRate = 0.001
+		o.authFailureBurst = 5
+	})
+	a.keys.cacheTTL = time.Hour // the negative cache outlives the test
+	good := a.do(t, http.MethodGet, "/v1/messages/stats", nil)
+	if good.Status != http.StatusOK {
+		t.Fatalf("valid key: %v", good)
+	}
+	forged := "sms_0badbeef_" + strings.Repeat("0", 48)
+	if r := a.do(t, http.MethodGet, "/v1/messages/stats", nil, withKey(forged)); r.Status != http.StatusUnauthorized {
+		t.Fatalf("forged key: %v, want 401", r)
+	}
+	// From here on no lookup can succeed: a query would answer 503.
+	if _, err := db.Exec(`ALTER TABLE sms.api_keys RENAME TO api_keys_gone`); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = db.Exec(`ALTER TABLE sms.api_keys_gone RENAME TO api_keys`) })
+	if r := a.do(t, http.MethodGet, "/v1/messages/stats", nil, withKey(forged)); r.Status != http.StatusUnauthorized {
+		t.Fatalf("the same forged key again: %v, want 401 from the negative cache", r)
+	}
+	// Three more failures use up the burst of 5 ...
+	for i := range 3 {
+		if r := a.do(t, http.MethodGet, "/v1/messages/stats", nil, withKey("")); r.Status != http.StatusUnauthorized {
+			t.Fatalf("failure %d: %v, want 401", i, r)
+		}
+	}
+	// ... so new forged keys get 429 without touching the database.
+	for i := range 10 {
+		key := fmt.Sprintf("sms_%08x_%s", i, strings.Repeat("1", 48))
+		r := a.do(t, http.MethodGet, "/v1/messages/stats", nil, withKey(key))
+		if r.Status != http.StatusTooManyRequests || r.Header.Get("Retry-After") == "" {
+			t.Fatalf("forged key %d past the burst: %v (Retry-After %q), want 429 with Retry-After", i, r, r.Header.Get("Retry-After"))
+		}
+	}
+	// A valid key from the same address is not held back.
+	if r := a.do(t, http.MethodGet, "/v1/messages/stats", nil); r.Status != http.StatusOK {
+		t.Fatalf("valid key from a throttled address: %v, want 200", r)
 	}
 }

@@ -41,7 +41,10 @@ type Keys struct {
 	cacheTTL time.Duration
 
 	mu    sync.Mutex
-	cache map[string]cachedKey
+	cache map[string]cachedKey // by prefix, keys that exist
+	// missing holds prefixes no key has, for cacheTTL too: a forged key
+	// costs a query once, not on every request.
+	missing map[string]time.Time
 }
 
 type cachedKey struct {
@@ -51,10 +54,14 @@ type cachedKey struct {
 	expires   time.Time
 }
 
-// NewKeys returns a key manager. Verified keys are cached for cacheTTL, so
-// a revocation takes effect within that time.
+// maxCached bounds each cache; beyond it the cache starts over.
+const maxCached = 10_000
+
+// NewKeys returns a key manager. Verified keys, and prefixes that name no
+// key, are cached for cacheTTL, so a revocation takes effect within that
+// time.
 func NewKeys(db *sqlx.DB, cacheTTL time.Duration) *Keys {
-	return &Keys{db: db, cacheTTL: cacheTTL, cache: make(map[string]cachedKey)}
+	return &Keys{db: db, cacheTTL: cacheTTL, cache: make(map[string]cachedKey), missing: make(map[string]time.Time)}
 }
 
 // CreateKey creates the account if needed and a new key for it, returning
@@ -117,18 +124,45 @@ func (k *Keys) RevokeKey(ctx context.Context, id int64) (at time.Time, already b
 	return at, already, nil
 }
 
-// Authenticate returns the account of a full key, or ErrUnauthorized.
-func (k *Keys) Authenticate(ctx context.Context, key string) (int64, error) {
+// keyPrefix returns the prefix of a well-formed key.
+func keyPrefix(key string) (string, bool) {
 	rest, ok := strings.CutPrefix(key, keyScheme)
 	prefix, _, ok2 := strings.Cut(rest, "_")
 	if !ok || !ok2 || len(prefix) != 8 || len(key) > 100 {
+		return "", false
+	}
+	return prefix, true
+}
+
+// Seen reports whether key's prefix belongs to a key this process has
+// verified before (however long ago): such a key is let through to a
+// lookup even from an address whose failed attempts are over their limit.
+func (k *Keys) Seen(key string) bool {
+	prefix, ok := keyPrefix(key)
+	if !ok {
+		return false
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	_, seen := k.cache[prefix]
+	return seen
+}
+
+// Authenticate returns the account of a full key, or ErrUnauthorized.
+func (k *Keys) Authenticate(ctx context.Context, key string) (int64, error) {
+	prefix, ok := keyPrefix(key)
+	if !ok {
 		return 0, ErrUnauthorized
 	}
 	sum := sha256.Sum256([]byte(key))
 	now := time.Now()
 	k.mu.Lock()
 	c, hit := k.cache[prefix]
+	missingUntil, missing := k.missing[prefix]
 	k.mu.Unlock()
+	if missing && now.Before(missingUntil) {
+		return 0, ErrUnauthorized
+	}
 	if !hit || now.After(c.expires) {
 		var row struct {
 			AccountID int64      `db:"account_id"`
@@ -137,6 +171,12 @@ func (k *Keys) Authenticate(ctx context.Context, key string) (int64, error) {
 		}
 		err := k.db.GetContext(ctx, &row, `SELECT account_id, hash, revoked_at FROM sms.api_keys WHERE prefix = $1`, prefix)
 		if errors.Is(err, sql.ErrNoRows) {
+			k.mu.Lock()
+			if len(k.missing) >= maxCached {
+				clear(k.missing)
+			}
+			k.missing[prefix] = now.Add(k.cacheTTL)
+			k.mu.Unlock()
 			return 0, ErrUnauthorized
 		}
 		if err != nil {
@@ -144,8 +184,8 @@ func (k *Keys) Authenticate(ctx context.Context, key string) (int64, error) {
 		}
 		c = cachedKey{accountID: row.AccountID, hash: row.Hash, revoked: row.RevokedAt != nil, expires: now.Add(k.cacheTTL)}
 		k.mu.Lock()
-		if len(k.cache) > 10000 {
-			clear(k.cache) // bounded: a flood of made-up prefixes never gets here, only real ones
+		if len(k.cache) >= maxCached {
+			clear(k.cache) // only prefixes of real keys get here
 		}
 		k.cache[prefix] = c
 		k.mu.Unlock()

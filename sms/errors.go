@@ -17,7 +17,12 @@ const (
 	ProblemBacklog     = "https://smsctl.dev/problems/outbox-backlog"
 )
 
-type rateLimitedError struct{ retryAfter int }
+type rateLimitedError struct {
+	retryAfter int
+	// authentication is set when the limit is on failed authentications
+	// from the client's address, not on an API key.
+	authentication bool
+}
 
 func (e *rateLimitedError) Error() string { return "rate limit exceeded" }
 
@@ -51,6 +56,9 @@ func ProblemFor(err error) *platform.Problem {
 		}
 		return &platform.Problem{Type: platform.ProblemTypeBlank, Title: http.StatusText(http.StatusUnauthorized), Status: http.StatusUnauthorized,
 			Detail: detail}
+	case errors.As(err, &rl) && rl.authentication:
+		return &platform.Problem{Type: platform.ProblemTypeBlank, Title: http.StatusText(http.StatusTooManyRequests), Status: http.StatusTooManyRequests,
+			Detail: "too many failed authentications from this address; retry after the time in Retry-After", RetryAfter: rl.retryAfter}
 	case errors.As(err, &rl):
 		return &platform.Problem{Type: platform.ProblemTypeBlank, Title: http.StatusText(http.StatusTooManyRequests), Status: http.StatusTooManyRequests,
 			Detail: "rate limit exceeded for this API key; retry after the time in Retry-After", RetryAfter: rl.retryAfter}

@@ -57,6 +57,9 @@ type Backlog interface {
 // Authenticator maps an API key to its account. *Keys is the implementation.
 type Authenticator interface {
 	Authenticate(ctx context.Context, key string) (int64, error)
+	// Seen reports whether the key's prefix belongs to a key verified
+	// before, so cheap to check again.
+	Seen(key string) bool
 }
 
 // HandlerConfig holds what the HTTP handlers need besides their dependencies.
@@ -68,6 +71,11 @@ type HandlerConfig struct {
 	// RateLimit and RateBurst bound requests per API key.
 	RateLimit float64
 	RateBurst int
+	// AuthFailureRate and AuthFailureBurst bound failed authentications
+	// per client address: past the burst, keys this process has not
+	// verified before get 429 without a lookup.
+	AuthFailureRate  float64
+	AuthFailureBurst int
 	// Tracer records spans for applied reports; nil records nothing.
 	Tracer trace.TracerProvider
 }
@@ -81,9 +89,11 @@ type Handler struct {
 	backlog Backlog
 	auth    Authenticator
 	limits  *limiter
-	cfg     HandlerConfig
-	log     zerolog.Logger
-	metrics apiMetrics
+	// failures counts failed authentications per client address.
+	failures *limiter
+	cfg      HandlerConfig
+	log      zerolog.Logger
+	metrics  apiMetrics
 }
 
 type apiMetrics struct {
@@ -100,7 +110,7 @@ func NewHandler(store *Store, sender Sender, backlog Backlog, auth Authenticator
 		cfg.Tracer = noop.NewTracerProvider()
 	}
 	h := &Handler{store: store, sender: sender, backlog: backlog, auth: auth, cfg: cfg, log: log,
-		limits: newLimiter(cfg.RateLimit, cfg.RateBurst), tracer: cfg.Tracer.Tracer("github.com/smsctl/smsctl/sms"),
+		limits: newLimiter(cfg.RateLimit, cfg.RateBurst), failures: newLimiter(cfg.AuthFailureRate, cfg.AuthFailureBurst), tracer: cfg.Tracer.Tracer("github.com/smsctl/smsctl/sms"),
 		phones: NewPhoneCache(100_000)}
 	h.metrics = apiMetrics{
 		accepted: prometheus.NewCounter(prometheus.CounterOpts{Name: "sms_accepted_total", Help: "Messages accepted (202) and committed."}),
@@ -146,14 +156,26 @@ func bearer(c echo.Context) (string, bool) {
 	return strings.TrimSpace(token), true
 }
 
+// authenticate finds the request's account. Failed attempts are counted
+// per client address: past AuthFailureBurst, a key this process has not
+// verified before is refused with 429 before any lookup, so a flood of
+// forged keys costs the database nothing, while known keys go on working.
 func (h *Handler) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
+		ip := c.RealIP()
 		key, ok := bearer(c)
+		if blocked, retry := h.failures.exhausted(ip); blocked && !(ok && h.auth.Seen(key)) {
+			return &rateLimitedError{retryAfter: int(math.Ceil(retry.Seconds())), authentication: true}
+		}
 		if !ok {
+			h.failures.allow(ip)
 			return fmt.Errorf("%w: missing Authorization: Bearer <api key>", ErrUnauthorized)
 		}
 		account, err := h.auth.Authenticate(c.Request().Context(), key)
 		if err != nil {
+			if errors.Is(err, ErrUnauthorized) {
+				h.failures.allow(ip)
+			}
 			return err
 		}
 		c.Set("account", account)

@@ -73,12 +73,18 @@ type fixedAccount int64
 
 func (a fixedAccount) Authenticate(context.Context, string) (int64, error) { return int64(a), nil }
 
+func (a fixedAccount) Seen(string) bool { return true }
+
 type apiOptions struct {
 	db         *sqlx.DB // default: a fresh migrated database
 	auth       Authenticator
 	rateLimit  float64
 	rateBurst  int
 	maxBacklog int64
+	// authFailureRate and authFailureBurst bound failed authentications
+	// per client address.
+	authFailureRate  float64
+	authFailureBurst int
 }
 
 // testAPI is a running API server and what a test needs to drive it.
@@ -98,7 +104,7 @@ type testAPI struct {
 // an httptest server. Everything stops when the test ends.
 func newAPI(tb testing.TB, opts ...func(*apiOptions)) *testAPI {
 	tb.Helper()
-	o := apiOptions{rateLimit: 1e6, rateBurst: 1_000_000, maxBacklog: 1000}
+	o := apiOptions{rateLimit: 1e6, rateBurst: 1_000_000, maxBacklog: 1000, authFailureRate: 1e6, authFailureBurst: 1_000_000}
 	for _, f := range opts {
 		f(&o)
 	}
@@ -128,6 +134,7 @@ func newAPI(tb testing.TB, opts ...func(*apiOptions)) *testAPI {
 	}
 	h := NewHandler(store, writer, backlog, auth, HandlerConfig{
 		InternalToken: testInternalToken, MaxBacklog: o.maxBacklog, RateLimit: o.rateLimit, RateBurst: o.rateBurst,
+		AuthFailureRate: o.authFailureRate, AuthFailureBurst: o.authFailureBurst,
 	}, zerolog.Nop(), prometheus.NewRegistry())
 	h.Register(e, e)
 	srv := httptest.NewServer(e)

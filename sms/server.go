@@ -69,7 +69,8 @@ func NewServer(ctx context.Context, cfg config.API, log zerolog.Logger, tp trace
 	s.writer = NewWriter(s.store, cfg.WriterWorkers, 500, reg)
 	keys := NewKeys(db, 5*time.Second)
 	h := NewHandler(s.store, s.writer, s.relay, keys, HandlerConfig{
-		InternalToken: cfg.InternalToken, MaxBacklog: cfg.OutboxMaxBacklog, RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst, Tracer: tp,
+		InternalToken: cfg.InternalToken, MaxBacklog: cfg.OutboxMaxBacklog, RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst,
+		AuthFailureRate: cfg.AuthFailureRate, AuthFailureBurst: cfg.AuthFailureBurst, Tracer: tp,
 	}, log, reg)
 
 	httpMetrics := platform.HTTPMetrics(reg) // one set of series for both listeners
