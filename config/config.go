@@ -114,14 +114,14 @@ func (c API) Validate() error {
 		validateToken(c.InternalToken),
 		positive("writer-workers", c.WriterWorkers),
 		positive("outbox-batch", c.OutboxBatch),
-		positiveDuration("outbox-interval", c.OutboxInterval),
+		atLeast("outbox-interval", c.OutboxInterval, MinOutboxInterval),
 		positive("outbox-max-backlog", int(c.OutboxMaxBacklog)),
-		positiveDuration("requeue-after", c.RequeueAfter),
+		atLeast("requeue-after", c.RequeueAfter, MinRequeueAfter),
 		positiveFloat("rate-limit", c.RateLimit),
 		positive("rate-burst", c.RateBurst),
 		positiveFloat("auth-failure-rate", c.AuthFailureRate),
 		positive("auth-failure-burst", c.AuthFailureBurst),
-		positiveDuration("shutdown-timeout", c.ShutdownTimeout),
+		atLeast("shutdown-timeout", c.ShutdownTimeout, MinShutdownTimeout),
 	)
 }
 
@@ -258,10 +258,10 @@ func (c Processor) Validate() error {
 		fraction("sim-failure-rate", c.SimFailureRate),
 		fraction("sim-transient-share", c.SimTransientShare),
 		between("max-attempts", c.MaxAttempts, 1, MaxCarrierAttempts),
-		positiveDuration("retry-backoff", c.RetryBackoff),
+		atLeast("retry-backoff", c.RetryBackoff, MinRetryBackoff),
 		between("report-batch", c.ReportBatch, 1, MaxReportBatch),
 		positive("report-concurrency", c.ReportConcurrency),
-		positiveDuration("shutdown-timeout", c.ShutdownTimeout),
+		atLeast("shutdown-timeout", c.ShutdownTimeout, MinShutdownTimeout),
 	)...)
 }
 
@@ -409,9 +409,23 @@ func positiveFloat(key string, f float64) error {
 	return nil
 }
 
-func positiveDuration(key string, d time.Duration) error {
-	if d <= 0 {
-		return fmt.Errorf("%s: must be a positive duration such as 500ms or 5s, got %s", key, d)
+// The shortest durations accepted. Shorter ones make no sense for what
+// they time, and some (a ticker of zero) would fail at run time instead.
+const (
+	// MinOutboxInterval: the relay's sweep would otherwise spin.
+	MinOutboxInterval = 10 * time.Millisecond
+	// MinRequeueAfter: a message is re-queued only once it has had time to
+	// reach the carrier; shorter would publish messages still on their way.
+	MinRequeueAfter = 10 * time.Second
+	// MinShutdownTimeout: in-flight requests and messages need time to drain.
+	MinShutdownTimeout = time.Second
+	// MinRetryBackoff: the first wait before a carrier retry.
+	MinRetryBackoff = time.Millisecond
+)
+
+func atLeast(key string, d, least time.Duration) error {
+	if d < least {
+		return fmt.Errorf("%s: must be a duration of at least %s (such as %s), got %s", key, least, 5*least, d)
 	}
 	return nil
 }

@@ -106,6 +106,13 @@ func TestValidateNamesEveryBadKey(t *testing.T) {
 		{"infinite rate", func(c *API) { c.RateLimit = math.Inf(1) }, "rate-limit"},
 		{"NaN rate", func(c *API) { c.RateLimit = math.NaN() }, "rate-limit"},
 		{"same topics", func(c *API) { c.DLQTopic = c.Topic }, "kafka-dlq-topic"},
+		// A re-queue period under one tick passed validation and then
+		// panicked in time.NewTicker(0).
+		{"requeue-after of 1ns", func(c *API) { c.RequeueAfter = time.Nanosecond }, "requeue-after"},
+		{"requeue-after below the minimum", func(c *API) { c.RequeueAfter = MinRequeueAfter - time.Millisecond }, "requeue-after"},
+		{"outbox-interval of 1ns", func(c *API) { c.OutboxInterval = time.Nanosecond }, "outbox-interval"},
+		{"shutdown-timeout of 1ms", func(c *API) { c.ShutdownTimeout = time.Millisecond }, "shutdown-timeout"},
+		{"no auth failures allowed", func(c *API) { c.AuthFailureBurst = 0 }, "auth-failure-burst"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -142,9 +149,9 @@ func TestProcessorValidate(t *testing.T) {
 	// The API refuses report batches over MaxReportBatch, so a larger
 	// report-batch would leave every report unapplied.
 	c.SimMaxDelay, c.SimMinDelay, c.SimFailureRate, c.DeliveryRetention, c.ReportBatch = time.Second, 2*time.Second, 1.5, time.Hour, MaxReportBatch+1
-	c.MaxAttempts, c.RetryBackoff = MaxCarrierAttempts+1, 2*MaxRetryDelay
+	c.MaxAttempts, c.RetryBackoff, c.ShutdownTimeout = MaxCarrierAttempts+1, 2*MaxRetryDelay, time.Nanosecond
 	err := c.Validate()
-	for _, key := range []string{"sim-max-delay:", "sim-failure-rate:", "delivery-retention:", "report-batch:", "max-attempts:", "retry-backoff:"} {
+	for _, key := range []string{"sim-max-delay:", "sim-failure-rate:", "delivery-retention:", "report-batch:", "max-attempts:", "retry-backoff:", "shutdown-timeout:"} {
 		if err == nil || !strings.Contains(err.Error(), key) {
 			t.Errorf("got %v, want an error naming %s", err, key)
 		}

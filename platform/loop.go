@@ -47,9 +47,9 @@ func Offer[T any](ch chan<- T, values []T) {
 	}
 }
 
-// Every calls fn every interval until ctx ends.
+// Every calls fn every interval (at least a millisecond) until ctx ends.
 func Every(ctx context.Context, interval time.Duration, fn func(context.Context)) {
-	t := time.NewTicker(interval)
+	t := time.NewTicker(max(interval, time.Millisecond))
 	defer t.Stop()
 	for {
 		select {

@@ -83,3 +83,18 @@ func TestBackoff(t *testing.T) {
 		t.Errorf("backoff steps %v, want %v", base, want)
 	}
 }
+
+// TestEveryTinyInterval checks that an interval under one tick runs rather
+// than panicking in time.NewTicker.
+func TestEveryTinyInterval(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	calls := 0
+	Every(ctx, 0, func(context.Context) {
+		if calls++; calls == 3 {
+			cancel()
+		}
+	})
+	if calls != 3 {
+		t.Errorf("fn called %d times, want 3", calls)
+	}
+}
