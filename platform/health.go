@@ -28,7 +28,7 @@ func RegisterHealth(e *echo.Echo, required, informational map[string]Check) {
 	for name, c := range required {
 		checks[name] = c
 	}
-	e.GET("/healthz", func(c echo.Context) error {
+	GET(e, "/healthz", func(c echo.Context) error {
 		return c.JSON(http.StatusOK, map[string]any{"status": "ok"})
 	})
 	names := make([]string, 0, len(checks))
@@ -36,7 +36,7 @@ func RegisterHealth(e *echo.Echo, required, informational map[string]Check) {
 		names = append(names, name)
 	}
 	sort.Strings(names)
-	e.GET("/readyz", func(c echo.Context) error {
+	GET(e, "/readyz", func(c echo.Context) error {
 		ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
 		defer cancel()
 		results := make(map[string]string, len(checks))
@@ -65,7 +65,7 @@ func NewRegistry() *prometheus.Registry {
 
 // RegisterMetrics mounts GET /metrics for reg.
 func RegisterMetrics(e *echo.Echo, reg *prometheus.Registry) {
-	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})))
+	GET(e, "/metrics", echo.WrapHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})))
 }
 
 // HTTPMetrics counts requests by route, method and code and observes their

@@ -140,6 +140,17 @@ func WriteProblem(c echo.Context, p *Problem) {
 	_ = json.NewEncoder(c.Response()).Encode(p)
 }
 
+// Router is where routes are added: *echo.Echo or *echo.Group.
+type Router interface {
+	Match(methods []string, path string, h echo.HandlerFunc, m ...echo.MiddlewareFunc) []*echo.Route
+}
+
+// GET mounts h for GET and HEAD on path: RFC 9110 wants HEAD wherever GET
+// works, and net/http leaves the body out of a HEAD answer by itself.
+func GET(r Router, path string, h echo.HandlerFunc, m ...echo.MiddlewareFunc) {
+	r.Match([]string{http.MethodGet, http.MethodHead}, path, h, m...)
+}
+
 // NewHTTPServer returns a server with timeouts that keep slow or stuck
 // clients from holding connections.
 func NewHTTPServer(handler http.Handler) *http.Server {

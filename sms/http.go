@@ -132,11 +132,11 @@ func NewHandler(store *Store, sender Sender, backlog Backlog, auth Authenticator
 func (h *Handler) Register(e *echo.Echo, internal *echo.Echo) {
 	client := []echo.MiddlewareFunc{h.authenticate, h.rateLimit}
 	e.POST("/v1/messages", h.send, client...)
-	e.GET("/v1/messages", h.list, client...)
-	e.GET("/v1/messages/stats", h.stats, client...)
-	e.GET("/v1/messages/failed", h.failed, client...)
-	e.GET("/v1/messages/:id", h.get, client...)
-	e.GET("/v1/users/:phone/messages", h.userMessages, client...)
+	platform.GET(e, "/v1/messages", h.list, client...)
+	platform.GET(e, "/v1/messages/stats", h.stats, client...)
+	platform.GET(e, "/v1/messages/failed", h.failed, client...)
+	platform.GET(e, "/v1/messages/:id", h.get, client...)
+	platform.GET(e, "/v1/users/:phone/messages", h.userMessages, client...)
 	if internal != nil {
 		internal.POST("/v1/internal/delivery-report", h.deliveryReport, h.internalOnly)
 		internal.POST("/v1/internal/delivery-reports", h.deliveryReports, h.internalOnly)

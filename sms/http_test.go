@@ -1639,6 +1639,62 @@ func TestUnknownRoutesAndMethods(t *testing.T) {
 	}
 }
 
+// TestHeadWhereverGet checks RFC 9110's rule that HEAD works wherever GET
+// does: for every GET operation of the OpenAPI document, HEAD answers the
+// same status and headers as GET, with no body.
+func TestHeadWhereverGet(t *testing.T) {
+	t.Parallel()
+	a := newAPI(t)
+	msg := a.send(t, SendInput{Sender: "+14155550100", Recipient: "+14155552671", Text: "hi"})
+	doc, _ := openAPI(t)
+	paths := []string{"/metrics"} // served, deliberately not an API operation
+	for path, item := range doc.Paths.Map() {
+		if item.Get == nil || strings.HasPrefix(path, "/docs/") {
+			continue
+		}
+		path = strings.ReplaceAll(path, "{id}", msg.ID.String())
+		path = strings.ReplaceAll(path, "{phone}", "%2B14155552671")
+		paths = append(paths, path)
+	}
+	if len(paths) < 8 {
+		t.Fatalf("only %d GET operations in the document: %v", len(paths), paths)
+	}
+	for _, path := range paths {
+		t.Run(path, func(t *testing.T) {
+			t.Parallel()
+			get := a.raw(t, http.MethodGet, path)
+			head := a.raw(t, http.MethodHead, path)
+			if head.Status != get.Status || head.Header.Get("Content-Type") != get.Header.Get("Content-Type") {
+				t.Errorf("HEAD %s = %d %q, GET = %d %q", path, head.Status, head.Header.Get("Content-Type"), get.Status, get.Header.Get("Content-Type"))
+			}
+			if len(head.Body) != 0 {
+				t.Errorf("HEAD %s answered a body of %d bytes", path, len(head.Body))
+			}
+		})
+	}
+}
+
+// raw sends a request with acme's key, outside the contract check (HEAD
+// is implied by GET, not listed in the document).
+func (a *testAPI) raw(tb testing.TB, method, path string) response {
+	tb.Helper()
+	req, err := http.NewRequest(method, a.url+path, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+a.key)
+	res, err := a.client.Do(req)
+	if err != nil {
+		tb.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer res.Body.Close()
+	data, err := io.ReadAll(res.Body)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return response{method: method, path: path, Status: res.StatusCode, Header: res.Header, Body: data}
+}
+
 func TestOperationalRoutes(t *testing.T) {
 	t.Parallel()
 	a := newAPI(t)

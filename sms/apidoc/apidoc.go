@@ -19,6 +19,8 @@ import (
 
 	"github.com/labstack/echo/v4"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/smsctl/smsctl/platform"
 )
 
 //go:embed openapi.yaml
@@ -68,10 +70,10 @@ func Register(e *echo.Echo) error {
 		return fmt.Errorf("apidoc: loading docs assets: %w", err)
 	}
 
-	e.GET(SpecYAMLPath, newResource(spec, "application/yaml; charset=utf-8", cacheRevalidate).serve)
-	e.GET(SpecJSONPath, newResource(jsonSpec, echo.MIMEApplicationJSON, cacheRevalidate).serve)
-	e.GET(DocsPath, newResource(docsHTML, echo.MIMETextHTMLCharsetUTF8, cacheRevalidate).serve)
-	e.GET(AssetsPrefix+"*", func(c echo.Context) error {
+	platform.GET(e, SpecYAMLPath, newResource(spec, "application/yaml; charset=utf-8", cacheRevalidate).serve)
+	platform.GET(e, SpecJSONPath, newResource(jsonSpec, echo.MIMEApplicationJSON, cacheRevalidate).serve)
+	platform.GET(e, DocsPath, newResource(docsHTML, echo.MIMETextHTMLCharsetUTF8, cacheRevalidate).serve)
+	platform.GET(e, AssetsPrefix+"*", func(c echo.Context) error {
 		r, ok := files[c.Param("*")]
 		if !ok {
 			return echo.ErrNotFound
