@@ -333,15 +333,27 @@ func (h *Handler) list(c echo.Context) error { return h.page(c, "", "") }
 func (h *Handler) failed(c echo.Context) error { return h.page(c, StatusFailed, "") }
 
 func (h *Handler) userMessages(c echo.Context) error {
-	raw, err := url.PathUnescape(c.Param("phone"))
-	if err != nil {
-		raw = c.Param("phone")
-	}
-	phone, err := NormalizePhone(raw)
+	phone, err := NormalizePhone(pathParam(c, "phone"))
 	if err != nil {
 		return &ValidationError{Violations: []Violation{{Field: "phone", Message: err.Error()}}}
 	}
 	return h.page(c, "", phone)
+}
+
+// pathParam returns a path parameter decoded exactly once. echo matches on
+// the raw path when the request has one (its encoding differs from the
+// default, as with %2B for +) and hands its parameters over still encoded;
+// otherwise they are decoded already, and decoding again would take
+// %252B for a +.
+func pathParam(c echo.Context, name string) string {
+	v := c.Param(name)
+	if c.Request().URL.RawPath == "" {
+		return v
+	}
+	if d, err := url.PathUnescape(v); err == nil {
+		return d
+	}
+	return v
 }
 
 func (h *Handler) page(c echo.Context, status Status, phone string) error {
