@@ -50,6 +50,7 @@ func NewEcho(logger zerolog.Logger, mapper ProblemMapper) *echo.Echo {
 	// The client's address is the connection's peer: X-Forwarded-For is
 	// whatever the client wants it to be, and limits are kept per address.
 	e.IPExtractor = echo.ExtractIPDirect()
+	e.Pre(requestSizeLimits)
 	e.Use(middleware.RequestID())
 	e.Use(accessLog(logger))
 	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{DisableStackAll: true, LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
@@ -57,6 +58,35 @@ func NewEcho(logger zerolog.Logger, mapper ProblemMapper) *echo.Echo {
 		return err
 	}}))
 	return e
+}
+
+// The largest request line and header block answered by a handler. Larger
+// ones get 414 and 431 as problem+json; only a header block over
+// maxHeaderBytes, which the HTTP server refuses before any handler runs,
+// gets net/http's own 431 in text/plain.
+const (
+	MaxURIBytes    = 8 << 10
+	MaxHeaderBytes = 64 << 10
+	maxHeaderBytes = 1 << 20
+)
+
+func requestSizeLimits(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		r := c.Request()
+		if len(r.RequestURI) > MaxURIBytes {
+			return echo.NewHTTPError(http.StatusRequestURITooLong, fmt.Sprintf("the request target is longer than %d bytes", MaxURIBytes))
+		}
+		n := 0
+		for k, vs := range r.Header {
+			for _, v := range vs {
+				n += len(k) + len(v) + 4 // "k: v\r\n"
+			}
+		}
+		if n > MaxHeaderBytes {
+			return echo.NewHTTPError(http.StatusRequestHeaderFieldsTooLarge, fmt.Sprintf("the request headers are larger than %d bytes", MaxHeaderBytes))
+		}
+		return next(c)
+	}
 }
 
 func requestID(c echo.Context) string {
@@ -160,7 +190,7 @@ func NewHTTPServer(handler http.Handler) *http.Server {
 		ReadTimeout:       15 * time.Second,
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
+		MaxHeaderBytes:    maxHeaderBytes,
 	}
 }
 

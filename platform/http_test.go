@@ -27,15 +27,40 @@ func TestServerLimits(t *testing.T) {
 	defer func() { cancel(); <-done }()
 	url := "http://" + l.Addr().String() + "/"
 
+	// Past the limits a handler answers: problem+json like every error.
+	for _, tc := range []struct {
+		name   string
+		url    string
+		header string
+		code   int
+	}{
+		{"100 KiB header", url, strings.Repeat("x", 100<<10), http.StatusRequestHeaderFieldsTooLarge},
+		{"65 KiB URL", url + "?q=" + strings.Repeat("x", 65<<10), "", http.StatusRequestURITooLong},
+		{"9 KiB URL", url + "?q=" + strings.Repeat("x", 9<<10), "", http.StatusRequestURITooLong},
+	} {
+		req, _ := http.NewRequest(http.MethodGet, tc.url, nil)
+		if tc.header != "" {
+			req.Header.Set("X-Filler", tc.header)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.code || resp.Header.Get("Content-Type") != "application/problem+json" {
+			t.Errorf("%s: got %d %s, want %d application/problem+json", tc.name, resp.StatusCode, resp.Header.Get("Content-Type"), tc.code)
+		}
+	}
+	// Beyond what the server reads at all, net/http answers by itself.
 	req, _ := http.NewRequest(http.MethodGet, url, nil)
-	req.Header.Set("X-Filler", strings.Repeat("x", 100<<10))
+	req.Header.Set("X-Filler", strings.Repeat("x", 2<<20))
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
-		t.Errorf("100 KiB header: got %d, want 431", resp.StatusCode)
+		t.Errorf("2 MiB header: got %d, want 431", resp.StatusCode)
 	}
 
 	resp, err = http.Get(url)

@@ -548,22 +548,16 @@ func (p *Processor) deliver(st *partition, rec *kgo.Record, req sms.SendRequest)
 	p.outcomes <- finished{out: out, partition: rec.Partition, offset: rec.Offset}
 }
 
-// maxReasonBytes is the longest failure reason the API accepts in a
-// delivery report (sms.DeliveryReport.Validate).
-const maxReasonBytes = 1000
-
-// failureReason cuts reason to what the API accepts: a report it rejects
-// would be retried forever and hold up every report behind it.
+// failureReason cuts reason to what the API accepts (sms.MaxFailureReason
+// characters): a report it rejects would be retried forever and hold up
+// every report behind it.
 func failureReason(reason string) string {
-	if len(reason) <= maxReasonBytes {
+	if utf8.RuneCountInString(reason) <= sms.MaxFailureReason {
 		return reason
 	}
 	const ellipsis = "…"
-	cut := maxReasonBytes - len(ellipsis)
-	for cut > 0 && !utf8.RuneStart(reason[cut]) {
-		cut--
-	}
-	return reason[:cut] + ellipsis
+	runes := []rune(reason)
+	return string(runes[:sms.MaxFailureReason-1]) + ellipsis
 }
 
 // record writes outcomes in batches; only then are their offsets done.

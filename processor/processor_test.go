@@ -613,8 +613,8 @@ func checkCommitsRecorded(tb testing.TB, env *kafkaEnv, db *sqlx.DB) int {
 	return covered
 }
 
-// TestFailureReason checks that reasons are cut to the API's limit without
-// splitting a character, and left alone below it.
+// TestFailureReason checks that reasons are cut to the API's limit, in
+// characters as the API counts them, and left alone below it.
 func TestFailureReason(t *testing.T) {
 	t.Parallel()
 	cases := []struct {
@@ -622,24 +622,30 @@ func TestFailureReason(t *testing.T) {
 		in   string
 	}{
 		{"short", "permanent: blocked"},
-		{"exactly the limit", strings.Repeat("a", maxReasonBytes)},
-		{"one byte over", strings.Repeat("a", maxReasonBytes+1)},
+		{"exactly the limit", strings.Repeat("a", sms.MaxFailureReason)},
+		{"one character over", strings.Repeat("a", sms.MaxFailureReason+1)},
+		// 1,000 characters but 3,000 bytes: within the limit.
+		{"multi-byte characters at the limit", strings.Repeat("ü€😀", sms.MaxFailureReason/3) + "a"},
 		{"multi-byte characters across the cut", strings.Repeat("ü€😀", 400)},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			got := failureReason(tc.in)
-			if len(tc.in) <= maxReasonBytes {
+			if utf8.RuneCountInString(tc.in) <= sms.MaxFailureReason {
 				if got != tc.in {
 					t.Fatalf("a reason within the limit was changed to %q", got)
 				}
 				return
 			}
-			if len(got) > maxReasonBytes || !utf8.ValidString(got) || !strings.HasSuffix(got, "…") {
-				t.Fatalf("cut reason is %d bytes, valid UTF-8 %v, ends %q", len(got), utf8.ValidString(got), got[max(0, len(got)-8):])
+			if n := utf8.RuneCountInString(got); n != sms.MaxFailureReason || !strings.HasSuffix(got, "…") {
+				t.Fatalf("cut reason is %d characters, ends %q; want %d ending in …", n, got[max(0, len(got)-8):], sms.MaxFailureReason)
 			}
 			if !strings.HasPrefix(tc.in, strings.TrimSuffix(got, "…")) {
 				t.Fatal("cut reason is not a prefix of the original")
+			}
+			r := sms.DeliveryReport{MessageID: uuid.New(), Status: sms.StatusFailed, FailureReason: &got, ProcessedAt: time.Now()}
+			if err := r.Validate(); err != nil {
+				t.Fatalf("the API would refuse the cut reason: %v", err)
 			}
 		})
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -36,9 +37,10 @@ const MaxOffset = 100_000
 const MaxBodyBytes = 64 << 10
 
 // MaxReportBatchBytes is the largest body of a batch of delivery reports:
-// MaxReportBatch reports with failure reasons of the longest length allowed
-// fit, so a full batch is never refused for its size.
-const MaxReportBatchBytes = 2 << 20
+// MaxReportBatch reports with the longest failure reasons and traceparents
+// fit, each character written as encoding/json writes the widest (6 bytes,
+// as \u003c), so a full batch is never refused for its size.
+const MaxReportBatchBytes = 8 << 20
 
 // MaxReportBatch is the most reports accepted in one batch request.
 const MaxReportBatch = config.MaxReportBatch
@@ -218,7 +220,7 @@ func readJSON(c echo.Context, dst any) error { return readJSONLimit(c, dst, MaxB
 // readJSONLimit is readJSON for bodies of at most limit bytes.
 func readJSONLimit(c echo.Context, dst any, limit int) error {
 	ct := c.Request().Header.Get(echo.HeaderContentType)
-	if mt, _, err := mime.ParseMediaType(ct); err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
+	if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
 		return echo.NewHTTPError(http.StatusUnsupportedMediaType, fmt.Sprintf("Content-Type must be application/json, got %q", ct))
 	}
 	body, err := io.ReadAll(io.LimitReader(c.Request().Body, int64(limit)+1))
@@ -451,18 +453,37 @@ type ReportResult struct {
 // that a malformed id or timestamp is reported as a violation naming the
 // field, like every other invalid field, instead of failing the decode.
 type reportInput struct {
-	MessageID     string  `json:"message_id"`
-	Status        string  `json:"status"`
-	FailureReason *string `json:"failure_reason"`
-	ProcessedAt   string  `json:"processed_at"`
-	Traceparent   string  `json:"traceparent"`
+	MessageID     string        `json:"message_id"`
+	Status        string        `json:"status"`
+	FailureReason *string       `json:"failure_reason"`
+	ProcessedAt   string        `json:"processed_at"`
+	Traceparent   notNullString `json:"traceparent"`
+}
+
+// notNullString is a string field that may be left out but not be null.
+type notNullString struct {
+	value string
+	null  bool
+}
+
+// UnmarshalJSON takes a JSON string, or notes a null.
+func (n *notNullString) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		n.null = true
+		return nil
+	}
+	return json.Unmarshal(b, &n.value)
 }
 
 // report parses and validates in; violations are added to v with prefix
 // before each field name.
 func (in reportInput) report(prefix string, v *ValidationError) DeliveryReport {
-	r := DeliveryReport{Status: Status(in.Status), FailureReason: in.FailureReason, Traceparent: in.Traceparent}
+	r := DeliveryReport{Status: Status(in.Status), FailureReason: in.FailureReason, Traceparent: in.Traceparent.value}
 	bad := map[string]bool{}
+	if in.Traceparent.null {
+		v.Add(prefix+"traceparent", "must be a string when present, not null")
+		bad["traceparent"] = true
+	}
 	if in.MessageID != "" {
 		id, err := parseID(in.MessageID)
 		if err != nil {

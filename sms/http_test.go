@@ -1563,6 +1563,36 @@ func TestDeliveryReports(t *testing.T) {
 			t.Errorf("stats %+v, want 3 failed", st)
 		}
 	})
+	t.Run("lengths are counted in characters", func(t *testing.T) {
+		t.Parallel()
+		m := a.send(t, hello)
+		reason := strings.Repeat("é", MaxFailureReason) // 2,000 bytes
+		body := map[string]any{"message_id": m.ID, "status": "FAILED", "failure_reason": reason, "processed_at": now, "traceparent": strings.Repeat("é", MaxTraceparent)}
+		r := a.do(t, http.MethodPost, "/v1/internal/delivery-report", body, withInternalToken())
+		want(t, r, http.StatusOK)
+		if res := decodeAs[ReportResult](t, r); !res.Applied {
+			t.Errorf("report with a reason of %d characters not applied", MaxFailureReason)
+		}
+	})
+	t.Run("a full batch of the longest reports fits the body limit", func(t *testing.T) {
+		t.Parallel()
+		// encoding/json writes < as \u003c: 6 bytes a character, the most
+		// it writes for one; the processor encodes its reports with it.
+		reports := make([]DeliveryReport, MaxReportBatch)
+		for i := range reports {
+			reason := strings.Repeat("<", MaxFailureReason)
+			reports[i] = DeliveryReport{MessageID: uuid.New(), Status: StatusFailed, FailureReason: &reason,
+				ProcessedAt: time.Now(), Traceparent: strings.Repeat("<", MaxTraceparent)}
+		}
+		body, err := json.Marshal(BatchReports{Reports: reports})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(body) <= MaxBodyBytes*64 {
+			t.Fatalf("the batch is only %d bytes: not the worst case", len(body))
+		}
+		want(t, a.do(t, http.MethodPost, "/v1/internal/delivery-reports", body, withInternalToken()), http.StatusOK)
+	})
 	t.Run("invalid reports", func(t *testing.T) {
 		t.Parallel()
 		m := a.send(t, hello)
@@ -1575,13 +1605,15 @@ func TestDeliveryReports(t *testing.T) {
 			{"status lower case", `{"message_id":"` + id + `","status":"sent","processed_at":"` + now + `"}`, []string{"status"}},
 			{"FAILED without reason", `{"message_id":"` + id + `","status":"FAILED","processed_at":"` + now + `"}`, []string{"failure_reason"}},
 			{"FAILED with blank reason", `{"message_id":"` + id + `","status":"FAILED","failure_reason":"  ","processed_at":"` + now + `"}`, []string{"failure_reason"}},
-			{"reason over 1000 bytes", `{"message_id":"` + id + `","status":"FAILED","failure_reason":"` + strings.Repeat("x", 1001) + `","processed_at":"` + now + `"}`, []string{"failure_reason"}},
+			{"reason over 1000 characters", `{"message_id":"` + id + `","status":"FAILED","failure_reason":"` + strings.Repeat("é", 1001) + `","processed_at":"` + now + `"}`, []string{"failure_reason"}},
+			{"empty reason on a SENT report", `{"message_id":"` + id + `","status":"SENT","failure_reason":"","processed_at":"` + now + `"}`, []string{"failure_reason"}},
+			{"traceparent null", `{"message_id":"` + id + `","status":"SENT","processed_at":"` + now + `","traceparent":null}`, []string{"traceparent"}},
 			{"bad uuid", `{"message_id":"not-a-uuid","status":"SENT","processed_at":"` + now + `"}`, []string{"message_id"}},
 			{"uuid without dashes", `{"message_id":"` + strings.Repeat("a", 32) + `","status":"SENT","processed_at":"` + now + `"}`, []string{"message_id"}},
 			{"nil uuid", `{"message_id":"` + uuid.Nil.String() + `","status":"SENT","processed_at":"` + now + `"}`, []string{"message_id"}},
 			{"uuid of a wrong type", `{"message_id":42,"status":"SENT","processed_at":"` + now + `"}`, []string{"message_id"}},
 			{"bad timestamp", `{"message_id":"` + id + `","status":"SENT","processed_at":"yesterday"}`, []string{"processed_at"}},
-			{"traceparent too long", `{"message_id":"` + id + `","status":"SENT","processed_at":"` + now + `","traceparent":"` + strings.Repeat("0", 129) + `"}`, []string{"traceparent"}},
+			{"traceparent too long", `{"message_id":"` + id + `","status":"SENT","processed_at":"` + now + `","traceparent":"` + strings.Repeat("é", 129) + `"}`, []string{"traceparent"}},
 			{"missing everything", `{}`, []string{"message_id", "status", "processed_at"}},
 			{"everything wrong", `{"message_id":"x","status":"DONE","processed_at":"x"}`, []string{"message_id", "status", "processed_at"}},
 		}
@@ -1605,6 +1637,7 @@ func TestDeliveryReports(t *testing.T) {
 		wantProblem(t, a.do(t, http.MethodPost, "/v1/internal/delivery-report", strings.Repeat(" ", MaxBodyBytes+1), withInternalToken()), http.StatusRequestEntityTooLarge)
 		wantProblem(t, a.do(t, http.MethodPost, "/v1/internal/delivery-reports", strings.Repeat(" ", MaxReportBatchBytes+1), withInternalToken()), http.StatusRequestEntityTooLarge)
 		wantProblem(t, a.do(t, http.MethodPost, "/v1/internal/delivery-report", sent(m.ID), withInternalToken(), withHeader("Content-Type", "text/plain")), http.StatusUnsupportedMediaType)
+		wantProblem(t, a.do(t, http.MethodPost, "/v1/internal/delivery-report", sent(m.ID), withInternalToken(), withHeader("Content-Type", "application/merge-patch+json")), http.StatusUnsupportedMediaType)
 		// A batch with an invalid report applies nothing, not even the
 		// valid report before it.
 		if got := decodeAs[Message](t, a.do(t, http.MethodGet, "/v1/messages/"+id, nil)); got.Status != StatusPending {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 )
@@ -95,6 +96,13 @@ type DeliveryReport struct {
 	Traceparent string `json:"traceparent,omitempty"`
 }
 
+// MaxFailureReason and MaxTraceparent are the longest failure_reason and
+// traceparent a report may carry, in characters (Unicode code points).
+const (
+	MaxFailureReason = 1000
+	MaxTraceparent   = 128
+)
+
 // Validate checks a report; the violations name the fields.
 func (r DeliveryReport) Validate() error {
 	var v ValidationError
@@ -104,14 +112,14 @@ func (r DeliveryReport) Validate() error {
 	if !r.Status.Final() {
 		v.Add("status", "must be SENT or FAILED")
 	}
-	if r.Status == StatusFailed && (r.FailureReason == nil || strings.TrimSpace(*r.FailureReason) == "") {
-		v.Add("failure_reason", "required when status is FAILED")
+	switch {
+	case r.FailureReason != nil && (*r.FailureReason == "" || utf8.RuneCountInString(*r.FailureReason) > MaxFailureReason):
+		v.Add("failure_reason", fmt.Sprintf("must be 1 to %d characters, or null", MaxFailureReason))
+	case r.Status == StatusFailed && (r.FailureReason == nil || strings.TrimSpace(*r.FailureReason) == ""):
+		v.Add("failure_reason", "required when status is FAILED, and not only whitespace")
 	}
-	if r.FailureReason != nil && len(*r.FailureReason) > 1000 {
-		v.Add("failure_reason", "must be at most 1000 bytes")
-	}
-	if len(r.Traceparent) > 128 {
-		v.Add("traceparent", "must be at most 128 characters")
+	if utf8.RuneCountInString(r.Traceparent) > MaxTraceparent {
+		v.Add("traceparent", fmt.Sprintf("must be at most %d characters", MaxTraceparent))
 	}
 	if r.ProcessedAt.IsZero() {
 		v.Add("processed_at", "required, an RFC 3339 timestamp")
