@@ -119,17 +119,33 @@ type load struct {
 	accepted []uuid.UUID
 	statuses map[int]int // HTTP status (0: transport error) -> count
 	errs     []error
+	// unavailable holds the texts (each unique) of the requests answered
+	// 503, to check that they left nothing stored.
+	unavailable []string
+}
+
+// snapshot returns how many requests were accepted and answered 503 so far.
+func (l *load) snapshot() (accepted, unavailable int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.accepted), l.statuses[503]
 }
 
 // postLoad sends n messages with the given concurrency and waits for all.
 func postLoad(ctx context.Context, client *sms.Client, n, concurrency int) *load {
-	l := &load{statuses: map[int]int{}}
+	return postLoadInto(ctx, &load{statuses: map[int]int{}}, client, n, concurrency)
+}
+
+// postLoadInto is postLoad adding its answers to l.
+func postLoadInto(ctx context.Context, l *load, client *sms.Client, n, concurrency int) *load {
+	nonce := uuid.NewString()[:8]
 	jobs := make(chan int)
 	var wg sync.WaitGroup
 	for range concurrency {
 		wg.Go(func() {
 			for i := range jobs {
-				m, err := client.Send(ctx, sms.SendInput{Sender: "+14155550100", Recipient: fmt.Sprintf("+1415555%04d", i%10000), Text: "load " + strconv.Itoa(i)}, "")
+				text := "load " + nonce + " " + strconv.Itoa(i)
+				m, err := client.Send(ctx, sms.SendInput{Sender: "+14155550100", Recipient: fmt.Sprintf("+1415555%04d", i%10000), Text: text}, "")
 				l.mu.Lock()
 				var apiErr *sms.APIError
 				switch {
@@ -138,6 +154,9 @@ func postLoad(ctx context.Context, client *sms.Client, n, concurrency int) *load
 					l.statuses[202]++
 				case errors.As(err, &apiErr):
 					l.statuses[apiErr.Problem.Status]++
+					if apiErr.Problem.Status == 503 {
+						l.unavailable = append(l.unavailable, text)
+					}
 				default:
 					l.statuses[0]++
 					l.errs = append(l.errs, err)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/jmoiron/sqlx"
 
+	"github.com/smsctl/smsctl/platform"
 	"github.com/smsctl/smsctl/sms"
 )
 
@@ -49,22 +50,31 @@ var transientReasons = []string{"carrier timeout", "carrier throttled the reques
 
 // Deliver asks the carrier to deliver one message. The carrier counts as
 // called when the delay has passed; a call cancelled before that never
-// reached it.
+// reached it. With a ledger, the call is written down before the delay
+// (outcome "started"), so that a process killed during it still leaves the
+// call counted, and completed with its outcome after it; a call cancelled
+// before the delay ended is struck off again.
 func (s *Simulator) Deliver(ctx context.Context, req sms.SendRequest, attempt int) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	var entry int64
+	if s.cfg.Ledger != nil {
+		if err := s.cfg.Ledger.GetContext(ctx, &entry,
+			`INSERT INTO processor.carrier_calls (message_id, attempt, outcome) VALUES ($1, $2, 'started') RETURNING id`, req.MessageID, attempt); err != nil {
+			// The call was not made: a transient failure of the carrier.
+			return &CarrierError{Transient: true, Reason: fmt.Sprintf("carrier ledger: %v", err)}
+		}
+	}
 	delay := s.cfg.MinDelay
 	if span := s.cfg.MaxDelay - s.cfg.MinDelay; span > 0 {
 		delay += rand.N(span)
 	}
-	if delay > 0 {
-		t := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-t.C:
+	if !platform.Sleep(ctx, delay) || ctx.Err() != nil {
+		if s.cfg.Ledger != nil {
+			_, _ = s.cfg.Ledger.ExecContext(context.WithoutCancel(ctx), `DELETE FROM processor.carrier_calls WHERE id = $1`, entry)
 		}
-	} else if err := ctx.Err(); err != nil {
-		return err
+		return ctx.Err()
 	}
 	var err error
 	outcome := "delivered"
@@ -77,10 +87,9 @@ func (s *Simulator) Deliver(ctx context.Context, req sms.SendRequest, attempt in
 		outcome = err.Error()
 	}
 	if s.cfg.Ledger != nil {
-		if _, lerr := s.cfg.Ledger.ExecContext(context.WithoutCancel(ctx),
-			`INSERT INTO processor.carrier_calls (message_id, attempt, outcome) VALUES ($1, $2, $3)`, req.MessageID, attempt, outcome); lerr != nil {
-			return fmt.Errorf("carrier ledger: %w", lerr)
-		}
+		// The call happened whatever becomes of this update; a failure to
+		// record its outcome leaves it "started", still counted.
+		_, _ = s.cfg.Ledger.ExecContext(context.WithoutCancel(ctx), `UPDATE processor.carrier_calls SET outcome = $2 WHERE id = $1`, entry, outcome)
 	}
 	return err
 }

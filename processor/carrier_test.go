@@ -3,6 +3,7 @@ package processor
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -228,5 +229,27 @@ func TestRetryDelay(t *testing.T) {
 		if got := retryDelay(500*time.Millisecond, tt.attempt); got != tt.want {
 			t.Errorf("attempt %d: %s, want %s", tt.attempt, got, tt.want)
 		}
+	}
+}
+
+// TestSimulatorLedgerCountsCallsInProgress checks that a call is in the
+// ledger from the moment it starts: a process killed during the carrier's
+// delay has still called it, and a fault test must count that call.
+func TestSimulatorLedgerCountsCallsInProgress(t *testing.T) {
+	t.Parallel()
+	db := platformtest.NewDB(t)
+	sim := NewSimulator(SimulatorConfig{MinDelay: time.Hour, MaxDelay: time.Hour, Ledger: db})
+	req := testRequest(0)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- sim.Deliver(ctx, req, 1) }()
+	eventually(t, waitFor, "the call in progress is in the ledger", func() (bool, string) {
+		var outcome string
+		err := db.Get(&outcome, `SELECT outcome FROM processor.carrier_calls WHERE message_id = $1`, req.MessageID)
+		return err == nil && outcome == "started", fmt.Sprint(outcome, err)
+	})
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Deliver = %v, want context.Canceled", err)
 	}
 }

@@ -3,6 +3,7 @@ package processor
 import (
 	"context"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -12,8 +13,8 @@ import (
 )
 
 // monitor samples what the processor can't count on its own: the group's
-// lag per partition (committed offset to end offset, as Kafka sees it) and
-// the outcomes still waiting for the API.
+// lag per partition (committed offset to end offset, as Kafka sees it), and
+// at scrape time the outcomes still waiting for the API.
 type monitor struct {
 	adm     *kadm.Client
 	group   string
@@ -21,7 +22,10 @@ type monitor struct {
 	store   *Store
 	log     zerolog.Logger
 	lag     *prometheus.GaugeVec
-	waiting prometheus.Gauge
+	waiting prometheus.GaugeFunc
+	// lastWaiting is the last count read, answered while the store can't
+	// be read.
+	lastWaiting atomic.Int64
 }
 
 func newMonitor(cl *kgo.Client, group, topic string, store *Store, log zerolog.Logger, reg prometheus.Registerer) *monitor {
@@ -29,9 +33,18 @@ func newMonitor(cl *kgo.Client, group, topic string, store *Store, log zerolog.L
 		adm: kadm.NewClient(cl), group: group, topic: topic, store: store, log: log,
 		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "sms_consumer_lag",
 			Help: "Records between the group's committed offset and the end of each partition."}, []string{"partition"}),
-		waiting: prometheus.NewGauge(prometheus.GaugeOpts{Name: "sms_reports_waiting",
-			Help: "Recorded outcomes not yet acknowledged by the API."}),
 	}
+	// Counted when scraped, so the figure is never a sample behind (a
+	// small table: the outcomes not yet acknowledged).
+	m.waiting = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sms_reports_waiting",
+		Help: "Recorded outcomes not yet acknowledged by the API."}, func() float64 {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		if n, err := store.Unreported(ctx); err == nil {
+			m.lastWaiting.Store(n)
+		}
+		return float64(m.lastWaiting.Load())
+	})
 	reg.MustRegister(m.lag, m.waiting)
 	return m
 }
@@ -52,9 +65,6 @@ func (m *monitor) run(ctx context.Context, every time.Duration) {
 func (m *monitor) sample(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if n, err := m.store.Unreported(ctx); err == nil {
-		m.waiting.Set(float64(n))
-	}
 	lags, err := m.adm.Lag(ctx, m.group)
 	if err != nil {
 		return

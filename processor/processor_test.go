@@ -250,9 +250,9 @@ func TestProcessorCarrierFailures(t *testing.T) {
 			wantCalls:  maxAttempts,
 			wantStatus: sms.StatusFailed,
 			wantReason: func(r string) bool {
-				return strings.HasPrefix(r, "exhausted: ") && len(r) <= 1000
+				return strings.HasPrefix(r, "exhausted: ") && utf8.RuneCountInString(r) <= sms.MaxFailureReason
 			},
-			wantReasonDoc: `"exhausted: ..." of at most 1000 bytes`,
+			wantReasonDoc: `"exhausted: ..." of at most 1000 characters`,
 			wantDLQ:       true,
 		},
 	}

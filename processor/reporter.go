@@ -35,6 +35,10 @@ type ReporterConfig struct {
 	// sweep of the store picks it up; younger ones are on their way from
 	// memory. Defaults to 5s.
 	StaleAfter time.Duration
+	// BreakerTimeout is how long the circuit breaker stays open after
+	// three failures in a row before it lets one probe through. Defaults
+	// to 2s.
+	BreakerTimeout time.Duration
 }
 
 // Reporter sends recorded outcomes to the API's batch delivery-report
@@ -65,6 +69,9 @@ func NewReporter(store *Store, cfg ReporterConfig, log zerolog.Logger, reg prome
 	if cfg.StaleAfter <= 0 {
 		cfg.StaleAfter = 5 * time.Second
 	}
+	if cfg.BreakerTimeout <= 0 {
+		cfg.BreakerTimeout = 2 * time.Second
+	}
 	r := &Reporter{
 		fresh: make(chan Outcome, 4*cfg.Batch*cfg.Concurrency),
 		store: store, cfg: cfg, log: log.With().Str("component", "reporter").Logger(),
@@ -80,7 +87,7 @@ func NewReporter(store *Store, cfg ReporterConfig, log zerolog.Logger, reg prome
 	r.breaker = gobreaker.NewCircuitBreaker[struct{}](gobreaker.Settings{
 		Name:        "api-reports",
 		MaxRequests: 1,
-		Timeout:     2 * time.Second,
+		Timeout:     cfg.BreakerTimeout,
 		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= 3 },
 		OnStateChange: func(_ string, from, to gobreaker.State) {
 			r.log.Warn().Str("from", from.String()).Str("to", to.String()).Msg("report circuit breaker changed state")

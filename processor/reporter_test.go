@@ -30,6 +30,8 @@ const testToken = "internal-test-token"
 type fakeAPI struct {
 	down     atomic.Bool // answer 503
 	calls    atomic.Int64
+	// received, when set, is told each report the API took.
+	onReport func(sms.DeliveryReport)
 	mu       sync.Mutex
 	received map[uuid.UUID][]sms.DeliveryReport
 	unknown  map[uuid.UUID]bool // answered not_found
@@ -75,6 +77,9 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			outcome = sms.ReportDuplicate
 		}
 		f.received[rep.MessageID] = append(f.received[rep.MessageID], rep)
+		if f.onReport != nil {
+			f.onReport(rep)
+		}
 		res.Results = append(res.Results, sms.AppliedReport{MessageID: rep.MessageID, Outcome: outcome})
 	}
 	f.mu.Unlock()
@@ -291,7 +296,10 @@ func TestReporterCircuitBreaker(t *testing.T) {
 	defer srv.Close()
 	api.down.Store(true)
 	recordMixed(t, store, 5)
-	r := newTestReporter(t, store, srv.URL, testToken, 10)
+	// The test watches the breaker's state (the metric) instead of
+	// sleeping through the timeout; the timeout leaves the five calls
+	// made while open plenty of time on a loaded machine.
+	r := NewReporter(store, ReporterConfig{APIURL: srv.URL, Token: testToken, Batch: 10, BreakerTimeout: time.Second}, testLogger(), prometheus.NewRegistry())
 	ctx := context.Background()
 
 	// Three consecutive failures trip it (ReadyToTrip).
@@ -308,7 +316,7 @@ func TestReporterCircuitBreaker(t *testing.T) {
 	}
 
 	// While open, reports fail fast and the API sees nothing.
-	for i := range 20 {
+	for i := range 5 {
 		if _, err := r.ReportOnce(ctx); !errors.Is(err, gobreaker.ErrOpenState) {
 			t.Fatalf("call %d while open: err = %v, want ErrOpenState", i, err)
 		}
@@ -401,30 +409,56 @@ func TestReporterHandOver(t *testing.T) {
 
 // TestReporterSweepsUnderSteadyLoad checks that outcomes left to the sweep
 // (here: recorded but never handed over) are reported even while fresh
-// outcomes keep the in-memory queue busy.
+// outcomes keep the loop busy: a new one is handed over as soon as the API
+// has taken the last, so the in-memory queue never runs dry.
 func TestReporterSweepsUnderSteadyLoad(t *testing.T) {
 	t.Parallel()
 	store := NewStore(platformtest.NewDB(t))
 	api := newFakeAPI()
+	fresh := make(map[uuid.UUID]bool)
+	var freshMu sync.Mutex
+	taken := make(chan struct{}, 1)
+	var freshReported atomic.Int64
+	api.onReport = func(rep sms.DeliveryReport) {
+		freshMu.Lock()
+		isFresh := fresh[rep.MessageID]
+		freshMu.Unlock()
+		if isFresh {
+			freshReported.Add(1)
+			select {
+			case taken <- struct{}{}:
+			default:
+			}
+		}
+	}
 	r := runReporter(t, store, api, ReporterConfig{Batch: 10, Concurrency: 1, StaleAfter: time.Millisecond})
-	feeding := make(chan struct{})
+	feed := func() {
+		o := sentOutcome(uuid.New(), time.Now().UTC())
+		freshMu.Lock()
+		fresh[o.MessageID] = true
+		freshMu.Unlock()
+		r.Enqueue([]Outcome{o})
+	}
+	stop := make(chan struct{})
 	fed := make(chan struct{})
 	go func() {
 		defer close(fed)
 		for {
+			feed()
 			select {
-			case <-feeding:
+			case <-taken:
+			case <-stop:
 				return
-			default:
 			}
-			r.Enqueue([]Outcome{sentOutcome(uuid.New(), time.Now().UTC())})
-			time.Sleep(time.Millisecond)
 		}
 	}()
-	defer func() { close(feeding); <-fed }()
-	time.Sleep(200 * time.Millisecond) // the loop is busy with fresh outcomes now
+	defer func() { close(stop); <-fed }()
+	eventually(t, waitFor, "the loop busy with fresh outcomes", func() (bool, string) {
+		return freshReported.Load() >= 20, fmt.Sprintf("%d fresh reported", freshReported.Load())
+	})
 
 	stale := recordMixed(t, store, 7)
+	before := freshReported.Load()
 	platformtest.Eventually(t, 10*time.Second, 20*time.Millisecond, "stale outcomes reported under load", func() (bool, string) {
 		missing := 0
 		for _, o := range stale {
@@ -434,6 +468,9 @@ func TestReporterSweepsUnderSteadyLoad(t *testing.T) {
 		}
 		return missing == 0, fmt.Sprintf("%d of %d not reported", missing, len(stale))
 	})
+	if during := freshReported.Load() - before; during < 2 {
+		t.Errorf("only %d fresh outcomes reported while the stale ones waited: the loop was not busy", during)
+	}
 }
 
 // runReporter runs a reporter with cfg against api until the test ends.

@@ -11,6 +11,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jmoiron/sqlx"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kadm"
 
 	"github.com/smsctl/smsctl/platform/platformtest"
@@ -150,5 +151,29 @@ func TestTopicRetentionReadsTheBroker(t *testing.T) {
 	}
 	if _, err := topicRetention(e.cl, e.topic+".missing")(ctx); err == nil {
 		t.Error("a missing topic gave no error")
+	}
+}
+
+// TestMonitorCountsWaitingReportsWhenScraped checks that
+// sms_reports_waiting is true at the moment it is read: it was sampled
+// every few seconds, so a scrape right after outcomes were recorded or
+// acknowledged read a stale figure.
+func TestMonitorCountsWaitingReportsWhenScraped(t *testing.T) {
+	t.Parallel()
+	env := newKafkaEnv(t, 1)
+	store := NewStore(platformtest.NewDB(t))
+	m := newMonitor(env.cl, env.group, env.topic, store, testLogger(), prometheus.NewRegistry())
+	if got := testutil.ToFloat64(m.waiting); got != 0 {
+		t.Fatalf("sms_reports_waiting = %v before any outcome, want 0", got)
+	}
+	outs := recordMixed(t, store, 3)
+	if got := testutil.ToFloat64(m.waiting); got != 3 {
+		t.Fatalf("sms_reports_waiting = %v right after 3 outcomes were recorded, want 3", got)
+	}
+	if err := markReported(context.Background(), store.db, outs); err != nil {
+		t.Fatal(err)
+	}
+	if got := testutil.ToFloat64(m.waiting); got != 0 {
+		t.Fatalf("sms_reports_waiting = %v right after they were acknowledged, want 0", got)
 	}
 }

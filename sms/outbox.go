@@ -44,6 +44,9 @@ type RelayConfig struct {
 	// Publishers is how many batches handed over in memory may be in
 	// flight to Kafka at once. Defaults to 2.
 	Publishers int
+	// Now tells the time for the sweep's cut-off. Defaults to time.Now;
+	// tests move it instead of waiting.
+	Now func() time.Time
 }
 
 // Relay publishes the outbox to Kafka and deletes each batch once Kafka has
@@ -84,6 +87,9 @@ func NewRelay(db *sqlx.DB, producer Producer, cfg RelayConfig, log zerolog.Logge
 	}
 	if cfg.Publishers <= 0 {
 		cfg.Publishers = 2
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
 	r := &Relay{db: db, producer: producer, cfg: cfg, log: log.With().Str("component", "outbox").Logger(),
 		wake: make(chan struct{}, 1), fresh: make(chan OutboxBatch, 4*cfg.Batch)}
@@ -352,7 +358,7 @@ func (r *Relay) sweep(ctx context.Context, olderThan time.Duration) (int, error)
 	}
 	err = tx.SelectContext(ctx, &rows, `
         SELECT batch_id, message_ids, traceparents FROM sms.outbox
-        WHERE batch_id < $2 ORDER BY batch_id LIMIT $1 FOR UPDATE SKIP LOCKED`, r.cfg.Batch, UUIDv7Floor(time.Now().Add(-olderThan)))
+        WHERE batch_id < $2 ORDER BY batch_id LIMIT $1 FOR UPDATE SKIP LOCKED`, r.cfg.Batch, UUIDv7Floor(r.cfg.Now().Add(-olderThan)))
 	if err != nil {
 		return 0, storeErr("claim outbox", err)
 	}

@@ -701,11 +701,18 @@ func TestRelaySweepWaitsForStaleEntries(t *testing.T) {
 	if _, err := NewStore(db).Insert(ctx, slices.Repeat([]NewMessage{{AccountID: 1, Draft: draft("Acme", "+14155552671", "x")}}, 3)); err != nil {
 		t.Fatal(err)
 	}
-	r := NewRelay(db, producer, RelayConfig{Topic: topic, Batch: 10, Interval: time.Hour, RequeueAfter: time.Hour, StaleAfter: 300 * time.Millisecond}, zerolog.Nop(), prometheus.NewRegistry())
+	var later atomic.Bool // the relay's clock is StaleAfter ahead
+	now := func() time.Time {
+		if later.Load() {
+			return time.Now().Add(time.Minute + time.Millisecond)
+		}
+		return time.Now()
+	}
+	r := NewRelay(db, producer, RelayConfig{Topic: topic, Batch: 10, Interval: time.Hour, RequeueAfter: time.Hour, StaleAfter: time.Minute, Now: now}, zerolog.Nop(), prometheus.NewRegistry())
 	if n, err := r.sweep(ctx, r.cfg.StaleAfter); err != nil || n != 0 {
 		t.Fatalf("sweep of young entries = %d, %v; want 0", n, err)
 	}
-	time.Sleep(400 * time.Millisecond)
+	later.Store(true)
 	if n, err := r.sweep(ctx, r.cfg.StaleAfter); err != nil || n != 3 {
 		t.Fatalf("sweep of stale entries = %d, %v; want 3", n, err)
 	}
