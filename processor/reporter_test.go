@@ -28,8 +28,8 @@ const testToken = "internal-test-token"
 // the internal credential, decodes sms.BatchReports and answers
 // sms.BatchResults, or fails while down.
 type fakeAPI struct {
-	down     atomic.Bool // answer 503
-	calls    atomic.Int64
+	down  atomic.Bool // answer 503
+	calls atomic.Int64
 	// received, when set, is told each report the API took.
 	onReport func(sms.DeliveryReport)
 	mu       sync.Mutex
