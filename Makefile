@@ -25,7 +25,7 @@ bench: build ## the performance benchmark (real PostgreSQL and Kafka)
 	bench/run.sh
 
 fuzz: ## fuzz request decoding and validation for FUZZTIME (default 2m)
-	$(GO) test ./sms -run '^$$' -fuzz FuzzDecodeAndValidate -fuzztime $${FUZZTIME:-2m}
+	$(GO) test ./sms/http -run '^$$' -fuzz FuzzDecodeAndValidate -fuzztime $${FUZZTIME:-2m}
 
 kafka-up: ## start the real Kafka broker used by tests (prints its address)
 	scripts/kafka.sh start

@@ -13,11 +13,12 @@ import (
 	"github.com/smsctl/smsctl/migrations"
 	"github.com/smsctl/smsctl/platform"
 	"github.com/smsctl/smsctl/sms"
+	"github.com/smsctl/smsctl/sms/postgres"
 )
 
 func newAPIKey() *cobra.Command {
 	root := group(&cobra.Command{Use: "apikey", Short: "Create, list and revoke API keys"})
-	withKeys := func(cmd *cobra.Command, fn func(*sms.Keys) error) error {
+	withKeys := func(cmd *cobra.Command, fn func(*postgres.Keys) error) error {
 		var cfg config.Database
 		if err := load(cmd, &cfg); err != nil {
 			return err
@@ -30,7 +31,7 @@ func newAPIKey() *cobra.Command {
 		if err := migrations.Check(cmd.Context(), db.DB, migrations.SMS); err != nil {
 			return err
 		}
-		return fn(sms.NewKeys(db, 0))
+		return fn(postgres.NewKeys(db, 0))
 	}
 	var account string
 	create := &cobra.Command{
@@ -38,7 +39,7 @@ func newAPIKey() *cobra.Command {
 		Short: "Create a key (and the account if new); the key is printed once, alone on the last line",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return withKeys(cmd, func(k *sms.Keys) error {
+			return withKeys(cmd, func(k *postgres.Keys) error {
 				full, key, err := k.CreateKey(cmd.Context(), account)
 				if err != nil {
 					return err
@@ -55,7 +56,7 @@ func newAPIKey() *cobra.Command {
 		Short: "List keys (without secrets)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return withKeys(cmd, func(k *sms.Keys) error {
+			return withKeys(cmd, func(k *postgres.Keys) error {
 				keys, err := k.ListKeys(cmd.Context())
 				if err != nil {
 					return err
@@ -82,7 +83,7 @@ func newAPIKey() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("ID: %q is not a key id (see `smsctl apikey list`)", args[0])
 			}
-			return withKeys(cmd, func(k *sms.Keys) error {
+			return withKeys(cmd, func(k *postgres.Keys) error {
 				at, already, err := k.RevokeKey(cmd.Context(), id)
 				if errors.Is(err, sms.ErrNotFound) {
 					return fmt.Errorf("no key with id %d", id)

@@ -17,7 +17,8 @@ import (
 	"github.com/smsctl/smsctl/migrations"
 	"github.com/smsctl/smsctl/platform"
 	"github.com/smsctl/smsctl/processor"
-	"github.com/smsctl/smsctl/sms"
+	"github.com/smsctl/smsctl/sms/postgres"
+	"github.com/smsctl/smsctl/sms/server"
 )
 
 // DevDatabaseURL is what scripts/postgres.sh creates for development.
@@ -34,17 +35,12 @@ a first message. Stop it with Ctrl-C.`,
 		Args: cobra.NoArgs,
 		RunE: runDev,
 	}
+	// Both roles' flags, from the same code as serve's; where both have a
+	// setting (database-url, shutdown-timeout...) the API's comes first.
 	addAPIFlags(cmd)
+	addProcessorFlags(cmd)
 	fs := cmd.Flags()
-	d := config.DefaultProcessor()
-	fs.String("processor-http-addr", d.HTTPAddr, "address of the processor's /healthz, /readyz and /metrics")
-	fs.Int("max-in-flight", d.MaxInFlight, "messages processed at once")
-	fs.Duration("sim-min-delay", d.SimMinDelay, "simulated carrier: shortest delivery time")
-	fs.Duration("sim-max-delay", d.SimMaxDelay, "simulated carrier: longest delivery time")
-	fs.Float64("sim-failure-rate", d.SimFailureRate, "simulated carrier: share of calls that fail, 0..1")
-	fs.Float64("sim-transient-share", d.SimTransientShare, "simulated carrier: share of failures that are transient, 0..1")
-	fs.Int("max-attempts", d.MaxAttempts, "carrier calls per message before it fails")
-	fs.Duration("retry-backoff", d.RetryBackoff, "first retry delay after a transient failure")
+	_ = fs.MarkHidden("api-url") // dev points its processor at its own API
 	_ = fs.Set("database-url", DevDatabaseURL)
 	fs.Lookup("database-url").DefValue = DevDatabaseURL
 	_ = fs.Set("log-format", "console")
@@ -110,7 +106,7 @@ func runDev(cmd *cobra.Command, _ []string) error {
 		return err
 	}
 	defer flushTraces(stopTracing)
-	srv, err := sms.NewServer(ctx, api, log, tp)
+	srv, err := server.New(ctx, api, log, tp)
 	if err != nil {
 		return err
 	}
@@ -124,7 +120,7 @@ func runDev(cmd *cobra.Command, _ []string) error {
 	if err != nil {
 		return err
 	}
-	full, _, err := sms.NewKeys(db, 0).CreateKey(ctx, "dev")
+	full, _, err := postgres.NewKeys(db, 0).CreateKey(ctx, "dev")
 	if err != nil {
 		return err
 	}

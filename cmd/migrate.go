@@ -12,10 +12,7 @@ import (
 )
 
 func addDatabaseFlags(cmd *cobra.Command) {
-	fs := cmd.Flags()
-	addLogFlags(fs, config.DefaultClient().Log)
-	fs.String("database-url", "", "PostgreSQL URL of schema sms (SMS_DATABASE_URL)")
-	fs.String("processor-database-url", "", "PostgreSQL URL of schema processor (default: database-url)")
+	config.RegisterFlags(cmd.Flags(), config.Database{Log: config.DefaultClient().Log})
 }
 
 func newMigrate() *cobra.Command {

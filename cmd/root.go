@@ -13,7 +13,6 @@ import (
 
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
-	"github.com/spf13/pflag"
 
 	"github.com/smsctl/smsctl/config"
 	"github.com/smsctl/smsctl/platform"
@@ -98,17 +97,4 @@ func load[T interface{ Validate() error }](cmd *cobra.Command, dst *T) error {
 
 func newLogger(cmd *cobra.Command, l config.Log) (zerolog.Logger, error) {
 	return platform.NewLogger(cmd.ErrOrStderr(), l.Level, l.Format)
-}
-
-func addLogFlags(fs *pflag.FlagSet, d config.Log) {
-	fs.String("log-level", d.Level, "minimum log level: debug, info, warn, error")
-	fs.String("log-format", d.Format, "log format: json or console")
-}
-
-func addKafkaFlags(fs *pflag.FlagSet, d config.Kafka) {
-	fs.StringSlice("kafka-brokers", d.Brokers, "Kafka seed brokers, host:port, comma-separated")
-	fs.String("kafka-topic", d.Topic, "topic carrying send requests")
-	fs.String("kafka-dlq-topic", d.DLQTopic, "dead-letter topic for poison records and exhausted retries")
-	fs.Int32("kafka-partitions", d.Partitions, "partitions when the API creates the topics")
-	fs.Int16("kafka-replication-factor", d.ReplicationFactor, "replication factor when the API creates the topics")
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/smsctl/smsctl/config"
 	"github.com/smsctl/smsctl/sms"
+	"github.com/smsctl/smsctl/sms/client"
 )
 
 func newSend() *cobra.Command {
@@ -35,7 +36,7 @@ PENDING when --timeout ran out.`,
 			if wait && timeout <= 0 {
 				return fmt.Errorf("--timeout: must be more than 0, got %s", timeout)
 			}
-			client := sms.NewClient(cfg.APIURL, cfg.APIKey)
+			client := client.New(cfg.APIURL, cfg.APIKey)
 			ctx := cmd.Context()
 			msg, err := client.Send(ctx, sms.SendInput{Sender: from, Recipient: to, Text: text}, idemKey)
 			if err != nil {
@@ -74,10 +75,7 @@ PENDING when --timeout ran out.`,
 		},
 	}
 	fs := cmd.Flags()
-	d := config.DefaultClient()
-	addLogFlags(fs, d.Log)
-	fs.String("api-url", d.APIURL, "the API's base URL")
-	fs.String("api-key", "", "API key (SMS_API_KEY); create one with: smsctl apikey create --account NAME")
+	config.RegisterFlags(fs, config.DefaultClient())
 	fs.StringVar(&from, "from", "", "sender: E.164 number or alphanumeric sender ID (required)")
 	fs.StringVar(&to, "to", "", "recipient: E.164 number (required)")
 	fs.StringVar(&text, "text", "", "message text (required)")

@@ -10,7 +10,7 @@ import (
 	"github.com/smsctl/smsctl/config"
 	"github.com/smsctl/smsctl/platform"
 	"github.com/smsctl/smsctl/processor"
-	"github.com/smsctl/smsctl/sms"
+	"github.com/smsctl/smsctl/sms/server"
 )
 
 func newServe() *cobra.Command {
@@ -19,27 +19,7 @@ func newServe() *cobra.Command {
 	return serve
 }
 
-func addAPIFlags(cmd *cobra.Command) {
-	d := config.DefaultAPI()
-	fs := cmd.Flags()
-	addLogFlags(fs, d.Log)
-	addKafkaFlags(fs, d.Kafka)
-	fs.String("http-addr", d.HTTPAddr, "address of the public API")
-	fs.String("internal-addr", d.InternalAddr, "separate address for the internal delivery-report endpoints (default: same as http-addr)")
-	fs.String("database-url", d.DatabaseURL, "PostgreSQL URL, e.g. postgres://smsctl:smsctl@127.0.0.1:5432/smsctl?sslmode=disable")
-	fs.Int("database-max-conns", d.DatabaseMaxConns, "PostgreSQL connection pool size")
-	fs.String("internal-token", d.InternalToken, "credential the processor presents on the internal endpoints (at least 16 characters)")
-	fs.Int("writer-workers", d.WriterWorkers, "insert transactions in flight at once, shared by concurrent requests")
-	fs.Int("outbox-batch", d.OutboxBatch, "outbox entries published per round")
-	fs.Duration("outbox-interval", d.OutboxInterval, "how often the outbox relay looks for work when idle")
-	fs.Int64("outbox-max-backlog", d.OutboxMaxBacklog, "answer 503 to new messages while this many wait for Kafka")
-	fs.Duration("requeue-after", d.RequeueAfter, "re-queue messages still PENDING after this long")
-	fs.Float64("rate-limit", d.RateLimit, "requests per second allowed per API key (sustained)")
-	fs.Int("rate-burst", d.RateBurst, "requests allowed per API key in a burst")
-	fs.Float64("auth-failure-rate", d.AuthFailureRate, "failed authentications per second allowed per client address, after the burst")
-	fs.Int("auth-failure-burst", d.AuthFailureBurst, "failed authentications allowed per client address in a burst")
-	fs.Duration("shutdown-timeout", d.ShutdownTimeout, "time allowed for a graceful shutdown")
-}
+func addAPIFlags(cmd *cobra.Command) { config.RegisterFlags(cmd.Flags(), config.DefaultAPI()) }
 
 func newServeAPI() *cobra.Command {
 	cmd := &cobra.Command{
@@ -64,7 +44,7 @@ func newServeAPI() *cobra.Command {
 			// about 15% more messages a second, peaking at 95 MB instead of 72.
 			platform.DefaultGCPercent(200)
 			log.Info().Str("database", config.Redact(cfg.DatabaseURL)).Strs("brokers", cfg.Brokers).Str("http_addr", cfg.HTTPAddr).Msg("starting api")
-			srv, err := sms.NewServer(cmd.Context(), cfg, log, tp)
+			srv, err := server.New(cmd.Context(), cfg, log, tp)
 			if err != nil {
 				return err
 			}
@@ -76,29 +56,7 @@ func newServeAPI() *cobra.Command {
 }
 
 func addProcessorFlags(cmd *cobra.Command) {
-	d := config.DefaultProcessor()
-	fs := cmd.Flags()
-	addLogFlags(fs, d.Log)
-	addKafkaFlags(fs, d.Kafka)
-	fs.String("processor-http-addr", d.HTTPAddr, "address of the processor's /healthz, /readyz and /metrics")
-	fs.String("processor-database-url", d.DatabaseURL, "PostgreSQL URL for schema processor (default: database-url)")
-	fs.String("database-url", d.SMSDatabaseURL, "PostgreSQL URL, used for schema processor unless processor-database-url is set")
-	fs.Int("database-max-conns", d.DatabaseMaxConns, "PostgreSQL connection pool size")
-	fs.String("api-url", d.APIURL, "where delivery reports are sent")
-	fs.String("internal-token", d.InternalToken, "credential presented to the API's internal endpoints")
-	fs.String("kafka-group", d.Group, "consumer group")
-	fs.Int("max-in-flight", d.MaxInFlight, "messages processed at once by this replica")
-	fs.Duration("sim-min-delay", d.SimMinDelay, "simulated carrier: shortest delivery time")
-	fs.Duration("sim-max-delay", d.SimMaxDelay, "simulated carrier: longest delivery time")
-	fs.Float64("sim-failure-rate", d.SimFailureRate, "simulated carrier: share of calls that fail, 0..1")
-	fs.Float64("sim-transient-share", d.SimTransientShare, "simulated carrier: share of failures that are transient (retried), 0..1")
-	fs.Bool("sim-ledger", d.SimLedger, "record every simulated carrier call in processor.carrier_calls (for tests)")
-	fs.Int("max-attempts", d.MaxAttempts, "carrier calls per message before it fails")
-	fs.Duration("retry-backoff", d.RetryBackoff, "first retry delay after a transient failure (doubles, with jitter)")
-	fs.Int("report-batch", d.ReportBatch, "delivery reports per request to the API, 1 to 1000")
-	fs.Int("report-concurrency", d.ReportConcurrency, "report requests in flight at once")
-	fs.Duration("shutdown-timeout", d.ShutdownTimeout, "time allowed for a graceful shutdown")
-	fs.Duration("delivery-retention", d.DeliveryRetention, "how long reported outcomes are kept to stop redelivered records (0: forever; at least 24h, and longer than the topic's retention.ms)")
+	config.RegisterFlags(cmd.Flags(), config.DefaultProcessor())
 }
 
 func newServeProcessor() *cobra.Command {

@@ -10,29 +10,31 @@ import (
 	"net"
 	"net/url"
 	"time"
+
+	"github.com/smsctl/smsctl/sms"
 )
 
 // Log configures logging for every command.
 type Log struct {
 	// Level is the minimum level logged: debug, info, warn or error. Defaults to info.
-	Level string `mapstructure:"log-level"`
+	Level string `mapstructure:"log-level" flag:"minimum log level: debug, info, warn, error"`
 	// Format is json (one event per line) or console. Defaults to json.
-	Format string `mapstructure:"log-format"`
+	Format string `mapstructure:"log-format" flag:"log format: json or console"`
 }
 
 // Kafka configures the Kafka client of both roles.
 type Kafka struct {
 	// Brokers is the list of seed brokers, host:port. Required except in dev,
 	// where an empty list starts an in-process broker.
-	Brokers []string `mapstructure:"kafka-brokers"`
+	Brokers []string `mapstructure:"kafka-brokers" flag:"Kafka seed brokers, host:port, comma-separated"`
 	// Topic carries send requests. Defaults to sms.requests.
-	Topic string `mapstructure:"kafka-topic"`
+	Topic string `mapstructure:"kafka-topic" flag:"topic carrying send requests"`
 	// DLQTopic receives poison records and exhausted retries. Defaults to sms.requests.dlq.
-	DLQTopic string `mapstructure:"kafka-dlq-topic"`
+	DLQTopic string `mapstructure:"kafka-dlq-topic" flag:"dead-letter topic for poison records and exhausted retries"`
 	// Partitions is the partition count used when the topic is created. Defaults to 6.
-	Partitions int32 `mapstructure:"kafka-partitions"`
+	Partitions int32 `mapstructure:"kafka-partitions" flag:"partitions when the API creates the topics"`
 	// ReplicationFactor is used when the topic is created. Defaults to 1.
-	ReplicationFactor int16 `mapstructure:"kafka-replication-factor"`
+	ReplicationFactor int16 `mapstructure:"kafka-replication-factor" flag:"replication factor when the API creates the topics"`
 }
 
 // API configures `smsctl serve api`.
@@ -40,46 +42,60 @@ type API struct {
 	Log   `mapstructure:",squash"`
 	Kafka `mapstructure:",squash"`
 	// HTTPAddr is where clients reach the API. Defaults to :8080.
-	HTTPAddr string `mapstructure:"http-addr"`
+	HTTPAddr string `mapstructure:"http-addr" flag:"address of the public API"`
 	// InternalAddr, when set, serves the internal delivery-report endpoints on
 	// their own listener so they never face the internet. Defaults to empty
 	// (served on HTTPAddr).
-	InternalAddr string `mapstructure:"internal-addr"`
+	InternalAddr string `mapstructure:"internal-addr" flag:"separate address for the internal endpoints (default: same as http-addr)"`
 	// DatabaseURL is the PostgreSQL URL of schema sms. Required.
-	DatabaseURL string `mapstructure:"database-url"`
+	DatabaseURL string `mapstructure:"database-url" flag:"PostgreSQL URL, e.g. postgres://smsctl:smsctl@127.0.0.1:5432/smsctl?sslmode=disable"`
 	// DatabaseMaxConns bounds the connection pool. Defaults to 16.
-	DatabaseMaxConns int `mapstructure:"database-max-conns"`
+	DatabaseMaxConns int `mapstructure:"database-max-conns" flag:"PostgreSQL connection pool size"`
 	// InternalToken is the credential the processor presents on the internal
 	// endpoints. Required, at least 16 characters.
-	InternalToken string `mapstructure:"internal-token"`
+	InternalToken string `mapstructure:"internal-token" flag:"credential of the processor on the API's internal endpoints (at least 16 characters)"`
 	// WriterWorkers is how many insert transactions may be in flight at
 	// once; concurrent requests share them. Defaults to 2: PostgreSQL
 	// flushes one commit's WAL at a time, so fewer, larger transactions
-	// commit more messages per flush (BenchmarkWriter on 2 cores: 2 workers
-	// 19,700 messages/s, 4 workers 13,600/s, with 64 senders).
-	WriterWorkers int `mapstructure:"writer-workers"`
+	// commit more messages per flush (figures in bench/README.md).
+	WriterWorkers int `mapstructure:"writer-workers" flag:"insert transactions in flight at once, shared by concurrent requests"`
+	// WriterBatch is the most messages one insert transaction holds.
+	// Defaults to 500.
+	WriterBatch int `mapstructure:"writer-batch" flag:"most messages in one insert transaction"`
+	// KeyCacheTTL is how long a verified API key (or a prefix that names
+	// none) is remembered; a revocation takes effect within it. Defaults
+	// to 5s.
+	KeyCacheTTL time.Duration `mapstructure:"key-cache-ttl" flag:"how long verified API keys are cached (a revocation takes effect within it)"`
 	// OutboxBatch is how many outbox entries the relay publishes per round. Defaults to 1000.
-	OutboxBatch int `mapstructure:"outbox-batch"`
+	OutboxBatch int `mapstructure:"outbox-batch" flag:"outbox entries published per round"`
 	// OutboxInterval is how often the relay looks for work when not woken. Defaults to 200ms.
-	OutboxInterval time.Duration `mapstructure:"outbox-interval"`
+	OutboxInterval time.Duration `mapstructure:"outbox-interval" flag:"how often the outbox relay looks for work when idle"`
 	// OutboxMaxBacklog answers 503 to new messages while more entries wait. Defaults to 1000000.
-	OutboxMaxBacklog int64 `mapstructure:"outbox-max-backlog"`
+	OutboxMaxBacklog int64 `mapstructure:"outbox-max-backlog" flag:"answer 503 to new messages while this many wait for Kafka"`
+	// OutboxStaleAfter is how old an outbox row must be before the sweep
+	// publishes it; younger rows are on their way from memory. Shorter
+	// publishes more messages twice after a slow hand-over. Defaults to 5s.
+	OutboxStaleAfter time.Duration `mapstructure:"outbox-stale-after" flag:"age at which the relay's sweep publishes an outbox row memory did not"`
+	// OutboxLinger is how long the relay waits for more committed batches
+	// before it produces: the broker's cost is per request more than per
+	// record. Defaults to 20ms.
+	OutboxLinger time.Duration `mapstructure:"outbox-linger" flag:"how long the relay waits for more batches before it produces"`
 	// RequeueAfter re-queues a message still PENDING after this age. Defaults to 5m.
-	RequeueAfter time.Duration `mapstructure:"requeue-after"`
+	RequeueAfter time.Duration `mapstructure:"requeue-after" flag:"re-queue messages still PENDING after this long"`
 	// RateLimit is the sustained requests per second allowed per API key. Defaults to 1000.
-	RateLimit float64 `mapstructure:"rate-limit"`
+	RateLimit float64 `mapstructure:"rate-limit" flag:"requests per second allowed per API key (sustained)"`
 	// RateBurst is the burst allowed per API key. Defaults to 2000.
-	RateBurst int `mapstructure:"rate-burst"`
+	RateBurst int `mapstructure:"rate-burst" flag:"requests allowed per API key in a burst"`
 	// AuthFailureRate is how many failed authentications per second a
 	// client address may sustain once past AuthFailureBurst; beyond it,
 	// keys the API has not verified before get 429 without a database
 	// lookup. Defaults to 1.
-	AuthFailureRate float64 `mapstructure:"auth-failure-rate"`
+	AuthFailureRate float64 `mapstructure:"auth-failure-rate" flag:"failed authentications per second allowed per client address, after the burst"`
 	// AuthFailureBurst is how many failed authentications a client address
 	// may make at once. Defaults to 20.
-	AuthFailureBurst int `mapstructure:"auth-failure-burst"`
+	AuthFailureBurst int `mapstructure:"auth-failure-burst" flag:"failed authentications allowed per client address in a burst"`
 	// ShutdownTimeout bounds the graceful shutdown. Defaults to 20s.
-	ShutdownTimeout time.Duration `mapstructure:"shutdown-timeout"`
+	ShutdownTimeout time.Duration `mapstructure:"shutdown-timeout" flag:"time allowed for a graceful shutdown"`
 }
 
 // DefaultAPI returns the API configuration with every default filled in.
@@ -90,6 +106,10 @@ func DefaultAPI() API {
 		HTTPAddr:         ":8080",
 		DatabaseMaxConns: 16,
 		WriterWorkers:    2,
+		WriterBatch:      500,
+		KeyCacheTTL:      5 * time.Second,
+		OutboxStaleAfter: 5 * time.Second,
+		OutboxLinger:     20 * time.Millisecond,
 		OutboxBatch:      1000,
 		OutboxInterval:   200 * time.Millisecond,
 		OutboxMaxBacklog: 1_000_000,
@@ -113,6 +133,10 @@ func (c API) Validate() error {
 		positive("database-max-conns", c.DatabaseMaxConns),
 		validateToken(c.InternalToken),
 		positive("writer-workers", c.WriterWorkers),
+		positive("writer-batch", c.WriterBatch),
+		atLeast("key-cache-ttl", c.KeyCacheTTL, 0),
+		atLeast("outbox-stale-after", c.OutboxStaleAfter, time.Second),
+		atLeast("outbox-linger", c.OutboxLinger, 0),
 		positive("outbox-batch", c.OutboxBatch),
 		atLeast("outbox-interval", c.OutboxInterval, MinOutboxInterval),
 		positive("outbox-max-backlog", int(c.OutboxMaxBacklog)),
@@ -130,57 +154,57 @@ type Processor struct {
 	Log   `mapstructure:",squash"`
 	Kafka `mapstructure:",squash"`
 	// HTTPAddr serves /healthz, /readyz and /metrics. Defaults to :8081.
-	HTTPAddr string `mapstructure:"processor-http-addr"`
+	HTTPAddr string `mapstructure:"processor-http-addr" flag:"address of the processor's /healthz, /readyz and /metrics"`
 	// DatabaseURL is the PostgreSQL URL of schema processor. Defaults to SMS_DATABASE_URL.
-	DatabaseURL string `mapstructure:"processor-database-url"`
+	DatabaseURL string `mapstructure:"processor-database-url" flag:"PostgreSQL URL for schema processor (default: database-url)"`
 	// SMSDatabaseURL is only a fallback for DatabaseURL; the processor never reads schema sms.
-	SMSDatabaseURL string `mapstructure:"database-url"`
+	SMSDatabaseURL string `mapstructure:"database-url" flag:"PostgreSQL URL, e.g. postgres://smsctl:smsctl@127.0.0.1:5432/smsctl?sslmode=disable"`
 	// DatabaseMaxConns bounds the connection pool. Defaults to 8.
-	DatabaseMaxConns int `mapstructure:"database-max-conns"`
+	DatabaseMaxConns int `mapstructure:"database-max-conns" flag:"PostgreSQL connection pool size"`
 	// APIURL is where delivery reports go. Defaults to http://localhost:8080.
-	APIURL string `mapstructure:"api-url"`
+	APIURL string `mapstructure:"api-url" flag:"the API's base URL (the processor reports there)"`
 	// InternalToken authenticates delivery reports. Required, at least 16 characters.
-	InternalToken string `mapstructure:"internal-token"`
+	InternalToken string `mapstructure:"internal-token" flag:"credential of the processor on the API's internal endpoints (at least 16 characters)"`
 	// Group is the consumer group. Defaults to processor-service.
-	Group string `mapstructure:"kafka-group"`
+	Group string `mapstructure:"kafka-group" flag:"consumer group"`
 	// MaxInFlight bounds messages being processed at once by this replica,
 	// across all its partitions; each costs about 11 KB while it lasts (its
 	// goroutine, record and timers), so the default keeps a processor that
 	// starts on a large backlog under 300 MB. Defaults to 20000.
-	MaxInFlight int `mapstructure:"max-in-flight"`
+	MaxInFlight int `mapstructure:"max-in-flight" flag:"messages processed at once by this replica"`
 	// SimMinDelay and SimMaxDelay bound the simulated carrier latency. Default to 1s and 3s.
-	SimMinDelay time.Duration `mapstructure:"sim-min-delay"`
-	SimMaxDelay time.Duration `mapstructure:"sim-max-delay"`
+	SimMinDelay time.Duration `mapstructure:"sim-min-delay" flag:"simulated carrier: shortest delivery time"`
+	SimMaxDelay time.Duration `mapstructure:"sim-max-delay" flag:"simulated carrier: longest delivery time"`
 	// SimFailureRate is the share of carrier calls that fail, 0..1. Defaults to 0.1.
-	SimFailureRate float64 `mapstructure:"sim-failure-rate"`
+	SimFailureRate float64 `mapstructure:"sim-failure-rate" flag:"simulated carrier: share of calls that fail, 0..1"`
 	// SimTransientShare is the share of failures that are transient (retried), 0..1. Defaults to 0.5.
-	SimTransientShare float64 `mapstructure:"sim-transient-share"`
+	SimTransientShare float64 `mapstructure:"sim-transient-share" flag:"simulated carrier: share of failures that are transient (retried), 0..1"`
 	// MaxAttempts is how many carrier calls a message gets before it fails,
 	// 1 to MaxCarrierAttempts. Defaults to 4.
-	MaxAttempts int `mapstructure:"max-attempts"`
+	MaxAttempts int `mapstructure:"max-attempts" flag:"carrier calls per message before it fails"`
 	// RetryBackoff is the first retry delay; it doubles per attempt, with
 	// jitter, up to MaxRetryDelay. Defaults to 500ms.
-	RetryBackoff time.Duration `mapstructure:"retry-backoff"`
+	RetryBackoff time.Duration `mapstructure:"retry-backoff" flag:"first retry delay after a transient failure (doubles, with jitter)"`
 	// SimLedger records every simulated carrier call in processor.carrier_calls,
 	// for counting repeated calls in tests. Defaults to false.
-	SimLedger bool `mapstructure:"sim-ledger"`
+	SimLedger bool `mapstructure:"sim-ledger" flag:"record every simulated carrier call in processor.carrier_calls (for tests)"`
 	// ReportBatch is how many delivery reports go in one request to the API,
 	// at most MaxReportBatch. Defaults to 500.
-	ReportBatch int `mapstructure:"report-batch"`
+	ReportBatch int `mapstructure:"report-batch" flag:"delivery reports per request to the API, 1 to 1000"`
 	// ReportConcurrency is how many report requests may be in flight. Defaults to 4.
-	ReportConcurrency int `mapstructure:"report-concurrency"`
+	ReportConcurrency int `mapstructure:"report-concurrency" flag:"report requests in flight at once"`
 	// ShutdownTimeout bounds the graceful shutdown. Defaults to 20s.
-	ShutdownTimeout time.Duration `mapstructure:"shutdown-timeout"`
+	ShutdownTimeout time.Duration `mapstructure:"shutdown-timeout" flag:"time allowed for a graceful shutdown"`
 	// DeliveryRetention is how long a reported outcome is kept in
 	// processor.deliveries, where it stops a redelivered record from
 	// reaching the carrier again. It must outlast the topic's retention.ms
 	// (Kafka's default: 7 days). 0 keeps outcomes forever. Defaults to 30 days.
-	DeliveryRetention time.Duration `mapstructure:"delivery-retention"`
+	DeliveryRetention time.Duration `mapstructure:"delivery-retention" flag:"how long reported outcomes are kept to stop redelivered records (0: forever; at least 24h, and longer than the topic's retention.ms)"`
 }
 
 // MaxReportBatch is the most delivery reports the API accepts in one
 // request (sms.MaxReportBatch), so the largest report-batch allowed.
-const MaxReportBatch = 1000
+const MaxReportBatch = sms.MaxReportBatch
 
 // MaxRetryDelay is the longest wait between two carrier attempts, however
 // many came before; also the largest retry-backoff.
@@ -269,9 +293,9 @@ func (c Processor) Validate() error {
 type Client struct {
 	Log `mapstructure:",squash"`
 	// APIURL is the API's base URL. Defaults to http://localhost:8080.
-	APIURL string `mapstructure:"api-url"`
+	APIURL string `mapstructure:"api-url" flag:"the API's base URL (the processor reports there)"`
 	// APIKey authenticates the client. Required.
-	APIKey string `mapstructure:"api-key"`
+	APIKey string `mapstructure:"api-key" flag:"API key (SMS_API_KEY); create one with: smsctl apikey create --account NAME"`
 }
 
 // DefaultClient returns the client configuration with defaults.
@@ -292,9 +316,9 @@ func (c Client) Validate() error {
 type Database struct {
 	Log `mapstructure:",squash"`
 	// DatabaseURL is the PostgreSQL URL of schema sms. Required.
-	DatabaseURL string `mapstructure:"database-url"`
+	DatabaseURL string `mapstructure:"database-url" flag:"PostgreSQL URL, e.g. postgres://smsctl:smsctl@127.0.0.1:5432/smsctl?sslmode=disable"`
 	// ProcessorDatabaseURL holds schema processor. Defaults to DatabaseURL.
-	ProcessorDatabaseURL string `mapstructure:"processor-database-url"`
+	ProcessorDatabaseURL string `mapstructure:"processor-database-url" flag:"PostgreSQL URL for schema processor (default: database-url)"`
 }
 
 // Validate reports every bad setting, naming its key.

@@ -194,3 +194,37 @@ func TestLoadUnknownFileKey(t *testing.T) {
 		t.Fatalf("got %v, want an error naming rate-limt alone (report-batch is the processor's, so allowed)", err)
 	}
 }
+
+// TestRegisterFlags checks that every setting with a flag tag gets its
+// flag with the default, for each role, and that registering a second
+// role's struct on the same set (dev) keeps the first one's flags.
+func TestRegisterFlags(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		defaults any
+		want     map[string]string
+	}{
+		{"api", DefaultAPI(), map[string]string{"http-addr": ":8080", "rate-limit": "1000", "requeue-after": "5m0s", "kafka-topic": "sms.requests", "log-level": "info"}},
+		{"processor", DefaultProcessor(), map[string]string{"processor-http-addr": ":8081", "sim-max-delay": "3s", "sim-ledger": "false", "kafka-group": "processor-service"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fs := pflag.NewFlagSet(tc.name, pflag.ContinueOnError)
+			RegisterFlags(fs, tc.defaults)
+			for name, def := range tc.want {
+				f := fs.Lookup(name)
+				if f == nil || f.DefValue != def || f.Usage == "" {
+					t.Errorf("flag %s = %+v, want default %q and a usage", name, f, def)
+				}
+			}
+		})
+	}
+	fs := pflag.NewFlagSet("dev", pflag.ContinueOnError)
+	RegisterFlags(fs, DefaultAPI())
+	RegisterFlags(fs, DefaultProcessor())
+	if fs.Lookup("http-addr") == nil || fs.Lookup("processor-http-addr") == nil || fs.Lookup("max-in-flight") == nil {
+		t.Error("dev's flag set lacks a role's flags")
+	}
+	if got := fs.Lookup("database-max-conns").DefValue; got != "16" {
+		t.Errorf("database-max-conns default %s: the API's, registered first, should stay", got)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/smsctl/smsctl/sms"
+	"github.com/smsctl/smsctl/sms/client"
 )
 
 // TestEndToEnd runs the API and a processor as two processes and follows
@@ -18,13 +19,13 @@ func TestEndToEnd(t *testing.T) {
 	p := newPlatform(t)
 	p.startAPI()
 	p.startProcessor("processor", "SMS_SIM_MIN_DELAY=10ms", "SMS_SIM_MAX_DELAY=50ms", "SMS_SIM_FAILURE_RATE=0.3")
-	client := sms.NewClient("http://"+p.apiAddr, p.apiKey)
+	sender := client.New("http://"+p.apiAddr, p.apiKey)
 	ctx := ctxTimeout(t, 60*time.Second)
 
 	const n = 30
 	ids := make([]string, n)
 	for i := range n {
-		m, err := client.Send(ctx, sms.SendInput{Sender: "+14155550100", Recipient: fmt.Sprintf("+1415555%04d", 2000+i), Text: fmt.Sprintf("hello %d", i)}, "")
+		m, err := sender.Send(ctx, sms.SendInput{Sender: "+14155550100", Recipient: fmt.Sprintf("+1415555%04d", 2000+i), Text: fmt.Sprintf("hello %d", i)}, "")
 		if err != nil {
 			t.Fatalf("send %d: %v", i, err)
 		}
@@ -34,7 +35,7 @@ func TestEndToEnd(t *testing.T) {
 		ids[i] = m.ID.String()
 	}
 	for _, id := range ids {
-		m, err := client.Wait(ctx, mustUUID(t, id), 100*time.Millisecond)
+		m, err := sender.Wait(ctx, mustUUID(t, id), 100*time.Millisecond)
 		if err != nil {
 			t.Fatalf("wait %s: %v", id, err)
 		}

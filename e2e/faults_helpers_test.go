@@ -18,6 +18,7 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/smsctl/smsctl/sms"
+	"github.com/smsctl/smsctl/sms/client"
 )
 
 // broker is a real Kafka broker of this test's own, so that stopping it
@@ -132,12 +133,12 @@ func (l *load) snapshot() (accepted, unavailable int) {
 }
 
 // postLoad sends n messages with the given concurrency and waits for all.
-func postLoad(ctx context.Context, client *sms.Client, n, concurrency int) *load {
-	return postLoadInto(ctx, &load{statuses: map[int]int{}}, client, n, concurrency)
+func postLoad(ctx context.Context, sender *client.Client, n, concurrency int) *load {
+	return postLoadInto(ctx, &load{statuses: map[int]int{}}, sender, n, concurrency)
 }
 
 // postLoadInto is postLoad adding its answers to l.
-func postLoadInto(ctx context.Context, l *load, client *sms.Client, n, concurrency int) *load {
+func postLoadInto(ctx context.Context, l *load, sender *client.Client, n, concurrency int) *load {
 	nonce := uuid.NewString()[:8]
 	jobs := make(chan int)
 	var wg sync.WaitGroup
@@ -145,9 +146,9 @@ func postLoadInto(ctx context.Context, l *load, client *sms.Client, n, concurren
 		wg.Go(func() {
 			for i := range jobs {
 				text := "load " + nonce + " " + strconv.Itoa(i)
-				m, err := client.Send(ctx, sms.SendInput{Sender: "+14155550100", Recipient: fmt.Sprintf("+1415555%04d", i%10000), Text: text}, "")
+				m, err := sender.Send(ctx, sms.SendInput{Sender: "+14155550100", Recipient: fmt.Sprintf("+1415555%04d", i%10000), Text: text}, "")
 				l.mu.Lock()
-				var apiErr *sms.APIError
+				var apiErr *client.APIError
 				switch {
 				case err == nil:
 					l.accepted = append(l.accepted, m.ID)

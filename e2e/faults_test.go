@@ -15,6 +15,7 @@ import (
 
 	"github.com/smsctl/smsctl/platform/platformtest"
 	"github.com/smsctl/smsctl/sms"
+	"github.com/smsctl/smsctl/sms/client"
 )
 
 // The fault tests print one line per scenario, collected for the issue
@@ -51,11 +52,11 @@ func TestFaultKafkaDown(t *testing.T) {
 	p := newPlatformOn(t, platformtest.NewDatabase(t), []string{b.addr})
 	p.startAPI()
 	p.startProcessor("processor", "SMS_SIM_MIN_DELAY=0s", "SMS_SIM_MAX_DELAY=10ms", "SMS_SIM_LEDGER=true")
-	client := sms.NewClient("http://"+p.apiAddr, p.apiKey)
+	sender := client.New("http://"+p.apiAddr, p.apiKey)
 	ctx := ctxTimeout(t, 4*time.Minute)
 
 	b.stop()
-	l := postLoad(ctx, client, 1000, 16)
+	l := postLoad(ctx, sender, 1000, 16)
 	if l.statuses[202] != 1000 {
 		t.Fatalf("with Kafka down: want 1000 × 202, got %v (errors: %v)", l.statuses, firstErrs(l))
 	}
@@ -81,9 +82,9 @@ func TestFaultAPIDownWhileReporting(t *testing.T) {
 	p := newPlatform(t)
 	api := p.startAPI()
 	p.startProcessor("processor", "SMS_SIM_MIN_DELAY=300ms", "SMS_SIM_MAX_DELAY=800ms", "SMS_SIM_LEDGER=true")
-	client := sms.NewClient("http://"+p.apiAddr, p.apiKey)
+	sender := client.New("http://"+p.apiAddr, p.apiKey)
 	ctx := ctxTimeout(t, 3*time.Minute)
-	l := postLoad(ctx, client, 300, 8)
+	l := postLoad(ctx, sender, 300, 8)
 	if l.statuses[202] != 300 {
 		t.Fatalf("want 300 × 202, got %v", l.statuses)
 	}
@@ -126,13 +127,13 @@ func TestFaultProcessorKilled(t *testing.T) {
 	knobs := []string{"SMS_SIM_MIN_DELAY=20ms", "SMS_SIM_MAX_DELAY=200ms", "SMS_SIM_LEDGER=true", fmt.Sprintf("SMS_MAX_IN_FLIGHT=%d", window)}
 	victim := p.startProcessor("processor-a", knobs...)
 	p.startProcessor("processor-b", knobs...)
-	client := sms.NewClient("http://"+p.apiAddr, p.apiKey)
+	sender := client.New("http://"+p.apiAddr, p.apiKey)
 	ctx := ctxTimeout(t, 3*time.Minute)
 	db := openDB(t, p)
 
 	var l *load
 	done := make(chan struct{})
-	go func() { defer close(done); l = postLoad(ctx, client, 1500, 8) }()
+	go func() { defer close(done); l = postLoad(ctx, sender, 1500, 8) }()
 	eventually(t, time.Minute, "some deliveries recorded", func() (bool, string) {
 		var n int
 		_ = db.Get(&n, `SELECT count(*) FROM processor.deliveries`)
@@ -167,7 +168,7 @@ func TestFaultRebalance(t *testing.T) {
 	p.startAPI()
 	knobs := []string{"SMS_SIM_MIN_DELAY=10ms", "SMS_SIM_MAX_DELAY=100ms", "SMS_SIM_LEDGER=true"}
 	a := p.startProcessor("processor-a", knobs...)
-	client := sms.NewClient("http://"+p.apiAddr, p.apiKey)
+	sender := client.New("http://"+p.apiAddr, p.apiKey)
 	ctx := ctxTimeout(t, 3*time.Minute)
 	db := openDB(t, p)
 	recorded := func(min int) func() (bool, string) {
@@ -179,7 +180,7 @@ func TestFaultRebalance(t *testing.T) {
 	}
 	var l *load
 	done := make(chan struct{})
-	go func() { defer close(done); l = postLoad(ctx, client, 2000, 8) }()
+	go func() { defer close(done); l = postLoad(ctx, sender, 2000, 8) }()
 	eventually(t, time.Minute, "first deliveries", recorded(200))
 	b := p.startProcessor("processor-b", knobs...)
 	eventually(t, time.Minute, "more deliveries", recorded(800))
@@ -238,8 +239,8 @@ func TestFaultPoisonRecords(t *testing.T) {
 			t.Fatalf("produce poison: %v", err)
 		}
 	}
-	client := sms.NewClient("http://"+p.apiAddr, p.apiKey)
-	l := postLoad(ctx, client, 20, 4)
+	sender := client.New("http://"+p.apiAddr, p.apiKey)
+	l := postLoad(ctx, sender, 20, 4)
 	db := openDB(t, p)
 	waitAllFinal(t, db, time.Minute)
 	checkNoLoss(t, db, l.accepted)
@@ -274,9 +275,9 @@ func TestFaultDuplicateReports(t *testing.T) {
 	p := newPlatform(t)
 	p.startAPI()
 	p.startProcessor("processor", "SMS_SIM_MIN_DELAY=0s", "SMS_SIM_MAX_DELAY=10ms", "SMS_SIM_FAILURE_RATE=0.5", "SMS_SIM_TRANSIENT_SHARE=0")
-	client := sms.NewClient("http://"+p.apiAddr, p.apiKey)
+	sender := client.New("http://"+p.apiAddr, p.apiKey)
 	ctx := ctxTimeout(t, time.Minute)
-	l := postLoad(ctx, client, 50, 4)
+	l := postLoad(ctx, sender, 50, 4)
 	db := openDB(t, p)
 	waitAllFinal(t, db, time.Minute)
 	before := finalCounts(t, db)
@@ -286,7 +287,7 @@ func TestFaultDuplicateReports(t *testing.T) {
 	// Replay every report, then the opposite outcome, as a late report.
 	var reports []sms.DeliveryReport
 	for _, id := range l.accepted {
-		m, err := client.Get(ctx, id)
+		m, err := sender.Get(ctx, id)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -346,7 +347,7 @@ func TestFaultPostgresRestart(t *testing.T) {
 	// limit allows; this test is about the outage, not the limit.
 	p.startAPI("SMS_RATE_LIMIT=1000000", "SMS_RATE_BURST=1000000")
 	p.startProcessor("processor", "SMS_SIM_MIN_DELAY=0s", "SMS_SIM_MAX_DELAY=20ms")
-	client := sms.NewClient("http://"+p.apiAddr, p.apiKey)
+	sender := client.New("http://"+p.apiAddr, p.apiKey)
 	ctx := ctxTimeout(t, 3*time.Minute)
 
 	const concurrency = 4
@@ -360,7 +361,7 @@ func TestFaultPostgresRestart(t *testing.T) {
 				return
 			default:
 			}
-			postLoadInto(ctx, total, client, 40, concurrency)
+			postLoadInto(ctx, total, sender, 40, concurrency)
 		}
 	})
 	eventually(t, time.Minute, "messages accepted before the outage", func() (bool, string) {
@@ -376,7 +377,7 @@ func TestFaultPostgresRestart(t *testing.T) {
 	pg.start()
 	// The API must recover by itself: wait for 202s again.
 	eventually(t, time.Minute, "API accepting again", func() (bool, string) {
-		_, err := client.Send(ctx, sms.SendInput{Sender: "+14155550100", Recipient: "+14155552671", Text: "probe"}, "probe-"+time.Now().Format(time.RFC3339Nano))
+		_, err := sender.Send(ctx, sms.SendInput{Sender: "+14155550100", Recipient: "+14155552671", Text: "probe"}, "probe-"+time.Now().Format(time.RFC3339Nano))
 		return err == nil, fmt.Sprint(err)
 	})
 	recoveredIn := time.Since(restarted)
@@ -410,14 +411,14 @@ func TestFaultGracefulShutdown(t *testing.T) {
 	api := p.startAPI()
 	knobs := []string{"SMS_SIM_MIN_DELAY=50ms", "SMS_SIM_MAX_DELAY=300ms", "SMS_SIM_LEDGER=true"}
 	proc := p.startProcessor("processor", knobs...)
-	client := sms.NewClient("http://"+p.apiAddr, p.apiKey)
+	sender := client.New("http://"+p.apiAddr, p.apiKey)
 	ctx := ctxTimeout(t, 3*time.Minute)
 	db := openDB(t, p)
 
 	var l *load
 	done := make(chan struct{})
 	l = &load{statuses: map[int]int{}}
-	go func() { defer close(done); postLoadInto(ctx, l, client, 3000, 16) }()
+	go func() { defer close(done); postLoadInto(ctx, l, sender, 3000, 16) }()
 	eventually(t, time.Minute, "messages flowing before the shutdown", func() (bool, string) {
 		var n int
 		_ = db.Get(&n, `SELECT count(*) FROM processor.deliveries`)

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/smsctl/smsctl/sms"
+	"github.com/smsctl/smsctl/sms/client"
 )
 
 // TestInternalListener serves the delivery-report endpoints on their own
@@ -48,9 +48,9 @@ func TestInternalListener(t *testing.T) {
 		}
 	}
 
-	client := sms.NewClient("http://"+p.apiAddr, p.apiKey)
+	sender := client.New("http://"+p.apiAddr, p.apiKey)
 	ctx := ctxTimeout(t, time.Minute)
-	l := postLoad(ctx, client, 20, 4)
+	l := postLoad(ctx, sender, 20, 4)
 	db := openDB(t, p)
 	waitAllFinal(t, db, time.Minute)
 	checkNoLoss(t, db, l.accepted)

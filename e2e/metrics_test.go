@@ -2,13 +2,14 @@ package e2e
 
 import (
 	"bufio"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/smsctl/smsctl/sms"
+	"github.com/smsctl/smsctl/sms/client"
 )
 
 // TestMetricsAgreeWithDatabase runs a known load and checks that the
@@ -20,10 +21,10 @@ func TestMetricsAgreeWithDatabase(t *testing.T) {
 	p.start("processor", "http://"+procAddr+"/readyz", []string{"SMS_PROCESSOR_HTTP_ADDR=" + procAddr,
 		"SMS_SIM_MIN_DELAY=0s", "SMS_SIM_MAX_DELAY=5ms", "SMS_SIM_FAILURE_RATE=0.4", "SMS_SIM_TRANSIENT_SHARE=0.5",
 		"SMS_MAX_ATTEMPTS=2", "SMS_RETRY_BACKOFF=5ms"}, "serve", "processor")
-	client := sms.NewClient("http://"+p.apiAddr, p.apiKey)
+	sender := client.New("http://"+p.apiAddr, p.apiKey)
 	ctx := ctxTimeout(t, 2*time.Minute)
 	const n = 300
-	l := postLoad(ctx, client, n, 8)
+	l := postLoad(ctx, sender, n, 8)
 	if l.statuses[202] != n {
 		t.Fatalf("want %d × 202, got %v", n, l.statuses)
 	}
@@ -38,11 +39,21 @@ func TestMetricsAgreeWithDatabase(t *testing.T) {
 		t.Fatalf("the load produced no failures (%v, %d exhausted): the comparison would prove little", rows, exhausted)
 	}
 
-	// Reports are counted when acknowledged, a moment after the status changed.
+	// Reports are counted when acknowledged, a moment after the status
+	// changed: wait until the processor says none is waiting, then hold
+	// that and every other figure to the database.
 	var api, proc map[string]float64
 	eventually(t, 10*time.Second, "processor counted every report", func() (bool, string) {
 		api, proc = scrape(t, "http://"+p.apiAddr+"/metrics"), scrape(t, "http://"+procAddr+"/metrics")
-		return proc["sms_reports_sent_total"] == n, strconv.FormatFloat(proc["sms_reports_sent_total"], 'f', 0, 64)
+		return proc["sms_reports_sent_total"] == n && proc["sms_reports_waiting"] == 0,
+			fmt.Sprintf("%v sent, %v waiting", proc["sms_reports_sent_total"], proc["sms_reports_waiting"])
+	})
+	// The acknowledged rows are deleted by the next statement, within
+	// 100 ms.
+	var unreported int
+	eventually(t, 10*time.Second, "acknowledged outcomes deleted", func() (bool, string) {
+		err := db.Get(&unreported, `SELECT count(*) FROM processor.unreported`)
+		return err == nil && unreported == 0, fmt.Sprint(unreported, err)
 	})
 	checks := []struct {
 		metric string
@@ -56,7 +67,7 @@ func TestMetricsAgreeWithDatabase(t *testing.T) {
 		{"api sms_processing_duration_seconds_count", api["sms_processing_duration_seconds_count"], n},
 		{"processor sms_carrier_calls_total{delivered}", proc[`sms_carrier_calls_total{result="delivered"}`], rows["SENT"]},
 		{"processor sms_dlq_total", proc["sms_dlq_total"], exhausted},
-		{"processor sms_reports_waiting", proc["sms_reports_waiting"], 0},
+		{"processor sms_reports_waiting", proc["sms_reports_waiting"], unreported},
 	}
 	for _, c := range checks {
 		if int(c.got) != c.want {

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,6 +13,8 @@ import (
 	"github.com/smsctl/smsctl/platform/platformtest"
 	"github.com/smsctl/smsctl/processor"
 	"github.com/smsctl/smsctl/sms"
+	"github.com/smsctl/smsctl/sms/client"
+	"github.com/smsctl/smsctl/sms/server"
 )
 
 // TestOneTracePerMessage runs both roles in this process with an in-memory
@@ -35,7 +36,7 @@ func TestOneTracePerMessage(t *testing.T) {
 	apiCfg.Kafka, apiCfg.DatabaseURL, apiCfg.InternalToken, apiCfg.HTTPAddr = kafka, dbURL, token, "127.0.0.1:0"
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	srv, err := sms.NewServer(ctx, apiCfg, zerolog.Nop(), tp)
+	srv, err := server.New(ctx, apiCfg, zerolog.Nop(), tp)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,22 +49,25 @@ func TestOneTracePerMessage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var running sync.WaitGroup
-	running.Go(func() { _ = srv.Run(ctx) })
-	running.Go(func() { _ = svc.Run(ctx) })
-	defer running.Wait()
-	defer cancel()
+	if err := srv.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Stop()
+	if err := svc.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Stop()
 
 	db := openDBURL(t, dbURL)
 	key := createKey(t, db, "trace")
-	client := sms.NewClient("http://"+srv.Addr().String(), key)
-	msg, err := client.Send(ctx, sms.SendInput{Sender: "+14155550100", Recipient: "+14155552671", Text: "traced"}, "")
+	sender := client.New("http://"+srv.Addr().String(), key)
+	msg, err := sender.Send(ctx, sms.SendInput{Sender: "+14155550100", Recipient: "+14155552671", Text: "traced"}, "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
 	defer wcancel()
-	if _, err := client.Wait(wctx, msg.ID, 50*time.Millisecond); err != nil {
+	if _, err := sender.Wait(wctx, msg.ID, 50*time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
 

@@ -8,7 +8,7 @@ import (
 	"github.com/jmoiron/sqlx"
 	"github.com/lib/pq"
 
-	"github.com/smsctl/smsctl/sms"
+	"github.com/smsctl/smsctl/sms/postgres"
 )
 
 func mustUUID(t testing.TB, s string) uuid.UUID {
@@ -34,7 +34,7 @@ func openDBURL(t testing.TB, url string) *sqlx.DB {
 
 func createKey(t testing.TB, db *sqlx.DB, account string) string {
 	t.Helper()
-	key, _, err := sms.NewKeys(db, 0).CreateKey(context.Background(), account)
+	key, _, err := postgres.NewKeys(db, 0).CreateKey(context.Background(), account)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -212,25 +212,53 @@ func Serve(ctx context.Context, srv *http.Server, ln net.Listener, timeout time.
 	return nil
 }
 
-// HTTPListener is an HTTP server bound to its address.
+// HTTPListener is an HTTP server bound to its address, run as a Service.
 type HTTPListener struct {
-	srv *http.Server
-	ln  net.Listener
+	srv     *http.Server
+	ln      net.Listener
+	timeout time.Duration
+	lc      Lifecycle
 }
 
-// NewHTTPListener binds addr for handler; ":0" picks a free port.
-func NewHTTPListener(addr string, handler http.Handler) (*HTTPListener, error) {
+// NewHTTPListener binds addr for handler; ":0" picks a free port. Stop
+// shuts the server down gracefully within shutdownTimeout.
+func NewHTTPListener(addr string, handler http.Handler, shutdownTimeout time.Duration) (*HTTPListener, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", addr, err)
 	}
-	return &HTTPListener{srv: NewHTTPServer(handler), ln: ln}, nil
+	return &HTTPListener{srv: NewHTTPServer(handler), ln: ln, timeout: shutdownTimeout}, nil
 }
 
 // Addr is the bound address.
 func (l *HTTPListener) Addr() net.Addr { return l.ln.Addr() }
 
-// Serve serves until ctx ends, then shuts down gracefully within timeout.
-func (l *HTTPListener) Serve(ctx context.Context, timeout time.Duration) error {
-	return Serve(ctx, l.srv, l.ln, timeout)
+// Start serves until Stop (or ctx ends).
+func (l *HTTPListener) Start(ctx context.Context) error {
+	return l.lc.Start(ctx, func(ctx context.Context) error { return Serve(ctx, l.srv, l.ln, l.timeout) })
 }
+
+// Stop stops taking requests and lets those in flight finish within the
+// shutdown timeout. Safe to call twice. A listener never started is closed.
+func (l *HTTPListener) Stop() {
+	if l.lc.Stopped() == nil {
+		_ = l.ln.Close()
+		return
+	}
+	_ = l.lc.Stop()
+}
+
+// Err is why the server stopped other than by Stop, or a failed graceful
+// shutdown; nil while it runs.
+func (l *HTTPListener) Err() error {
+	select {
+	case <-l.lc.Stopped():
+		return l.lc.Stop()
+	default:
+		return nil
+	}
+}
+
+// Stopped is closed once the server has stopped, by Stop or because it
+// failed.
+func (l *HTTPListener) Stopped() <-chan struct{} { return l.lc.Stopped() }

@@ -17,14 +17,14 @@ import (
 func TestServerLimits(t *testing.T) {
 	e := NewEcho(zerolog.Nop(), func(error) *Problem { return nil })
 	e.GET("/", func(c echo.Context) error { return c.String(http.StatusOK, "ok") })
-	l, err := NewHTTPListener("127.0.0.1:0", e)
+	l, err := NewHTTPListener("127.0.0.1:0", e, time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- l.Serve(ctx, time.Second) }()
-	defer func() { cancel(); <-done }()
+	if err := l.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer l.Stop()
 	url := "http://" + l.Addr().String() + "/"
 
 	// Past the limits a handler answers: problem+json like every error.

@@ -2,12 +2,14 @@ package platform
 
 import (
 	"context"
+	"database/sql"
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"io"
 	"net"
-	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -35,13 +37,17 @@ func OpenPostgres(ctx context.Context, url string, maxConns int) (*sqlx.DB, erro
 	return db, nil
 }
 
-// IsUnavailable reports whether err means PostgreSQL could not be reached or
-// is shutting down, as opposed to a query that was wrong.
+// IsUnavailable reports whether err means PostgreSQL could not be reached,
+// dropped the connection, is shutting down, or the pool is closed, as
+// opposed to a query that was wrong. It looks at error values and types
+// only, never at their text.
 func IsUnavailable(err error) bool {
 	if err == nil {
 		return false
 	}
-	if errors.Is(err, driver.ErrBadConn) || errors.Is(err, context.DeadlineExceeded) {
+	if errors.Is(err, driver.ErrBadConn) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, errPoolClosed) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, sql.ErrConnDone) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) {
 		return true
 	}
 	var netErr net.Error
@@ -55,15 +61,22 @@ func IsUnavailable(err error) bool {
 			return true
 		}
 	}
-	// lib/pq reports a dropped connection as a plain error.
-	msg := strings.ToLower(err.Error())
-	for _, s := range []string{"connection refused", "bad connection", "unexpected eof", "broken pipe", "connection reset", "server closed the connection", "driver: bad connection"} {
-		if strings.Contains(msg, s) {
-			return true
-		}
-	}
 	return false
 }
+
+// errPoolClosed is database/sql's error for a query on a closed pool,
+// which it does not export: taken from a pool closed for the purpose.
+var errPoolClosed = func() error {
+	db := sql.OpenDB(noConnector{})
+	_ = db.Close()
+	return db.PingContext(context.Background())
+}()
+
+// noConnector connects nowhere; errPoolClosed's pool never dials.
+type noConnector struct{}
+
+func (noConnector) Connect(context.Context) (driver.Conn, error) { return nil, driver.ErrBadConn }
+func (noConnector) Driver() driver.Driver                        { return nil }
 
 // IsUniqueViolation reports whether err is a unique constraint violation.
 func IsUniqueViolation(err error) bool {

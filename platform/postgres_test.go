@@ -2,9 +2,16 @@ package platform
 
 import (
 	"context"
+	"database/sql/driver"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"os"
+	"syscall"
 	"testing"
+
+	"github.com/lib/pq"
 )
 
 func TestIsUnavailable(t *testing.T) {
@@ -12,10 +19,14 @@ func TestIsUnavailable(t *testing.T) {
 		err  error
 		want bool
 	}{
-		{errors.New("dial tcp 127.0.0.1:5432: connect: connection refused"), true},
-		{fmt.Errorf("insert batch: %w", errors.New("unexpected EOF")), true}, // lib/pq when the server goes away mid-read
-		{errors.New("write tcp: broken pipe"), true},
-		{errors.New(`pq: relation "sms.nope" does not exist`), false},
+		{&net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}, true},
+		{fmt.Errorf("insert batch: %w", io.ErrUnexpectedEOF), true}, // lib/pq when the server goes away mid-read
+		{fmt.Errorf("write: %w", syscall.EPIPE), true},
+		{fmt.Errorf("query: %w", driver.ErrBadConn), true},
+		{&pq.Error{Code: "57P01"}, true}, // admin_shutdown
+		{errPoolClosed, true},
+		{&pq.Error{Code: "42P01"}, false},         // undefined_table
+		{errors.New("connection refused"), false}, // text alone proves nothing
 		{context.Canceled, false},
 	} {
 		if got := IsUnavailable(tt.err); got != tt.want {

@@ -21,6 +21,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/smsctl/smsctl/platform/platformtest"
+	"github.com/smsctl/smsctl/processor/carrier"
 	"github.com/smsctl/smsctl/sms"
 )
 
@@ -381,42 +382,47 @@ func testConfig(env *kafkaEnv) Config {
 	}
 }
 
-// runningProcessor is a Processor whose Run is in a goroutine.
+// runningProcessor is a started Processor.
 type runningProcessor struct {
 	*Processor
-	cancel context.CancelFunc
-	done   chan error
 }
 
 // startProcessor builds a processor on db and runs it until the test ends
 // or stop is called.
-func startProcessor(tb testing.TB, cfg Config, db *sqlx.DB, carrier Carrier) *runningProcessor {
+func startProcessor(tb testing.TB, cfg Config, db *sqlx.DB, carrier carrier.Carrier) *runningProcessor {
 	tb.Helper()
 	p, err := New(cfg, NewStore(db), carrier, nil, testLogger(), prometheus.NewRegistry(), testKafkaOpts()...)
 	if err != nil {
 		tb.Fatalf("processor.New: %v", err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	r := &runningProcessor{Processor: p, cancel: cancel, done: make(chan error, 1)}
-	go func() { r.done <- p.Run(ctx) }()
-	tb.Cleanup(func() { r.stop(tb) })
-	return r
+	runProcessor(tb, p)
+	return &runningProcessor{p}
 }
 
-// stop cancels Run and waits for it to return; calling it again is a no-op.
+// runProcessor starts p and stops it when the test ends.
+func runProcessor(tb testing.TB, p *Processor) {
+	tb.Helper()
+	if err := p.Start(context.Background()); err != nil {
+		tb.Fatalf("Start: %v", err)
+	}
+	tb.Cleanup(func() { stopWithin(tb, p) })
+}
+
+// stop stops the processor and waits for it; calling it again is a no-op.
 func (r *runningProcessor) stop(tb testing.TB) {
 	tb.Helper()
-	r.cancel()
+	stopWithin(tb, r.Processor)
+}
+
+// stopWithin stops p, failing the test if Stop does not return in time.
+func stopWithin(tb testing.TB, p *Processor) {
+	tb.Helper()
+	done := make(chan struct{})
+	go func() { p.Stop(); close(done) }()
 	select {
-	case err, ok := <-r.done:
-		if ok {
-			close(r.done)
-			if err != nil {
-				tb.Errorf("Run: %v", err)
-			}
-		}
+	case <-done:
 	case <-time.After(2 * waitFor):
-		tb.Errorf("Run did not return within %v of cancellation", 2*waitFor)
+		tb.Errorf("Stop did not return within %v", 2*waitFor)
 	}
 }
 

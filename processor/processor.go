@@ -26,13 +26,9 @@ import (
 
 	"github.com/smsctl/smsctl/config"
 	"github.com/smsctl/smsctl/platform"
+	"github.com/smsctl/smsctl/processor/carrier"
 	"github.com/smsctl/smsctl/sms"
 )
-
-// Carrier delivers one message; *Simulator is the implementation.
-type Carrier interface {
-	Deliver(ctx context.Context, req sms.SendRequest, attempt int) error
-}
 
 // Outcomes is where the processor records what each message came to, and
 // asks whether a message already has an outcome. *Store is the
@@ -71,7 +67,7 @@ type Processor struct {
 	cfg      Config
 	cl       *kgo.Client
 	store    Outcomes
-	carrier  Carrier
+	carrier  carrier.Carrier
 	reporter *Reporter
 	log      zerolog.Logger
 
@@ -79,7 +75,9 @@ type Processor struct {
 	parts    map[int32]*partition
 	inFlight map[uuid.UUID]*flight // messages being processed; redelivered copies wait on them
 
-	slots    chan struct{} // one token per record in flight
+	lc       platform.Lifecycle
+	work     sync.WaitGroup // goroutines working on records
+	slots    chan struct{}  // one token per record in flight
 	outcomes chan finished
 	joined   atomic.Bool
 	metrics  procMetrics
@@ -103,7 +101,7 @@ type procMetrics struct {
 
 // New returns a processor with its own consumer-group client. extra options
 // are appended to the client's (tests use them to shorten timeouts).
-func New(cfg Config, store Outcomes, carrier Carrier, reporter *Reporter, log zerolog.Logger, reg prometheus.Registerer, extra ...kgo.Opt) (*Processor, error) {
+func New(cfg Config, store Outcomes, carrier carrier.Carrier, reporter *Reporter, log zerolog.Logger, reg prometheus.Registerer, extra ...kgo.Opt) (*Processor, error) {
 	if cfg.Tracer == nil {
 		cfg.Tracer = noop.NewTracerProvider()
 	}
@@ -164,22 +162,34 @@ func (p *Processor) Client() *kgo.Client { return p.cl }
 // Joined reports whether the processor has joined its group.
 func (p *Processor) Joined() bool { return p.joined.Load() }
 
-// Run consumes until ctx ends, then stops fetching, lets messages in flight
-// finish within DrainTimeout, commits, and leaves the group.
-func (p *Processor) Run(ctx context.Context) error {
+// Start consumes until Stop (or until ctx ends).
+func (p *Processor) Start(ctx context.Context) error { return p.lc.Start(ctx, p.run) }
+
+// Stop stops fetching, lets messages in flight finish within DrainTimeout
+// (or hands them back), commits, leaves the group, and returns once every
+// goroutine it started has. Safe to call twice.
+func (p *Processor) Stop() {
+	if p.lc.Stopped() == nil {
+		p.cl.Close() // never started: only the client to close
+		return
+	}
+	_ = p.lc.Stop()
+}
+
+// Stopped is closed once the processor has stopped.
+func (p *Processor) Stopped() <-chan struct{} { return p.lc.Stopped() }
+
+func (p *Processor) run(ctx context.Context) error {
 	recCtx, stopRecorder := context.WithCancel(context.WithoutCancel(ctx))
-	recorderDone := make(chan struct{})
-	go func() { defer close(recorderDone); p.record(recCtx) }()
+	var loops sync.WaitGroup
+	loops.Go(func() { p.record(recCtx) })
 	commitCtx, stopCommitter := context.WithCancel(ctx)
-	go p.commitLoop(commitCtx)
+	loops.Go(func() { p.commitLoop(commitCtx) })
 
 	for ctx.Err() == nil {
 		free := cap(p.slots) - len(p.slots)
 		if free == 0 {
-			select {
-			case <-ctx.Done():
-			case <-time.After(5 * time.Millisecond):
-			}
+			platform.Sleep(ctx, 5*time.Millisecond)
 			continue
 		}
 		fetches := p.cl.PollRecords(ctx, free)
@@ -195,10 +205,13 @@ func (p *Processor) Run(ctx context.Context) error {
 		p.cl.AllowRebalance()
 	}
 	stopCommitter()
-	// Leaving the group revokes every partition; revoked() drains and commits.
+	// Leaving the group revokes every partition; revoked() drains and
+	// commits, and cancels what did not finish. The recorder keeps taking
+	// outcomes until the last piece of work has returned.
 	p.cl.CloseAllowingRebalance()
+	p.work.Wait()
 	stopRecorder()
-	<-recorderDone
+	loops.Wait()
 	return nil
 }
 
@@ -306,7 +319,7 @@ func (p *Processor) dispatch(ctx context.Context, records []*kgo.Record) {
 			err = req.Validate()
 		}
 		if err != nil {
-			go p.deadLetter(st, rec, fmt.Errorf("poison record: %w", err))
+			p.work.Go(func() { p.deadLetter(st, rec, fmt.Errorf("poison record: %w", err)) })
 			continue
 		}
 		if f := p.inFlight[req.MessageID]; f != nil {
@@ -323,7 +336,7 @@ func (p *Processor) dispatch(ctx context.Context, records []*kgo.Record) {
 	}
 	p.mu.Unlock()
 	if len(todo) > 0 {
-		go p.check(ctx, todo)
+		p.work.Go(func() { p.check(ctx, todo) })
 	}
 }
 
@@ -425,7 +438,7 @@ func (p *Processor) check(ctx context.Context, todo []work) {
 		if err == nil {
 			for _, w := range todo {
 				if !known[w.req.MessageID] {
-					go p.deliver(w.st, w.rec, w.req)
+					p.work.Go(func() { p.deliver(w.st, w.rec, w.req) })
 					continue
 				}
 				p.metrics.skipped.Inc()
@@ -459,7 +472,7 @@ func (p *Processor) abandon(st *partition, id uuid.UUID) {
 	next := p.handOverLocked(id)
 	p.mu.Unlock()
 	if next != nil {
-		go p.redeliver(*next)
+		p.work.Go(func() { p.redeliver(*next) })
 	}
 }
 
@@ -494,7 +507,7 @@ func (p *Processor) deliver(st *partition, rec *kgo.Record, req sms.SendRequest)
 			attemptSpan.SetStatus(codes.Error, err.Error())
 		}
 		attemptSpan.End()
-		var cerr *CarrierError
+		var cerr *carrier.Error
 		if err != nil && ctx.Err() != nil && !errors.As(err, &cerr) {
 			// Revoked, lost or shutting down before the carrier answered:
 			// the next owner redoes it. A call the carrier did answer is

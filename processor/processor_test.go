@@ -17,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/smsctl/smsctl/platform/platformtest"
+	"github.com/smsctl/smsctl/processor/carrier"
 	"github.com/smsctl/smsctl/sms"
 )
 
@@ -198,7 +199,7 @@ func TestProcessorCarrierFailures(t *testing.T) {
 			name: "transient failures then delivered",
 			outcome: func(attempt int) error {
 				if attempt < maxAttempts {
-					return &CarrierError{Transient: true, Reason: "carrier throttled the request"}
+					return &carrier.Error{Transient: true, Reason: "carrier throttled the request"}
 				}
 				return nil
 			},
@@ -208,7 +209,7 @@ func TestProcessorCarrierFailures(t *testing.T) {
 		},
 		{
 			name:       "transient failures until attempts are exhausted",
-			outcome:    func(int) error { return &CarrierError{Transient: true, Reason: "carrier timeout"} },
+			outcome:    func(int) error { return &carrier.Error{Transient: true, Reason: "carrier timeout"} },
 			wantCalls:  maxAttempts,
 			wantStatus: sms.StatusFailed,
 			wantReason: func(r string) bool {
@@ -230,7 +231,7 @@ func TestProcessorCarrierFailures(t *testing.T) {
 		},
 		{
 			name:          "permanent failure fails at once",
-			outcome:       func(int) error { return &CarrierError{Reason: "permanent: recipient number is not in service"} },
+			outcome:       func(int) error { return &carrier.Error{Reason: "permanent: recipient number is not in service"} },
 			wantCalls:     1,
 			wantStatus:    sms.StatusFailed,
 			wantReason:    func(r string) bool { return r == "permanent: recipient number is not in service" },
@@ -238,7 +239,7 @@ func TestProcessorCarrierFailures(t *testing.T) {
 		},
 		{
 			name:          "permanent failure without a reason still says why",
-			outcome:       func(int) error { return &CarrierError{} },
+			outcome:       func(int) error { return &carrier.Error{} },
 			wantCalls:     1,
 			wantStatus:    sms.StatusFailed,
 			wantReason:    func(r string) bool { return strings.HasPrefix(r, "permanent: ") },
@@ -246,7 +247,7 @@ func TestProcessorCarrierFailures(t *testing.T) {
 		},
 		{
 			name:       "a very long carrier error is cut to what the API accepts",
-			outcome:    func(int) error { return &CarrierError{Transient: true, Reason: long} },
+			outcome:    func(int) error { return &carrier.Error{Transient: true, Reason: long} },
 			wantCalls:  maxAttempts,
 			wantStatus: sms.StatusFailed,
 			wantReason: func(r string) bool {

@@ -1,14 +1,9 @@
 package processor
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
-	"strings"
 	"sync"
 	"time"
 
@@ -18,6 +13,7 @@ import (
 
 	"github.com/smsctl/smsctl/platform"
 	"github.com/smsctl/smsctl/sms"
+	"github.com/smsctl/smsctl/sms/client"
 )
 
 // ReporterConfig tunes how outcomes reach the API.
@@ -35,6 +31,8 @@ type ReporterConfig struct {
 	// sweep of the store picks it up; younger ones are on their way from
 	// memory. Defaults to 5s.
 	StaleAfter time.Duration
+	// Timeout bounds one report request. Defaults to 10s.
+	Timeout time.Duration
 	// BreakerTimeout is how long the circuit breaker stays open after
 	// three failures in a row before it lets one probe through. Defaults
 	// to 2s.
@@ -52,10 +50,11 @@ type ReporterConfig struct {
 type Reporter struct {
 	store   *Store
 	cfg     ReporterConfig
-	client  *http.Client
+	api     *client.Internal
 	breaker *gobreaker.CircuitBreaker[struct{}]
 	log     zerolog.Logger
 	fresh   chan Outcome
+	lc      platform.Lifecycle
 
 	reported     prometheus.Counter
 	failures     prometheus.Counter
@@ -69,13 +68,16 @@ func NewReporter(store *Store, cfg ReporterConfig, log zerolog.Logger, reg prome
 	if cfg.StaleAfter <= 0 {
 		cfg.StaleAfter = 5 * time.Second
 	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 10 * time.Second
+	}
 	if cfg.BreakerTimeout <= 0 {
 		cfg.BreakerTimeout = 2 * time.Second
 	}
 	r := &Reporter{
 		fresh: make(chan Outcome, 4*cfg.Batch*cfg.Concurrency),
 		store: store, cfg: cfg, log: log.With().Str("component", "reporter").Logger(),
-		client:   &http.Client{Timeout: 10 * time.Second},
+		api:      client.NewInternal(cfg.APIURL, cfg.Token, cfg.Timeout),
 		reported: prometheus.NewCounter(prometheus.CounterOpts{Name: "sms_reports_sent_total", Help: "Delivery reports acknowledged by the API."}),
 		failures: prometheus.NewCounter(prometheus.CounterOpts{Name: "sms_report_errors_total", Help: "Report requests that failed."}),
 	}
@@ -101,9 +103,14 @@ func NewReporter(store *Store, cfg ReporterConfig, log zerolog.Logger, reg prome
 // what doesn't fit in the queue is left to the sweep.
 func (r *Reporter) Enqueue(outs []Outcome) { platform.Offer(r.fresh, outs) }
 
-// Run reports with Concurrency loops until ctx ends, then makes one
-// bounded last pass.
-func (r *Reporter) Run(ctx context.Context) {
+// Start reports with Concurrency loops until Stop (or until ctx ends).
+func (r *Reporter) Start(ctx context.Context) error { return r.lc.Start(ctx, r.run) }
+
+// Stop makes one bounded last pass and returns once every loop has. Safe
+// to call twice.
+func (r *Reporter) Stop() { _ = r.lc.Stop() }
+
+func (r *Reporter) run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	for range r.cfg.Concurrency {
 		wg.Go(func() { r.loop(ctx) })
@@ -120,6 +127,7 @@ func (r *Reporter) Run(ctx context.Context) {
 	if err := r.store.FlushReported(context.WithoutCancel(ctx)); err != nil {
 		r.log.Warn().Err(err).Msg("marking reports acknowledged at shutdown failed; they will be reported again")
 	}
+	return nil
 }
 
 // reportLinger is how long a report request waits for more outcomes
@@ -166,10 +174,11 @@ func (r *Reporter) loop(ctx context.Context) {
 			r.flush(context.WithoutCancel(ctx))
 			return
 		case o := <-r.fresh:
-			if backoff > 0 {
-				time.Sleep(wait)
-			}
 			batch = append(batch, o)
+			if backoff > 0 && !platform.Sleep(ctx, wait) { // fresh outcomes don't defeat the backoff
+				r.flush(context.WithoutCancel(ctx))
+				return
+			}
 		case <-time.After(wait):
 		}
 	}
@@ -223,34 +232,15 @@ func (r *Reporter) sweep(ctx context.Context, olderThan time.Duration) (int, err
 }
 
 func (r *Reporter) post(ctx context.Context, outs []Outcome) error {
-	body := sms.BatchReports{Reports: make([]sms.DeliveryReport, len(outs))}
+	reports := make([]sms.DeliveryReport, len(outs))
 	for i, o := range outs {
-		body.Reports[i] = sms.DeliveryReport{MessageID: o.MessageID, Status: o.Status, FailureReason: o.FailureReason, ProcessedAt: o.ProcessedAt, Traceparent: o.Traceparent}
+		reports[i] = sms.DeliveryReport{MessageID: o.MessageID, Status: o.Status, FailureReason: o.FailureReason, ProcessedAt: o.ProcessedAt, Traceparent: o.Traceparent}
 	}
-	buf, err := json.Marshal(body)
-	if err != nil {
-		return fmt.Errorf("encode reports: %w", err)
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(r.cfg.APIURL, "/")+"/v1/internal/delivery-reports", bytes.NewReader(buf))
-	if err != nil {
-		return fmt.Errorf("report request: %w", err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+r.cfg.Token)
-	resp, err := r.client.Do(req)
+	results, err := r.api.PostReports(ctx, reports)
 	if err != nil {
 		return fmt.Errorf("post reports: %w", err)
 	}
-	defer resp.Body.Close()
-	respBody, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("post reports: API answered %d: %s", resp.StatusCode, bytes.TrimSpace(respBody[:min(len(respBody), 300)]))
-	}
-	var res sms.BatchResults
-	if err := json.Unmarshal(respBody, &res); err != nil {
-		return fmt.Errorf("decode report results: %w", err)
-	}
-	for _, x := range res.Results {
+	for _, x := range results {
 		if x.Outcome == sms.ReportNotFound {
 			// The API never stored this message; retrying can't help.
 			r.log.Error().Str("message_id", x.MessageID.String()).Msg("API does not know this message; report dropped")

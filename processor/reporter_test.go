@@ -25,8 +25,8 @@ import (
 const testToken = "internal-test-token"
 
 // fakeAPI implements the API's batch delivery-report endpoint: it checks
-// the internal credential, decodes sms.BatchReports and answers
-// sms.BatchResults, or fails while down.
+// the internal credential, decodes sms.ReportBatch and answers
+// sms.ReportResults, or fails while down.
 type fakeAPI struct {
 	down  atomic.Bool // answer 503
 	calls atomic.Int64
@@ -55,12 +55,12 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "unavailable", http.StatusServiceUnavailable)
 		return
 	}
-	var body sms.BatchReports
+	var body sms.ReportBatch
 	if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	var res sms.BatchResults
+	var res sms.ReportResults
 	f.mu.Lock()
 	for _, rep := range body.Reports {
 		if err := rep.Validate(); err != nil {
@@ -266,10 +266,10 @@ func TestReporterKeepsReportsWhileAPIDown(t *testing.T) {
 				t.Fatalf("Unreported = %d while the API is down, want all %d kept", left, n)
 			}
 
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan struct{})
-			go func() { defer close(done); r.Run(ctx) }()
-			defer func() { cancel(); <-done }()
+			if err := r.Start(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			defer r.Stop()
 			up() // the sweep runs at least once a second
 			eventually(t, waitFor, "every report acknowledged", func() (bool, string) {
 				left, err := store.Unreported(context.Background())
@@ -479,9 +479,9 @@ func runReporter(t *testing.T, store *Store, api *fakeAPI, cfg ReporterConfig) *
 	srv := httptest.NewServer(api)
 	cfg.APIURL, cfg.Token = srv.URL, testToken
 	r := NewReporter(store, cfg, testLogger(), prometheus.NewRegistry())
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { r.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done; srv.Close() })
+	if err := r.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Stop(); srv.Close() })
 	return r
 }

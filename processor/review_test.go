@@ -94,15 +94,6 @@ func TestProcessorStoreDownDoesNotHoldRebalance(t *testing.T) {
 	checkOnceEach(t, db, carrier, reqs)
 }
 
-// runProcessor runs p until the test ends.
-func runProcessor(tb testing.TB, p *Processor) {
-	tb.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	r := &runningProcessor{Processor: p, cancel: cancel, done: make(chan error, 1)}
-	go func() { r.done <- p.Run(ctx) }()
-	tb.Cleanup(func() { r.stop(tb) })
-}
-
 // rivalCarrier delivers, but while it does another replica records a
 // different outcome for the same message first: the race two replicas
 // that both got a message (a rebalance, a redelivery) can run.

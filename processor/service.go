@@ -18,6 +18,7 @@ import (
 	"github.com/smsctl/smsctl/config"
 	"github.com/smsctl/smsctl/migrations"
 	"github.com/smsctl/smsctl/platform"
+	"github.com/smsctl/smsctl/processor/carrier"
 )
 
 // Service is the processor role: the consumer, the reporter and the
@@ -31,6 +32,8 @@ type Service struct {
 	monitor   *monitor
 	pruner    *pruner
 	http      *platform.HTTPListener
+	chores    platform.Lifecycle // lag monitor, pruner
+	closed    sync.Once
 }
 
 // NewService connects to PostgreSQL and Kafka and builds the processor;
@@ -46,7 +49,7 @@ func NewService(ctx context.Context, cfg config.Processor, log zerolog.Logger, t
 	}
 	reg := platform.NewRegistry()
 	store := NewStore(db)
-	sim := SimulatorConfig{MinDelay: cfg.SimMinDelay, MaxDelay: cfg.SimMaxDelay, FailureRate: cfg.SimFailureRate, TransientShare: cfg.SimTransientShare}
+	sim := carrier.SimulatorConfig{MinDelay: cfg.SimMinDelay, MaxDelay: cfg.SimMaxDelay, FailureRate: cfg.SimFailureRate, TransientShare: cfg.SimTransientShare}
 	if cfg.SimLedger {
 		sim.Ledger = db
 	}
@@ -55,7 +58,7 @@ func NewService(ctx context.Context, cfg config.Processor, log zerolog.Logger, t
 		Brokers: cfg.Brokers, Topic: cfg.Topic, DLQTopic: cfg.DLQTopic, Group: cfg.Group,
 		MaxInFlight: cfg.MaxInFlight, MaxAttempts: cfg.MaxAttempts, RetryBackoff: cfg.RetryBackoff, DrainTimeout: cfg.ShutdownTimeout / 2,
 		Tracer: tp,
-	}, store, NewSimulator(sim), reporter, log, reg, append([]kgo.Opt{platform.KafkaMetrics(reg)}, extra...)...)
+	}, store, carrier.NewSimulator(sim), reporter, log, reg, append([]kgo.Opt{platform.KafkaMetrics(reg)}, extra...)...)
 	if err != nil {
 		db.Close()
 		return nil, err
@@ -76,7 +79,7 @@ func NewService(ctx context.Context, cfg config.Processor, log zerolog.Logger, t
 		},
 	}, nil)
 	platform.RegisterMetrics(e, reg)
-	if s.http, err = platform.NewHTTPListener(cfg.HTTPAddr, e); err != nil {
+	if s.http, err = platform.NewHTTPListener(cfg.HTTPAddr, e, cfg.ShutdownTimeout); err != nil {
 		p.Client().Close()
 		db.Close()
 		return nil, err
@@ -87,27 +90,59 @@ func NewService(ctx context.Context, cfg config.Processor, log zerolog.Logger, t
 // Addr is where health and metrics are served.
 func (s *Service) Addr() net.Addr { return s.http.Addr() }
 
-// Run processes until ctx ends, then drains: in-flight messages finish or
-// are handed back, offsets are committed, the group is left, and recorded
-// outcomes get a last chance to be reported.
-func (s *Service) Run(ctx context.Context) error {
-	defer s.db.Close()
-	bg := context.WithoutCancel(ctx)
-	reporterCtx, stopReporter := context.WithCancel(bg)
-	var wg sync.WaitGroup
-	wg.Go(func() { s.reporter.Run(reporterCtx) })
-	wg.Go(func() { s.monitor.run(reporterCtx, 5*time.Second) })
-	wg.Go(func() { s.pruner.run(reporterCtx, time.Hour) })
-	httpCtx, stopHTTP := context.WithCancel(bg)
-	var httpErr error
-	wg.Go(func() { httpErr = s.http.Serve(httpCtx, s.cfg.ShutdownTimeout) })
+// Start starts the reporter, the chores (lag monitor, pruner), the health
+// listener and then the consumer.
+func (s *Service) Start(ctx context.Context) error {
+	if err := s.reporter.Start(ctx); err != nil {
+		return err
+	}
+	if err := s.chores.Start(ctx, s.runChores); err != nil {
+		s.Stop()
+		return err
+	}
+	for _, svc := range []platform.Service{s.http, s.processor} {
+		if err := svc.Start(ctx); err != nil {
+			s.Stop()
+			return err
+		}
+	}
 	s.log.Info().Str("addr", s.http.Addr().String()).Str("group", s.cfg.Group).Msg("processor running")
-	err := s.processor.Run(ctx)
-	stopReporter()
-	stopHTTP()
-	wg.Wait()
+	return nil
+}
+
+// Stop drains: in-flight messages finish or are handed back, offsets are
+// committed, the group is left; then recorded outcomes get a last chance
+// to be reported, and the health listener and pools close. Safe to call
+// twice.
+func (s *Service) Stop() {
+	s.processor.Stop()
+	s.reporter.Stop()
+	_ = s.chores.Stop()
+	s.http.Stop()
+	s.closed.Do(func() { s.db.Close() })
+}
+
+// Run processes until ctx ends or the consumer stops, then stops.
+func (s *Service) Run(ctx context.Context) error {
+	if err := s.Start(ctx); err != nil {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+	case <-s.processor.Stopped():
+	case <-s.http.Stopped():
+	}
+	s.Stop()
 	s.log.Info().Msg("processor stopped")
-	return errors.Join(err, httpErr)
+	return s.http.Err()
+}
+
+func (s *Service) runChores(ctx context.Context) error {
+	var wg sync.WaitGroup
+	wg.Go(func() { s.monitor.run(ctx, 5*time.Second) })
+	wg.Go(func() { s.pruner.run(ctx, time.Hour) })
+	wg.Wait()
+	return nil
 }
 
 // kafkaDefaultRetention is log.retention.hours' default, for a topic whose

@@ -178,7 +178,12 @@ func (s *Store) Unreported(ctx context.Context) (int64, error) {
 	if err := s.db.GetContext(ctx, &n, `SELECT count(*) FROM processor.unreported`); err != nil {
 		return 0, fmt.Errorf("count unreported: %w", err)
 	}
-	return n, nil
+	// Acknowledged outcomes whose rows wait for the next statement to
+	// delete them are not waiting for the API any more.
+	s.acked.Lock()
+	n -= int64(len(s.acked.ids))
+	s.acked.Unlock()
+	return max(n, 0), nil
 }
 
 // ReportBatch claims up to limit unreported outcomes recorded at least

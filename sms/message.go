@@ -149,48 +149,47 @@ type Stats struct {
 	SuccessRate     float64 `json:"success_rate"`
 }
 
-// Errors the store and the service return; the HTTP layer maps them.
-var (
-	// ErrNotFound means no message with that id exists for the account.
-	ErrNotFound = errors.New("not found")
-	// ErrIdempotencyMismatch means an Idempotency-Key was reused with another body.
-	ErrIdempotencyMismatch = errors.New("idempotency key reused with a different request")
-	// ErrUnavailable means the store can't be reached; the client may retry.
-	ErrUnavailable = errors.New("service unavailable")
-	// ErrBacklogFull means too many accepted messages still wait for Kafka.
-	ErrBacklogFull = errors.New("outbox backlog is full")
-	// ErrUnauthorized means the credential is missing or wrong.
-	ErrUnauthorized = errors.New("unauthorized")
-)
-
-// ValidationError lists every problem found in a request.
-type ValidationError struct {
-	Violations []Violation
+// AppliedReport says what one report did and the message's status after it.
+type AppliedReport struct {
+	MessageID uuid.UUID     `db:"id" json:"message_id"`
+	Outcome   ReportOutcome `db:"outcome" json:"outcome"`
+	Status    Status        `db:"status" json:"-"`
+	// FailureReason and CreatedAt are set for applied reports only.
+	FailureReason *string    `db:"failure_reason" json:"-"`
+	CreatedAt     *time.Time `db:"created_at" json:"-"`
 }
 
-// Violation names a field and what is wrong with it.
-type Violation struct {
-	Field   string `json:"field"`
-	Message string `json:"message"`
+// ReportResult is the answer to a single delivery report.
+type ReportResult struct {
+	MessageID uuid.UUID `json:"message_id"`
+	Status    Status    `json:"status"`
+	Applied   bool      `json:"applied"`
 }
 
-// Add records one violation.
-func (v *ValidationError) Add(field, message string) {
-	v.Violations = append(v.Violations, Violation{Field: field, Message: message})
+// ReportBatch is the body of the batch delivery-report endpoint.
+type ReportBatch struct {
+	Reports []DeliveryReport `json:"reports"`
 }
 
-// Err returns v as an error, or nil when nothing was wrong.
-func (v *ValidationError) Err() error {
-	if len(v.Violations) == 0 {
-		return nil
+// ReportResults answers a batch of reports, one result per report in the
+// order of the request.
+type ReportResults struct {
+	Results []AppliedReport `json:"results"`
+}
+
+// MaxReportBatch is the most reports accepted in one batch request.
+const MaxReportBatch = 1000
+
+// ReasonClass groups failure reasons into a few label values: the text
+// before the first colon when it is a known class, else "other".
+func ReasonClass(reason *string) string {
+	if reason == nil {
+		return "other"
 	}
-	return v
-}
-
-func (v *ValidationError) Error() string {
-	parts := make([]string, len(v.Violations))
-	for i, x := range v.Violations {
-		parts[i] = x.Field + ": " + x.Message
+	class, _, _ := strings.Cut(*reason, ":")
+	switch class {
+	case "permanent", "exhausted", "invalid":
+		return class
 	}
-	return "invalid request: " + strings.Join(parts, "; ")
+	return "other"
 }

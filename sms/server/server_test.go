@@ -1,4 +1,4 @@
-package sms
+package server
 
 import (
 	"context"
@@ -26,7 +26,7 @@ func TestServerDoesNotAutoCreateTopics(t *testing.T) {
 	brokers := platformtest.KafkaBrokers(t)
 	cfg := config.DefaultAPI()
 	cfg.Brokers, cfg.DatabaseURL, cfg.InternalToken, cfg.HTTPAddr = brokers, platformtest.NewDatabase(t), "server-test-internal-token", "127.0.0.1:0"
-	s, err := NewServer(context.Background(), cfg, zerolog.Nop(), noop.NewTracerProvider())
+	s, err := New(context.Background(), cfg, zerolog.Nop(), noop.NewTracerProvider())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,7 @@
-package sms
+// Package server assembles the API role: the PostgreSQL store, the
+// group-commit writer, the outbox relay to Kafka and the HTTP API, on one
+// database pool and one Kafka producer, started and stopped in order.
+package server
 
 import (
 	"context"
@@ -17,25 +20,29 @@ import (
 	"github.com/smsctl/smsctl/migrations"
 	"github.com/smsctl/smsctl/platform"
 	"github.com/smsctl/smsctl/sms/apidoc"
+	smshttp "github.com/smsctl/smsctl/sms/http"
+	"github.com/smsctl/smsctl/sms/kafka"
+	"github.com/smsctl/smsctl/sms/postgres"
 )
 
-// Server is the API role: HTTP handlers, the group-commit writer and the
-// outbox relay, on one PostgreSQL pool and one Kafka producer.
+// Server is the API role.
 type Server struct {
 	cfg      config.API
 	log      zerolog.Logger
 	db       *sqlx.DB
 	kafka    *kgo.Client
-	writer   *Writer
-	relay    *Relay
-	store    *Store
+	store    *postgres.Store
+	writer   *postgres.Writer
+	relay    *kafka.Relay
 	http     *platform.HTTPListener
 	internal *platform.HTTPListener
+	chores   platform.Lifecycle // topics, expired idempotency keys
+	closed   sync.Once
 }
 
-// NewServer connects to PostgreSQL and Kafka, builds the API and opens its
-// listeners; Run serves.
-func NewServer(ctx context.Context, cfg config.API, log zerolog.Logger, tp trace.TracerProvider) (*Server, error) {
+// New connects to PostgreSQL and Kafka, builds the API and binds its
+// listeners; Start serves.
+func New(ctx context.Context, cfg config.API, log zerolog.Logger, tp trace.TracerProvider) (*Server, error) {
 	db, err := platform.OpenPostgres(ctx, cfg.DatabaseURL, cfg.DatabaseMaxConns)
 	if err != nil {
 		return nil, err
@@ -62,19 +69,22 @@ func NewServer(ctx context.Context, cfg config.API, log zerolog.Logger, tp trace
 		db.Close()
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: log, db: db, kafka: cl, store: NewStore(db)}
-	s.relay = NewRelay(db, cl, RelayConfig{Topic: cfg.Topic, Batch: cfg.OutboxBatch, Interval: cfg.OutboxInterval, RequeueAfter: cfg.RequeueAfter}, log, reg)
+	s := &Server{cfg: cfg, log: log, db: db, kafka: cl, store: postgres.NewStore(db)}
+	s.relay = kafka.NewRelay(postgres.NewOutbox(db), cl, kafka.RelayConfig{
+		Topic: cfg.Topic, Batch: cfg.OutboxBatch, Interval: cfg.OutboxInterval, RequeueAfter: cfg.RequeueAfter,
+		StaleAfter: cfg.OutboxStaleAfter, Linger: cfg.OutboxLinger,
+	}, log, reg)
 	s.store.OnCommit(s.relay.Enqueue)
 	s.relay.DeleteThrough(s.store)
-	s.writer = NewWriter(s.store, cfg.WriterWorkers, 500, reg)
-	keys := NewKeys(db, 5*time.Second)
-	h := NewHandler(s.store, s.writer, s.relay, keys, HandlerConfig{
+	s.writer = postgres.NewWriter(s.store, cfg.WriterWorkers, cfg.WriterBatch, reg)
+	keys := postgres.NewKeys(db, cfg.KeyCacheTTL)
+	h := smshttp.NewHandler(s.store, s.writer, s.relay, keys, smshttp.Config{
 		InternalToken: cfg.InternalToken, MaxBacklog: cfg.OutboxMaxBacklog, RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst,
 		AuthFailureRate: cfg.AuthFailureRate, AuthFailureBurst: cfg.AuthFailureBurst, Tracer: tp,
 	}, log, reg)
 
 	httpMetrics := platform.HTTPMetrics(reg) // one set of series for both listeners
-	e := platform.NewEcho(log, ProblemFor)
+	e := platform.NewEcho(log, smshttp.ProblemFor)
 	e.Use(httpMetrics, platform.TraceHTTP(tp))
 	platform.RegisterHealth(e,
 		map[string]platform.Check{"postgres": db.PingContext},
@@ -87,17 +97,18 @@ func NewServer(ctx context.Context, cfg config.API, log zerolog.Logger, tp trace
 	}
 	internal := e
 	if cfg.InternalAddr != "" {
-		internal = platform.NewEcho(log, ProblemFor)
+		internal = platform.NewEcho(log, smshttp.ProblemFor)
 		internal.Use(httpMetrics, platform.TraceHTTP(tp))
 	}
 	h.Register(e, internal)
 
-	if s.http, err = platform.NewHTTPListener(cfg.HTTPAddr, e); err != nil {
+	if s.http, err = platform.NewHTTPListener(cfg.HTTPAddr, e, cfg.ShutdownTimeout); err != nil {
 		s.close()
 		return nil, err
 	}
 	if cfg.InternalAddr != "" {
-		if s.internal, err = platform.NewHTTPListener(cfg.InternalAddr, internal); err != nil {
+		if s.internal, err = platform.NewHTTPListener(cfg.InternalAddr, internal, cfg.ShutdownTimeout); err != nil {
+			s.http.Stop()
 			s.close()
 			return nil, err
 		}
@@ -116,42 +127,79 @@ func (s *Server) InternalAddr() net.Addr {
 	return s.http.Addr()
 }
 
-// Run serves until ctx ends, then shuts down in order: stop taking requests
-// and finish those in flight, write what is queued, flush the outbox, close.
-func (s *Server) Run(ctx context.Context) error {
-	defer s.close()
-	if err := s.writer.Start(ctx); err != nil {
+// listeners are the HTTP servers, the internal one when separate.
+func (s *Server) listeners() []*platform.HTTPListener {
+	if s.internal != nil {
+		return []*platform.HTTPListener{s.http, s.internal}
+	}
+	return []*platform.HTTPListener{s.http}
+}
+
+// Start starts the writer, the relay, the chores and then the listeners.
+func (s *Server) Start(ctx context.Context) error {
+	for _, svc := range []platform.Service{s.writer, s.relay} {
+		if err := svc.Start(ctx); err != nil {
+			s.Stop()
+			return err
+		}
+	}
+	if err := s.chores.Start(ctx, s.runChores); err != nil {
+		s.Stop()
 		return err
 	}
-	bg := context.WithoutCancel(ctx)
-	relayCtx, stopRelay := context.WithCancel(bg)
-	var relayDone sync.WaitGroup
-	relayDone.Go(func() { s.relay.Run(relayCtx) })
-	go s.ensureTopics(ctx)
-	go s.forgetIdempotencyKeys(ctx)
-
-	var serveErr error
-	var servers sync.WaitGroup
-	var errMu sync.Mutex
-	for _, l := range []*platform.HTTPListener{s.http, s.internal} {
-		if l == nil {
-			continue
+	for _, l := range s.listeners() {
+		if err := l.Start(ctx); err != nil {
+			s.Stop()
+			return err
 		}
-		servers.Go(func() {
-			if err := l.Serve(ctx, s.cfg.ShutdownTimeout); err != nil {
-				errMu.Lock()
-				serveErr = errors.Join(serveErr, err)
-				errMu.Unlock()
-			}
-		})
 	}
 	s.log.Info().Str("addr", s.http.Addr().String()).Str("internal_addr", s.InternalAddr().String()).Msg("api serving")
-	servers.Wait()
+	return nil
+}
+
+// Stop shuts down in order: stop taking requests and finish those in
+// flight, write what the writer has queued, flush the outbox to Kafka, end
+// the chores, close the pools. Safe to call twice.
+func (s *Server) Stop() {
+	for _, l := range s.listeners() {
+		l.Stop()
+	}
 	s.writer.Stop()
-	stopRelay()
-	relayDone.Wait()
+	s.relay.Stop()
+	_ = s.chores.Stop()
+	s.close()
+}
+
+// Run serves until ctx ends or a listener fails, then stops.
+func (s *Server) Run(ctx context.Context) error {
+	if err := s.Start(ctx); err != nil {
+		return err
+	}
+	var failed <-chan struct{}
+	if s.internal != nil {
+		failed = s.internal.Stopped()
+	}
+	select {
+	case <-ctx.Done():
+	case <-s.http.Stopped():
+	case <-failed:
+	}
+	s.Stop()
 	s.log.Info().Msg("api stopped")
-	return serveErr
+	var err error
+	for _, l := range s.listeners() {
+		err = errors.Join(err, l.Err())
+	}
+	return err
+}
+
+// runChores keeps the topics created and forgets expired idempotency keys.
+func (s *Server) runChores(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() { defer close(done); s.ensureTopics(ctx) }()
+	s.forgetIdempotencyKeys(ctx)
+	<-done
+	return nil
 }
 
 // ensureTopics creates the topics, retrying while Kafka is away; the API
@@ -169,10 +217,8 @@ func (s *Server) ensureTopics(ctx context.Context) {
 			return
 		}
 		s.log.Warn().Err(err).Dur("retry_in", backoff).Msg("could not create topics")
-		select {
-		case <-ctx.Done():
+		if !platform.Sleep(ctx, backoff) {
 			return
-		case <-time.After(backoff):
 		}
 	}
 }
@@ -187,26 +233,25 @@ func (s *Server) warnFewerPartitions(ctx context.Context) {
 	}
 }
 
+// forgetIdempotencyKeys deletes expired idempotency keys now and every 10
+// minutes.
 func (s *Server) forgetIdempotencyKeys(ctx context.Context) {
-	t := time.NewTicker(10 * time.Minute)
-	defer t.Stop()
-	for {
+	forget := func(ctx context.Context) {
 		if n, err := s.store.DeleteExpiredIdempotencyKeys(ctx); err != nil && ctx.Err() == nil {
 			s.log.Warn().Err(err).Msg("expiring idempotency keys failed")
 		} else if n > 0 {
 			s.log.Info().Int64("keys", n).Msg("expired idempotency keys deleted")
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
 	}
+	forget(ctx)
+	platform.Every(ctx, 10*time.Minute, forget)
 }
 
 func (s *Server) close() {
-	s.kafka.Close()
-	if err := s.db.Close(); err != nil {
-		s.log.Warn().Err(err).Msg("close postgres")
-	}
+	s.closed.Do(func() {
+		s.kafka.Close()
+		if err := s.db.Close(); err != nil {
+			s.log.Warn().Err(err).Msg("close postgres")
+		}
+	})
 }

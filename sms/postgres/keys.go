@@ -1,39 +1,17 @@
-package sms
+package postgres
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
 	"crypto/subtle"
 	"database/sql"
-	"encoding/hex"
 	"errors"
-	"fmt"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/jmoiron/sqlx"
+
+	"github.com/smsctl/smsctl/sms"
 )
-
-// Account owns messages and API keys.
-type Account struct {
-	ID   int64  `db:"id"`
-	Name string `db:"name"`
-}
-
-// APIKey describes a key without its secret.
-type APIKey struct {
-	ID        int64      `db:"id" json:"id"`
-	Account   string     `db:"account" json:"account"`
-	Prefix    string     `db:"prefix" json:"prefix"`
-	CreatedAt time.Time  `db:"created_at" json:"created_at"`
-	RevokedAt *time.Time `db:"revoked_at" json:"revoked_at,omitempty"`
-}
-
-// Keys are "sms_<prefix>_<secret>": the prefix finds the row and tells keys
-// apart in listings; only a SHA-256 of the whole key is stored.
-const keyScheme = "sms_"
 
 // Keys manages accounts and API keys, and authenticates requests.
 type Keys struct {
@@ -66,39 +44,33 @@ func NewKeys(db *sqlx.DB, cacheTTL time.Duration) *Keys {
 
 // CreateKey creates the account if needed and a new key for it, returning
 // the key in full: this is the only time it can be seen.
-func (k *Keys) CreateKey(ctx context.Context, account string) (string, APIKey, error) {
-	account = strings.TrimSpace(account)
-	if account == "" || len(account) > 100 {
-		return "", APIKey{}, errors.New("account name: required, at most 100 characters")
+func (k *Keys) CreateKey(ctx context.Context, account string) (string, sms.APIKey, error) {
+	account, err := sms.NormalizeAccountName(account)
+	if err != nil {
+		return "", sms.APIKey{}, err
 	}
-	prefix, secret := make([]byte, 4), make([]byte, 24)
-	if _, err := rand.Read(prefix); err != nil {
-		return "", APIKey{}, fmt.Errorf("generate key: %w", err)
+	full, prefix, hash, err := sms.NewAPIKey()
+	if err != nil {
+		return "", sms.APIKey{}, err
 	}
-	if _, err := rand.Read(secret); err != nil {
-		return "", APIKey{}, fmt.Errorf("generate key: %w", err)
-	}
-	p := hex.EncodeToString(prefix)
-	full := keyScheme + p + "_" + hex.EncodeToString(secret)
-	sum := sha256.Sum256([]byte(full))
-	key := APIKey{Account: account, Prefix: p}
-	err := k.db.QueryRowxContext(ctx, `
+	key := sms.APIKey{Account: account, Prefix: prefix}
+	err = k.db.QueryRowxContext(ctx, `
         WITH acc AS (
             INSERT INTO sms.accounts (name) VALUES ($1)
             ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name
             RETURNING id
         )
         INSERT INTO sms.api_keys (account_id, prefix, hash) SELECT id, $2, $3 FROM acc
-        RETURNING id, created_at`, account, p, sum[:]).Scan(&key.ID, &key.CreatedAt)
+        RETURNING id, created_at`, account, prefix, hash).Scan(&key.ID, &key.CreatedAt)
 	if err != nil {
-		return "", APIKey{}, storeErr("create api key", err)
+		return "", sms.APIKey{}, storeErr("create api key", err)
 	}
 	return full, key, nil
 }
 
 // ListKeys lists every key, newest first, without secrets.
-func (k *Keys) ListKeys(ctx context.Context) ([]APIKey, error) {
-	var keys []APIKey
+func (k *Keys) ListKeys(ctx context.Context) ([]sms.APIKey, error) {
+	var keys []sms.APIKey
 	err := k.db.SelectContext(ctx, &keys, `
         SELECT k.id, a.name AS account, k.prefix, k.created_at, k.revoked_at
         FROM sms.api_keys k JOIN sms.accounts a ON a.id = k.account_id ORDER BY k.id DESC`)
@@ -109,14 +81,14 @@ func (k *Keys) ListKeys(ctx context.Context) ([]APIKey, error) {
 }
 
 // RevokeKey revokes the key with id and returns when it was revoked, and
-// whether that was earlier, by another call; ErrNotFound if there is none.
+// whether that was earlier, by another call; sms.ErrNotFound if there is none.
 func (k *Keys) RevokeKey(ctx context.Context, id int64) (at time.Time, already bool, err error) {
 	err = k.db.QueryRowContext(ctx, `
 		WITH prev AS (SELECT revoked_at FROM sms.api_keys WHERE id = $1 FOR UPDATE)
 		UPDATE sms.api_keys k SET revoked_at = COALESCE(prev.revoked_at, now()) FROM prev
 		WHERE k.id = $1 RETURNING k.revoked_at, prev.revoked_at IS NOT NULL`, id).Scan(&at, &already)
 	if errors.Is(err, sql.ErrNoRows) {
-		return time.Time{}, false, ErrNotFound
+		return time.Time{}, false, sms.ErrNotFound
 	}
 	if err != nil {
 		return time.Time{}, false, storeErr("revoke api key", err)
@@ -124,21 +96,11 @@ func (k *Keys) RevokeKey(ctx context.Context, id int64) (at time.Time, already b
 	return at, already, nil
 }
 
-// keyPrefix returns the prefix of a well-formed key.
-func keyPrefix(key string) (string, bool) {
-	rest, ok := strings.CutPrefix(key, keyScheme)
-	prefix, _, ok2 := strings.Cut(rest, "_")
-	if !ok || !ok2 || len(prefix) != 8 || len(key) > 100 {
-		return "", false
-	}
-	return prefix, true
-}
-
 // Seen reports whether key's prefix belongs to a key this process has
 // verified before (however long ago): such a key is let through to a
 // lookup even from an address whose failed attempts are over their limit.
 func (k *Keys) Seen(key string) bool {
-	prefix, ok := keyPrefix(key)
+	prefix, ok := sms.KeyPrefix(key)
 	if !ok {
 		return false
 	}
@@ -148,20 +110,20 @@ func (k *Keys) Seen(key string) bool {
 	return seen
 }
 
-// Authenticate returns the account of a full key, or ErrUnauthorized.
+// Authenticate returns the account of a full key, or sms.ErrUnauthorized.
 func (k *Keys) Authenticate(ctx context.Context, key string) (int64, error) {
-	prefix, ok := keyPrefix(key)
+	prefix, ok := sms.KeyPrefix(key)
 	if !ok {
-		return 0, ErrUnauthorized
+		return 0, sms.ErrUnauthorized
 	}
-	sum := sha256.Sum256([]byte(key))
+	sum := sms.HashKey(key)
 	now := time.Now()
 	k.mu.Lock()
 	c, hit := k.cache[prefix]
 	missingUntil, missing := k.missing[prefix]
 	k.mu.Unlock()
 	if missing && now.Before(missingUntil) {
-		return 0, ErrUnauthorized
+		return 0, sms.ErrUnauthorized
 	}
 	if !hit || now.After(c.expires) {
 		var row struct {
@@ -177,7 +139,7 @@ func (k *Keys) Authenticate(ctx context.Context, key string) (int64, error) {
 			}
 			k.missing[prefix] = now.Add(k.cacheTTL)
 			k.mu.Unlock()
-			return 0, ErrUnauthorized
+			return 0, sms.ErrUnauthorized
 		}
 		if err != nil {
 			return 0, storeErr("authenticate", err)
@@ -191,7 +153,7 @@ func (k *Keys) Authenticate(ctx context.Context, key string) (int64, error) {
 		k.mu.Unlock()
 	}
 	if subtle.ConstantTimeCompare(c.hash, sum[:]) != 1 || c.revoked {
-		return 0, ErrUnauthorized
+		return 0, sms.ErrUnauthorized
 	}
 	return c.accountID, nil
 }

@@ -1,4 +1,4 @@
-package sms
+package http
 
 import (
 	"fmt"
@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/smsctl/smsctl/platform/platformtest"
+	"github.com/smsctl/smsctl/sms"
+	"github.com/smsctl/smsctl/sms/smstest"
 )
 
 // TestAbuseInputs sends what an attacker or a broken client would: each
@@ -16,7 +18,7 @@ import (
 func TestAbuseInputs(t *testing.T) {
 	t.Parallel()
 	a := newAPI(t)
-	kept := a.send(t, SendInput{Sender: "+14155550100", Recipient: "+14155552671", Text: "keep me"})
+	kept := a.send(t, sms.SendInput{Sender: "+14155550100", Recipient: "+14155552671", Text: "keep me"})
 	before := a.stats(t)
 
 	sqlish := []string{`' OR '1'='1`, `'; DROP TABLE sms.messages; --`, `" OR 1=1 --`, `%' --`, `\x00`, `1) UNION SELECT * FROM sms.api_keys --`}
@@ -43,14 +45,14 @@ func TestAbuseInputs(t *testing.T) {
 	// tested in platform), before any handler runs.
 	for i, s := range sqlish {
 		esc := url.QueryEscape(s)
-		add(fmt.Sprintf("SQL in sender %d", i), request{http.MethodPost, "/v1/messages", SendInput{Sender: s, Recipient: "+14155552671", Text: "x"}, nil})
-		add(fmt.Sprintf("SQL in recipient %d", i), request{http.MethodPost, "/v1/messages", SendInput{Sender: "+14155550100", Recipient: s, Text: "x"}, nil})
+		add(fmt.Sprintf("SQL in sender %d", i), request{http.MethodPost, "/v1/messages", sms.SendInput{Sender: s, Recipient: "+14155552671", Text: "x"}, nil})
+		add(fmt.Sprintf("SQL in recipient %d", i), request{http.MethodPost, "/v1/messages", sms.SendInput{Sender: "+14155550100", Recipient: s, Text: "x"}, nil})
 		add(fmt.Sprintf("SQL in id %d", i), request{http.MethodGet, "/v1/messages/" + url.PathEscape(s), nil, nil})
 		add(fmt.Sprintf("SQL in phone %d", i), request{http.MethodGet, "/v1/users/" + url.PathEscape(s) + "/messages", nil, nil})
 		for _, param := range []string{"page", "size", "status", "after"} {
 			add(fmt.Sprintf("SQL in %s %d", param, i), request{http.MethodGet, "/v1/messages?" + param + "=" + esc, nil, nil})
 		}
-		add(fmt.Sprintf("SQL in Idempotency-Key %d", i), request{http.MethodPost, "/v1/messages", SendInput{Sender: "+14155550100", Recipient: "+14155552671", Text: ""}, []reqOpt{withHeader("Idempotency-Key", s)}})
+		add(fmt.Sprintf("SQL in Idempotency-Key %d", i), request{http.MethodPost, "/v1/messages", sms.SendInput{Sender: "+14155550100", Recipient: "+14155552671", Text: ""}, []reqOpt{withHeader("Idempotency-Key", s)}})
 		add(fmt.Sprintf("SQL as API key %d", i), request{http.MethodGet, "/v1/messages", nil, []reqOpt{withKey(s)}})
 		add(fmt.Sprintf("SQL in report id %d", i), request{http.MethodPost, "/v1/internal/delivery-report",
 			`{"message_id":"` + strings.ReplaceAll(s, `"`, `\"`) + `","status":"SENT","processed_at":"2026-01-01T00:00:00Z"}`, []reqOpt{withInternalToken()}})
@@ -66,14 +68,14 @@ func TestAbuseInputs(t *testing.T) {
 	if after := a.stats(t); after != before {
 		t.Errorf("abuse changed the data: stats %+v -> %+v", before, after)
 	}
-	if n := count(t, a.db, "messages"); n != 1 {
+	if n := smstest.Count(t, a.db, "messages"); n != 1 {
 		t.Errorf("%d messages stored, want only the one sent before", n)
 	}
 	var text string
 	if err := a.db.Get(&text, `SELECT text FROM sms.messages WHERE id = $1`, kept.ID); err != nil || text != "keep me" {
 		t.Errorf("the stored message changed: %q, %v", text, err)
 	}
-	if count(t, a.db, "api_keys") == 0 {
+	if smstest.Count(t, a.db, "api_keys") == 0 {
 		t.Error("api keys are gone")
 	}
 }
@@ -91,8 +93,8 @@ func TestForgedKeysAreCheap(t *testing.T) {
 		o.db = db
 		o.authFailureRate = 0.001
 		o.authFailureBurst = 5
+		o.keyCacheTTL = time.Hour // the negative cache outlives the test
 	})
-	a.keys.cacheTTL = time.Hour // the negative cache outlives the test
 	good := a.do(t, http.MethodGet, "/v1/messages/stats", nil)
 	if good.Status != http.StatusOK {
 		t.Fatalf("valid key: %v", good)

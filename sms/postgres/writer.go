@@ -1,14 +1,14 @@
-package sms
+package postgres
 
 import (
 	"context"
-	"errors"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/smsctl/smsctl/platform"
+	"github.com/smsctl/smsctl/sms"
 )
 
 // Writer groups concurrent sends into shared multi-row transactions: each
@@ -32,12 +32,12 @@ type Writer struct {
 }
 
 type writeReq struct {
-	msg   NewMessage
+	msg   sms.NewMessage
 	reply chan writeResult
 }
 
 type writeResult struct {
-	msg Message
+	msg sms.Message
 	err error
 }
 
@@ -54,24 +54,20 @@ func NewWriter(store *Store, workers, maxBatch int, reg prometheus.Registerer) *
 	return w
 }
 
-// ErrWriterStopped means the writer is not running (not started yet, or
-// stopped): the message was not stored.
-var ErrWriterStopped = errors.New("writer stopped")
-
 // Insert stores one message, sharing a transaction with concurrent callers.
-func (w *Writer) Insert(ctx context.Context, m NewMessage) (Message, error) {
+func (w *Writer) Insert(ctx context.Context, m sms.NewMessage) (sms.Message, error) {
 	reply := make(chan writeResult, 1)
 	w.mu.RLock()
 	if !w.open {
 		w.mu.RUnlock()
-		return Message{}, ErrWriterStopped
+		return sms.Message{}, sms.ErrStopping
 	}
 	select {
 	case w.reqs <- writeReq{msg: m, reply: reply}:
 		w.mu.RUnlock()
 	case <-ctx.Done():
 		w.mu.RUnlock()
-		return Message{}, ctx.Err()
+		return sms.Message{}, ctx.Err()
 	}
 	// Once queued, the message may be committed whatever happens to ctx,
 	// so wait for the answer rather than report a failure that isn't one.
@@ -129,7 +125,7 @@ func (w *Writer) work(ctx context.Context) {
 }
 
 func (w *Writer) write(ctx context.Context, batch []writeReq) {
-	in := make([]NewMessage, len(batch))
+	in := make([]sms.NewMessage, len(batch))
 	for i, r := range batch {
 		in[i] = r.msg
 	}

@@ -1,4 +1,4 @@
-package sms
+package http
 
 // The contract tests of the public API: a real server (store, group-commit
 // writer, handlers on the platform's echo) over a fresh PostgreSQL database
@@ -35,7 +35,10 @@ import (
 
 	"github.com/smsctl/smsctl/platform"
 	"github.com/smsctl/smsctl/platform/platformtest"
+	"github.com/smsctl/smsctl/sms"
 	"github.com/smsctl/smsctl/sms/apidoc"
+	"github.com/smsctl/smsctl/sms/postgres"
+	"github.com/smsctl/smsctl/sms/smstest"
 )
 
 const testInternalToken = "internal-token-for-tests"
@@ -85,14 +88,16 @@ type apiOptions struct {
 	// per client address.
 	authFailureRate  float64
 	authFailureBurst int
+	// keyCacheTTL is how long keys are cached; 0 looks every one up.
+	keyCacheTTL time.Duration
 }
 
 // testAPI is a running API server and what a test needs to drive it.
 type testAPI struct {
 	url     string
 	db      *sqlx.DB
-	store   *Store
-	keys    *Keys
+	store   *postgres.Store
+	keys    *postgres.Keys
 	backlog *fakeBacklog
 	client  *http.Client
 	// key is an API key of account "acme".
@@ -112,14 +117,14 @@ func newAPI(tb testing.TB, opts ...func(*apiOptions)) *testAPI {
 	if db == nil {
 		db = platformtest.NewDB(tb)
 	}
-	store := NewStore(db)
-	writer := NewWriter(store, 2, 100, prometheus.NewRegistry())
+	store := postgres.NewStore(db)
+	writer := postgres.NewWriter(store, 2, 100, prometheus.NewRegistry())
 	if err := writer.Start(context.Background()); err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(writer.Stop)
 
-	keys := NewKeys(db, 0)
+	keys := postgres.NewKeys(db, o.keyCacheTTL)
 	var auth Authenticator = keys
 	if o.auth != nil {
 		auth = o.auth
@@ -132,7 +137,7 @@ func newAPI(tb testing.TB, opts ...func(*apiOptions)) *testAPI {
 	if err := apidoc.Register(e); err != nil {
 		tb.Fatalf("apidoc: %v", err)
 	}
-	h := NewHandler(store, writer, backlog, auth, HandlerConfig{
+	h := NewHandler(store, writer, backlog, auth, Config{
 		InternalToken: testInternalToken, MaxBacklog: o.maxBacklog, RateLimit: o.rateLimit, RateBurst: o.rateBurst,
 		AuthFailureRate: o.authFailureRate, AuthFailureBurst: o.authFailureBurst,
 	}, zerolog.Nop(), prometheus.NewRegistry())
@@ -298,13 +303,13 @@ func checkContract(tb testing.TB, sent *http.Request, body []byte, r response) {
 
 // problem is an RFC 7807 problem document as the API sends it.
 type problem struct {
-	Type       string      `json:"type"`
-	Title      string      `json:"title"`
-	Status     int         `json:"status"`
-	Detail     string      `json:"detail"`
-	Instance   string      `json:"instance"`
-	RequestID  string      `json:"request_id"`
-	Violations []Violation `json:"violations"`
+	Type       string          `json:"type"`
+	Title      string          `json:"title"`
+	Status     int             `json:"status"`
+	Detail     string          `json:"detail"`
+	Instance   string          `json:"instance"`
+	RequestID  string          `json:"request_id"`
+	Violations []sms.Violation `json:"violations"`
 }
 
 // fields lists the fields the violations name, in order.
@@ -406,15 +411,15 @@ func wantViolations(tb testing.TB, r response, fields ...string) problem {
 }
 
 // send posts a valid message and returns it.
-func (a *testAPI) send(tb testing.TB, in SendInput, opts ...reqOpt) Message {
+func (a *testAPI) send(tb testing.TB, in sms.SendInput, opts ...reqOpt) sms.Message {
 	tb.Helper()
 	r := a.do(tb, http.MethodPost, "/v1/messages", in, opts...)
 	want(tb, r, http.StatusAccepted)
-	return decodeAs[Message](tb, r)
+	return decodeAs[sms.Message](tb, r)
 }
 
 // report applies one delivery report through the internal endpoint.
-func (a *testAPI) report(tb testing.TB, id uuid.UUID, status Status, reason string) ReportResult {
+func (a *testAPI) report(tb testing.TB, id uuid.UUID, status sms.Status, reason string) sms.ReportResult {
 	tb.Helper()
 	body := map[string]any{"message_id": id, "status": status, "processed_at": time.Now().UTC().Format(time.RFC3339Nano)}
 	if reason != "" {
@@ -422,14 +427,14 @@ func (a *testAPI) report(tb testing.TB, id uuid.UUID, status Status, reason stri
 	}
 	r := a.do(tb, http.MethodPost, "/v1/internal/delivery-report", body, withInternalToken())
 	want(tb, r, http.StatusOK)
-	return decodeAs[ReportResult](tb, r)
+	return decodeAs[sms.ReportResult](tb, r)
 }
 
-func (a *testAPI) stats(tb testing.TB, opts ...reqOpt) Stats {
+func (a *testAPI) stats(tb testing.TB, opts ...reqOpt) sms.Stats {
 	tb.Helper()
 	r := a.do(tb, http.MethodGet, "/v1/messages/stats", nil, opts...)
 	want(tb, r, http.StatusOK)
-	return decodeAs[Stats](tb, r)
+	return decodeAs[sms.Stats](tb, r)
 }
 
 func (a *testAPI) page(tb testing.TB, path string, opts ...reqOpt) PageResponse {
@@ -450,7 +455,7 @@ func count(tb testing.TB, db *sqlx.DB, table string) int {
 }
 
 // ids lists the ids of msgs in order.
-func ids(msgs []Message) []uuid.UUID {
+func ids(msgs []sms.Message) []uuid.UUID {
 	out := make([]uuid.UUID, len(msgs))
 	for i, m := range msgs {
 		out[i] = m.ID
@@ -458,7 +463,7 @@ func ids(msgs []Message) []uuid.UUID {
 	return out
 }
 
-var hello = SendInput{Sender: "+14155552671", Recipient: "+442071838750", Text: "Hello"}
+var hello = sms.SendInput{Sender: "+14155552671", Recipient: "+442071838750", Text: "Hello"}
 
 // --- POST /v1/messages ---
 
@@ -467,17 +472,17 @@ func TestSendMessage(t *testing.T) {
 	a := newAPI(t)
 	tests := []struct {
 		name                  string
-		in                    SendInput
+		in                    sms.SendInput
 		wantSender, wantRecip string
 	}{
 		{"e164", hello, "+14155552671", "+442071838750"},
-		{"typed with parentheses and spaces", SendInput{Sender: "+1 (415) 555-2671", Recipient: "+44 20 7183 8750", Text: "See you at 6."}, "+14155552671", "+442071838750"},
-		{"dots", SendInput{Sender: "+33.1.23.45.67.89", Recipient: "+1.415.555.2671", Text: "x"}, "+33123456789", "+14155552671"},
-		{"dashes", SendInput{Sender: "+1-415-555-2671", Recipient: "+49-30-1234567", Text: "x"}, "+14155552671", "+49301234567"},
-		{"surrounding spaces", SendInput{Sender: "  +14155552671 ", Recipient: "\t+442071838750\n", Text: "x"}, "+14155552671", "+442071838750"},
-		{"alphanumeric sender", SendInput{Sender: "Acme Bank", Recipient: "+14155552671", Text: "Your code is 1234"}, "Acme Bank", "+14155552671"},
-		{"alphanumeric sender trimmed", SendInput{Sender: " Acme ", Recipient: "+14155552671", Text: "x"}, "Acme", "+14155552671"},
-		{"alphanumeric sender of 11 characters", SendInput{Sender: "ACME 2FA 11", Recipient: "+14155552671", Text: "x"}, "ACME 2FA 11", "+14155552671"},
+		{"typed with parentheses and spaces", sms.SendInput{Sender: "+1 (415) 555-2671", Recipient: "+44 20 7183 8750", Text: "See you at 6."}, "+14155552671", "+442071838750"},
+		{"dots", sms.SendInput{Sender: "+33.1.23.45.67.89", Recipient: "+1.415.555.2671", Text: "x"}, "+33123456789", "+14155552671"},
+		{"dashes", sms.SendInput{Sender: "+1-415-555-2671", Recipient: "+49-30-1234567", Text: "x"}, "+14155552671", "+49301234567"},
+		{"surrounding spaces", sms.SendInput{Sender: "  +14155552671 ", Recipient: "\t+442071838750\n", Text: "x"}, "+14155552671", "+442071838750"},
+		{"alphanumeric sender", sms.SendInput{Sender: "Acme Bank", Recipient: "+14155552671", Text: "Your code is 1234"}, "Acme Bank", "+14155552671"},
+		{"alphanumeric sender trimmed", sms.SendInput{Sender: " Acme ", Recipient: "+14155552671", Text: "x"}, "Acme", "+14155552671"},
+		{"alphanumeric sender of 11 characters", sms.SendInput{Sender: "ACME 2FA 11", Recipient: "+14155552671", Text: "x"}, "ACME 2FA 11", "+14155552671"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -485,7 +490,7 @@ func TestSendMessage(t *testing.T) {
 			before := time.Now().Add(-time.Second)
 			r := a.do(t, http.MethodPost, "/v1/messages", tt.in)
 			want(t, r, http.StatusAccepted)
-			m := decodeAs[Message](t, r)
+			m := decodeAs[sms.Message](t, r)
 			if m.ID == uuid.Nil || m.ID.Version() != 7 {
 				t.Errorf("id %s, want a UUIDv7", m.ID)
 			}
@@ -498,7 +503,7 @@ func TestSendMessage(t *testing.T) {
 			if m.Sender != tt.wantSender || m.Recipient != tt.wantRecip || m.Text != tt.in.Text {
 				t.Errorf("got %q -> %q %q, want %q -> %q %q", m.Sender, m.Recipient, m.Text, tt.wantSender, tt.wantRecip, tt.in.Text)
 			}
-			if m.Status != StatusPending || m.FailureReason != nil || m.Encoding != EncodingGSM7 || m.Segments != 1 {
+			if m.Status != sms.StatusPending || m.FailureReason != nil || m.Encoding != sms.EncodingGSM7 || m.Segments != 1 {
 				t.Errorf("got status %s reason %v encoding %s segments %d, want PENDING <nil> GSM-7 1", m.Status, m.FailureReason, m.Encoding, m.Segments)
 			}
 			if m.CreatedAt.Before(before) || !m.UpdatedAt.Equal(m.CreatedAt) {
@@ -507,7 +512,7 @@ func TestSendMessage(t *testing.T) {
 			// A 202 means stored: the message reads back as it was answered.
 			got := a.do(t, http.MethodGet, r.Header.Get("Location"), nil)
 			want(t, got, http.StatusOK)
-			stored := decodeAs[Message](t, got)
+			stored := decodeAs[sms.Message](t, got)
 			if stored.ID != m.ID || stored.Sender != m.Sender || stored.Recipient != m.Recipient || stored.Text != m.Text ||
 				stored.Encoding != m.Encoding || stored.Segments != m.Segments || !stored.CreatedAt.Equal(m.CreatedAt) {
 				t.Errorf("stored %+v, answered %+v", stored, m)
@@ -527,43 +532,43 @@ func TestSendEncodingAndSegments(t *testing.T) {
 	tests := []struct {
 		name     string
 		text     string
-		encoding Encoding
+		encoding sms.Encoding
 		segments int
 	}{
-		{"160 GSM characters", rep("a", 160), EncodingGSM7, 1},
-		{"161 GSM characters", rep("a", 161), EncodingGSM7, 2},
-		{"306 GSM characters fill two parts", rep("a", 306), EncodingGSM7, 2},
-		{"307 GSM characters", rep("a", 307), EncodingGSM7, 3},
-		{"one accent outside GSM-7", "Ça coûte 5€? àéèùìò ÄÖÑÜ ß", EncodingUCS2, 1}, // û
-		{"GSM basic table only", "Ça fait 5£ àéèùìò ÄÖÑÜ ß ΔΦΓΛΩΠΨΣΘΞ", EncodingGSM7, 1},
-		{"70 UCS-2 characters", rep("ж", 70), EncodingUCS2, 1},
-		{"71 UCS-2 characters", rep("ж", 71), EncodingUCS2, 2},
-		{"134 UCS-2 characters fill two parts", rep("ж", 134), EncodingUCS2, 2},
-		{"135 UCS-2 characters", rep("ж", 135), EncodingUCS2, 3},
-		{"one non-GSM character turns the text UCS-2", rep("a", 69) + "ç", EncodingUCS2, 1},
-		{"one non-GSM character in 71", rep("a", 70) + "ç", EncodingUCS2, 2},
-		{"backtick is not GSM-7", "`code`", EncodingUCS2, 1},
-		{"emoji is a surrogate pair", "😀", EncodingUCS2, 1},
-		{"35 emoji are 70 code units", rep("😀", 35), EncodingUCS2, 1},
-		{"36 emoji are 72 code units", rep("😀", 36), EncodingUCS2, 2},
-		{"69 characters and an emoji are 71 units", rep("a", 69) + "😀", EncodingUCS2, 2},
-		{"a pair is not split across parts", rep("a", 66) + "😀" + rep("a", 66), EncodingUCS2, 3}, // 134 units, yet 3 parts
-		{"flag and family emoji", "🇫🇷👨‍👩‍👧", EncodingUCS2, 1},
-		{"80 euro signs are 160 septets", rep("€", 80), EncodingGSM7, 1},
-		{"81 euro signs are 162 septets", rep("€", 81), EncodingGSM7, 2},
-		{"159 characters and one extension character", rep("a", 159) + "€", EncodingGSM7, 2},
-		{"every extension character counts two", rep(`{}[]~|^\`, 10), EncodingGSM7, 1},
-		{"extension characters over 160 septets", rep(`{}[]~|^\`, 10) + "a", EncodingGSM7, 2},
-		{"an escape is not split across parts", rep("a", 152) + "{" + rep("a", 152), EncodingGSM7, 3}, // 306 septets, yet 3 parts
-		{"1600 GSM characters", rep("a", 1600), EncodingGSM7, 11},
-		{"1600 emoji", rep("😀", 1600), EncodingUCS2, 49},
-		{"1600 extension characters", rep("€", 1600), EncodingGSM7, 22}, // 76 a part
-		{"newlines are GSM-7", "line 1\nline 2\r\n", EncodingGSM7, 1},
+		{"160 GSM characters", rep("a", 160), sms.EncodingGSM7, 1},
+		{"161 GSM characters", rep("a", 161), sms.EncodingGSM7, 2},
+		{"306 GSM characters fill two parts", rep("a", 306), sms.EncodingGSM7, 2},
+		{"307 GSM characters", rep("a", 307), sms.EncodingGSM7, 3},
+		{"one accent outside GSM-7", "Ça coûte 5€? àéèùìò ÄÖÑÜ ß", sms.EncodingUCS2, 1}, // û
+		{"GSM basic table only", "Ça fait 5£ àéèùìò ÄÖÑÜ ß ΔΦΓΛΩΠΨΣΘΞ", sms.EncodingGSM7, 1},
+		{"70 UCS-2 characters", rep("ж", 70), sms.EncodingUCS2, 1},
+		{"71 UCS-2 characters", rep("ж", 71), sms.EncodingUCS2, 2},
+		{"134 UCS-2 characters fill two parts", rep("ж", 134), sms.EncodingUCS2, 2},
+		{"135 UCS-2 characters", rep("ж", 135), sms.EncodingUCS2, 3},
+		{"one non-GSM character turns the text UCS-2", rep("a", 69) + "ç", sms.EncodingUCS2, 1},
+		{"one non-GSM character in 71", rep("a", 70) + "ç", sms.EncodingUCS2, 2},
+		{"backtick is not GSM-7", "`code`", sms.EncodingUCS2, 1},
+		{"emoji is a surrogate pair", "😀", sms.EncodingUCS2, 1},
+		{"35 emoji are 70 code units", rep("😀", 35), sms.EncodingUCS2, 1},
+		{"36 emoji are 72 code units", rep("😀", 36), sms.EncodingUCS2, 2},
+		{"69 characters and an emoji are 71 units", rep("a", 69) + "😀", sms.EncodingUCS2, 2},
+		{"a pair is not split across parts", rep("a", 66) + "😀" + rep("a", 66), sms.EncodingUCS2, 3}, // 134 units, yet 3 parts
+		{"flag and family emoji", "🇫🇷👨‍👩‍👧", sms.EncodingUCS2, 1},
+		{"80 euro signs are 160 septets", rep("€", 80), sms.EncodingGSM7, 1},
+		{"81 euro signs are 162 septets", rep("€", 81), sms.EncodingGSM7, 2},
+		{"159 characters and one extension character", rep("a", 159) + "€", sms.EncodingGSM7, 2},
+		{"every extension character counts two", rep(`{}[]~|^\`, 10), sms.EncodingGSM7, 1},
+		{"extension characters over 160 septets", rep(`{}[]~|^\`, 10) + "a", sms.EncodingGSM7, 2},
+		{"an escape is not split across parts", rep("a", 152) + "{" + rep("a", 152), sms.EncodingGSM7, 3}, // 306 septets, yet 3 parts
+		{"1600 GSM characters", rep("a", 1600), sms.EncodingGSM7, 11},
+		{"1600 emoji", rep("😀", 1600), sms.EncodingUCS2, 49},
+		{"1600 extension characters", rep("€", 1600), sms.EncodingGSM7, 22}, // 76 a part
+		{"newlines are GSM-7", "line 1\nline 2\r\n", sms.EncodingGSM7, 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			m := a.send(t, SendInput{Sender: "Acme", Recipient: "+14155552671", Text: tt.text})
+			m := a.send(t, sms.SendInput{Sender: "Acme", Recipient: "+14155552671", Text: tt.text})
 			if m.Encoding != tt.encoding || m.Segments != tt.segments {
 				t.Errorf("%s, %d segments; want %s, %d", m.Encoding, m.Segments, tt.encoding, tt.segments)
 			}
@@ -627,7 +632,7 @@ func TestSendValidation(t *testing.T) {
 		})
 	}
 	t.Cleanup(func() {
-		if n := count(t, a.db, "messages"); n != 0 {
+		if n := smstest.Count(t, a.db, "messages"); n != 0 {
 			t.Errorf("invalid requests stored %d messages", n)
 		}
 	})
@@ -674,7 +679,7 @@ func TestSendMalformed(t *testing.T) {
 		})
 	}
 	t.Cleanup(func() {
-		if n := count(t, a.db, "messages"); n != 0 {
+		if n := smstest.Count(t, a.db, "messages"); n != 0 {
 			t.Errorf("malformed requests stored %d messages", n)
 		}
 	})
@@ -726,7 +731,7 @@ func TestAuthentication(t *testing.T) {
 	if again, already, err := a.keys.RevokeKey(context.Background(), keys[0].ID); err != nil || !already || !again.Equal(at) {
 		t.Errorf("second RevokeKey = %s, %v, %v; want the first time (%s), already revoked", again, already, err, at)
 	}
-	if _, _, err := a.keys.RevokeKey(context.Background(), -1); !errors.Is(err, ErrNotFound) {
+	if _, _, err := a.keys.RevokeKey(context.Background(), -1); !errors.Is(err, sms.ErrNotFound) {
 		t.Errorf("RevokeKey of no key: %v, want ErrNotFound", err)
 	}
 	tests := []struct {
@@ -773,7 +778,7 @@ func TestAuthentication(t *testing.T) {
 		want(t, a.do(t, http.MethodGet, "/v1/messages", nil, withHeader("Authorization", "bearer "+a.key)), http.StatusOK)
 	})
 	t.Cleanup(func() {
-		if n := count(t, a.db, "messages"); n != 0 {
+		if n := smstest.Count(t, a.db, "messages"); n != 0 {
 			t.Errorf("unauthenticated requests stored %d messages", n)
 		}
 	})
@@ -791,7 +796,7 @@ func TestIdempotency(t *testing.T) {
 		want(t, first, http.StatusAccepted)
 		again := a.do(t, http.MethodPost, "/v1/messages", hello, key)
 		want(t, again, http.StatusAccepted)
-		m1, m2 := decodeAs[Message](t, first), decodeAs[Message](t, again)
+		m1, m2 := decodeAs[sms.Message](t, first), decodeAs[sms.Message](t, again)
 		if m1.ID != m2.ID || !m1.CreatedAt.Equal(m2.CreatedAt) {
 			t.Errorf("replay answered %s, first %s", m2.ID, m1.ID)
 		}
@@ -802,19 +807,19 @@ func TestIdempotency(t *testing.T) {
 			t.Errorf("replay Location %q", again.Header.Get("Location"))
 		}
 		// The same message normalized the same way is the same request.
-		typed := SendInput{Sender: "+1 (415) 555-2671", Recipient: "+44 20 7183 8750", Text: hello.Text}
+		typed := sms.SendInput{Sender: "+1 (415) 555-2671", Recipient: "+44 20 7183 8750", Text: hello.Text}
 		if m3 := a.send(t, typed, key); m3.ID != m1.ID {
 			t.Errorf("the same request typed differently made message %s, want %s", m3.ID, m1.ID)
 		}
-		if n, o := count(t, a.db, "messages"), count(t, a.db, "outbox"); n != 1 || o != 1 {
+		if n, o := smstest.Count(t, a.db, "messages"), smstest.Count(t, a.db, "outbox"); n != 1 || o != 1 {
 			t.Errorf("%d messages and %d outbox rows, want 1 and 1", n, o)
 		}
 		if st := a.stats(t); st.TotalMessages != 1 || st.PendingMessages != 1 {
 			t.Errorf("stats %+v, want one pending message", st)
 		}
 		// A replay after delivery answers the message as it is now.
-		a.report(t, m1.ID, StatusSent, "")
-		if m4 := a.send(t, hello, key); m4.ID != m1.ID || m4.Status != StatusSent {
+		a.report(t, m1.ID, sms.StatusSent, "")
+		if m4 := a.send(t, hello, key); m4.ID != m1.ID || m4.Status != sms.StatusSent {
 			t.Errorf("replay after delivery: %s %s, want %s SENT", m4.ID, m4.Status, m1.ID)
 		}
 	})
@@ -823,21 +828,21 @@ func TestIdempotency(t *testing.T) {
 		a := newAPI(t)
 		key := withHeader("Idempotency-Key", "order-1234")
 		a.send(t, hello, key)
-		for _, other := range []SendInput{
+		for _, other := range []sms.SendInput{
 			{Sender: hello.Sender, Recipient: hello.Recipient, Text: hello.Text + "!"},
 			{Sender: "Acme", Recipient: hello.Recipient, Text: hello.Text},
 			{Sender: hello.Sender, Recipient: "+14155552671", Text: hello.Text},
 		} {
 			p := wantProblem(t, a.do(t, http.MethodPost, "/v1/messages", other, key), http.StatusUnprocessableEntity)
-			if p.Type != ProblemIdempotency {
-				t.Errorf("type %q, want %q", p.Type, ProblemIdempotency)
+			if p.Type != ProblemBase+"idempotency-key-reused" {
+				t.Errorf("type %q, want %q", p.Type, ProblemBase+"idempotency-key-reused")
 			}
 		}
-		if n := count(t, a.db, "messages"); n != 1 {
+		if n := smstest.Count(t, a.db, "messages"); n != 1 {
 			t.Errorf("%d messages, want 1", n)
 		}
 		// An invalid body with a used key is a 400, not a 422.
-		wantViolations(t, a.do(t, http.MethodPost, "/v1/messages", SendInput{Sender: "Acme", Recipient: "x", Text: "y"}, key), "recipient")
+		wantViolations(t, a.do(t, http.MethodPost, "/v1/messages", sms.SendInput{Sender: "Acme", Recipient: "x", Text: "y"}, key), "recipient")
 	})
 	t.Run("concurrent retries make one message", func(t *testing.T) {
 		t.Parallel()
@@ -855,7 +860,7 @@ func TestIdempotency(t *testing.T) {
 		var id uuid.UUID
 		for i, r := range got {
 			want(t, r, http.StatusAccepted)
-			m := decodeAs[Message](t, r)
+			m := decodeAs[sms.Message](t, r)
 			if i == 0 {
 				id = m.ID
 			} else if m.ID != id {
@@ -868,7 +873,7 @@ func TestIdempotency(t *testing.T) {
 		if replayed != n-1 {
 			t.Errorf("%d answers replayed, want %d", replayed, n-1)
 		}
-		if m, o := count(t, a.db, "messages"), count(t, a.db, "outbox"); m != 1 || o != 1 {
+		if m, o := smstest.Count(t, a.db, "messages"), smstest.Count(t, a.db, "outbox"); m != 1 || o != 1 {
 			t.Errorf("%d messages and %d outbox rows, want 1 and 1", m, o)
 		}
 		if st := a.stats(t); st.PendingMessages != 1 {
@@ -884,7 +889,7 @@ func TestIdempotency(t *testing.T) {
 		if m1.ID == m2.ID {
 			t.Fatalf("two accounts share message %s", m1.ID)
 		}
-		if n := count(t, a.db, "messages"); n != 2 {
+		if n := smstest.Count(t, a.db, "messages"); n != 2 {
 			t.Errorf("%d messages, want 2", n)
 		}
 	})
@@ -902,7 +907,7 @@ func TestIdempotency(t *testing.T) {
 		if _, err := a.db.Exec(`UPDATE sms.idempotency_keys SET created_at = now() - interval '25 hours'`); err != nil {
 			t.Fatal(err)
 		}
-		m2 := a.send(t, SendInput{Sender: "Acme", Recipient: hello.Recipient, Text: "new"}, withHeader("Idempotency-Key", "old"))
+		m2 := a.send(t, sms.SendInput{Sender: "Acme", Recipient: hello.Recipient, Text: "new"}, withHeader("Idempotency-Key", "old"))
 		if m2.ID == m1.ID {
 			t.Errorf("a key older than 24 h still replayed")
 		}
@@ -949,7 +954,7 @@ func TestGetMessage(t *testing.T) {
 			switch tt.code {
 			case http.StatusOK:
 				want(t, r, http.StatusOK)
-				if got := decodeAs[Message](t, r); got.ID != m.ID {
+				if got := decodeAs[sms.Message](t, r); got.ID != m.ID {
 					t.Errorf("got %s, want %s", got.ID, m.ID)
 				}
 			case http.StatusBadRequest:
@@ -965,13 +970,13 @@ func TestGetMessage(t *testing.T) {
 
 // seed stores n messages for account from fn(i), each batch of one in its
 // own transaction so created_at increases, and returns them newest first.
-func seed(tb testing.TB, s *Store, account int64, n int, fn func(i int) Draft) []Message {
+func seed(tb testing.TB, s *postgres.Store, account int64, n int, fn func(i int) sms.Draft) []sms.Message {
 	tb.Helper()
-	out := make([]Message, 0, n)
+	out := make([]sms.Message, 0, n)
 	for i := range n {
 		d := fn(i)
-		d.Encoding, d.Segments = Segments(d.Text)
-		ms, err := s.Insert(context.Background(), []NewMessage{{AccountID: account, Draft: d}})
+		d.Encoding, d.Segments = sms.Segments(d.Text)
+		ms, err := s.Insert(context.Background(), []sms.NewMessage{{AccountID: account, Draft: d}})
 		if err != nil {
 			tb.Fatalf("seed: %v", err)
 		}
@@ -991,15 +996,15 @@ func accountOfKey(tb testing.TB, a *testAPI, key string) int64 {
 	return id
 }
 
-func simpleDraft(i int) Draft {
-	return Draft{Sender: "Acme", Recipient: fmt.Sprintf("+1415555%04d", i), Text: fmt.Sprintf("message %d", i)}
+func simpleDraft(i int) sms.Draft {
+	return sms.Draft{Sender: "Acme", Recipient: fmt.Sprintf("+1415555%04d", i), Text: fmt.Sprintf("message %d", i)}
 }
 
 // walk follows next_after from path until the last page and returns every
 // message in order.
-func walk(tb testing.TB, a *testAPI, path string, opts ...reqOpt) []Message {
+func walk(tb testing.TB, a *testAPI, path string, opts ...reqOpt) []sms.Message {
 	tb.Helper()
-	var all []Message
+	var all []sms.Message
 	sep := "?"
 	if strings.Contains(path, "?") {
 		sep = "&"
@@ -1078,7 +1083,7 @@ func TestListMessages(t *testing.T) {
 	}
 	t.Run("pages cover everything once", func(t *testing.T) {
 		t.Parallel()
-		var got []Message
+		var got []sms.Message
 		for page := 0; page < 7; page++ {
 			got = append(got, a.page(t, fmt.Sprintf("/v1/messages?size=7&page=%d", page)).Messages...)
 		}
@@ -1130,23 +1135,23 @@ func TestListFilterByStatus(t *testing.T) {
 	a := newAPI(t)
 	account := accountOfKey(t, a, a.key)
 	all := seed(t, a.store, account, 30, simpleDraft)
-	var sent, failed, pending []Message
+	var sent, failed, pending []sms.Message
 	for i, m := range all {
 		switch i % 3 {
 		case 0:
-			a.report(t, m.ID, StatusSent, "")
+			a.report(t, m.ID, sms.StatusSent, "")
 			sent = append(sent, m)
 		case 1:
-			a.report(t, m.ID, StatusFailed, "permanent: unknown subscriber")
+			a.report(t, m.ID, sms.StatusFailed, "permanent: unknown subscriber")
 			failed = append(failed, m)
 		default:
 			pending = append(pending, m)
 		}
 	}
 	for _, tt := range []struct {
-		status Status
-		want   []Message
-	}{{StatusSent, sent}, {StatusFailed, failed}, {StatusPending, pending}} {
+		status sms.Status
+		want   []sms.Message
+	}{{sms.StatusSent, sent}, {sms.StatusFailed, failed}, {sms.StatusPending, pending}} {
 		t.Run(string(tt.status), func(t *testing.T) {
 			t.Parallel()
 			p := a.page(t, "/v1/messages?size=4&status="+string(tt.status))
@@ -1185,7 +1190,7 @@ func TestListBadParameters(t *testing.T) {
 		{"page=", "page"},
 		{"page=1&page=2", "page"},
 		{"page=99999999999999999999", "page"},
-		{"page=1001&size=100", "page"}, // skips more than MaxOffset
+		{"page=1001&size=100", "page"}, // skips more than sms.MaxOffset
 		{"page=100001&size=1", "page"},
 		{"size=0", "size"},
 		{"size=101", "size"},
@@ -1240,7 +1245,7 @@ func TestUserMessages(t *testing.T) {
 	account := accountOfKey(t, a, a.key)
 	const phone, other = "+14155552671", "+442071838750"
 	// Newest first: index 0 is the last stored.
-	drafts := []Draft{
+	drafts := []sms.Draft{
 		{Sender: phone, Recipient: other, Text: "1 from"},
 		{Sender: other, Recipient: phone, Text: "2 to"},
 		{Sender: "Acme", Recipient: other, Text: "3 unrelated"},
@@ -1250,15 +1255,15 @@ func TestUserMessages(t *testing.T) {
 		{Sender: phone, Recipient: "+14155550000", Text: "7 from"},
 		{Sender: "Acme", Recipient: other, Text: "8 unrelated"},
 	}
-	all := seed(t, a.store, account, len(drafts), func(i int) Draft { return drafts[i] })
-	var mine []Message // newest first
+	all := seed(t, a.store, account, len(drafts), func(i int) sms.Draft { return drafts[i] })
+	var mine []sms.Message // newest first
 	for _, m := range all {
 		if m.Sender == phone || m.Recipient == phone {
 			mine = append(mine, m)
 		}
 	}
 	// The phone's messages in another account are not this account's.
-	seed(t, a.store, account+1000, 3, func(int) Draft { return drafts[0] })
+	seed(t, a.store, account+1000, 3, func(int) sms.Draft { return drafts[0] })
 
 	for _, path := range []string{
 		"/v1/users/%2B14155552671/messages",
@@ -1278,7 +1283,7 @@ func TestUserMessages(t *testing.T) {
 	t.Run("paging and cursor on the union of sender and recipient", func(t *testing.T) {
 		t.Parallel()
 		for size := 1; size <= 6; size++ {
-			var paged []Message
+			var paged []sms.Message
 			for page := 0; page*size < 5; page++ {
 				p := a.page(t, fmt.Sprintf("/v1/users/%%2B14155552671/messages?size=%d&page=%d", size, page))
 				if p.TotalCount != 5 {
@@ -1304,24 +1309,24 @@ func TestUserMessages(t *testing.T) {
 		// messages that aren't the phone's, so that count would be wrong.
 		a := newAPI(t)
 		account := accountOfKey(t, a, a.key)
-		all := seed(t, a.store, account, len(drafts), func(i int) Draft { return drafts[i] })
+		all := seed(t, a.store, account, len(drafts), func(i int) sms.Draft { return drafts[i] })
 		for _, m := range all {
 			switch m.Text {
 			case "2 to", "3 unrelated": // stay PENDING
 			case "5 to", "6 unrelated":
-				a.report(t, m.ID, StatusFailed, "permanent: blocked")
+				a.report(t, m.ID, sms.StatusFailed, "permanent: blocked")
 			default:
-				a.report(t, m.ID, StatusSent, "")
+				a.report(t, m.ID, sms.StatusSent, "")
 			}
 		}
 		for _, tt := range []struct {
-			status     Status
+			status     sms.Status
 			wantTexts  []string
 			otherTotal int64 // the account's count of that status, which must not leak in
 		}{
-			{StatusSent, []string{"7 from", "4 to self", "1 from"}, 4},
-			{StatusPending, []string{"2 to"}, 2},
-			{StatusFailed, []string{"5 to"}, 2},
+			{sms.StatusSent, []string{"7 from", "4 to self", "1 from"}, 4},
+			{sms.StatusPending, []string{"2 to"}, 2},
+			{sms.StatusFailed, []string{"5 to"}, 2},
 		} {
 			p := a.page(t, "/v1/users/%2B14155552671/messages?status="+string(tt.status))
 			var texts []string
@@ -1363,18 +1368,18 @@ func TestUserMessages(t *testing.T) {
 func TestStatsAndFailed(t *testing.T) {
 	t.Parallel()
 	a := newAPI(t)
-	if st := a.stats(t); st != (Stats{}) {
+	if st := a.stats(t); st != (sms.Stats{}) {
 		t.Errorf("stats of a new account %+v, want zeros", st)
 	}
-	var ms []Message
+	var ms []sms.Message
 	for i := range 6 {
-		ms = append(ms, a.send(t, SendInput{Sender: "Acme", Recipient: "+14155552671", Text: fmt.Sprint("m", i)}))
+		ms = append(ms, a.send(t, sms.SendInput{Sender: "Acme", Recipient: "+14155552671", Text: fmt.Sprint("m", i)}))
 	}
-	if st := a.stats(t); st != (Stats{TotalMessages: 6, PendingMessages: 6}) {
+	if st := a.stats(t); st != (sms.Stats{TotalMessages: 6, PendingMessages: 6}) {
 		t.Errorf("stats %+v, want 6 pending", st)
 	}
 	// One report alone, then a batch.
-	if res := a.report(t, ms[0].ID, StatusSent, ""); !res.Applied || res.Status != StatusSent || res.MessageID != ms[0].ID {
+	if res := a.report(t, ms[0].ID, sms.StatusSent, ""); !res.Applied || res.Status != sms.StatusSent || res.MessageID != ms[0].ID {
 		t.Errorf("report result %+v, want applied SENT for %s", res, ms[0].ID)
 	}
 	batch := map[string]any{"reports": []map[string]any{
@@ -1384,8 +1389,8 @@ func TestStatsAndFailed(t *testing.T) {
 	}}
 	r := a.do(t, http.MethodPost, "/v1/internal/delivery-reports", batch, withInternalToken())
 	want(t, r, http.StatusOK)
-	for i, res := range decodeAs[BatchResults](t, r).Results {
-		if res.Outcome != ReportApplied || res.MessageID != ms[i+1].ID {
+	for i, res := range decodeAs[sms.ReportResults](t, r).Results {
+		if res.Outcome != sms.ReportApplied || res.MessageID != ms[i+1].ID {
 			t.Errorf("result %d: %+v, want applied for %s", i, res, ms[i+1].ID)
 		}
 	}
@@ -1393,7 +1398,7 @@ func TestStatsAndFailed(t *testing.T) {
 	if st.TotalMessages != 6 || st.PendingMessages != 2 || st.SentMessages != 2 || st.FailedMessages != 2 || st.SuccessRate != 50 {
 		t.Errorf("stats %+v, want 6 total, 2 pending, 2 sent, 2 failed, 50%%", st)
 	}
-	a.report(t, ms[4].ID, StatusSent, "")
+	a.report(t, ms[4].ID, sms.StatusSent, "")
 	if st := a.stats(t); math.Abs(st.SuccessRate-60) > 1e-9 {
 		t.Errorf("success rate %v, want 60", st.SuccessRate)
 	}
@@ -1404,7 +1409,7 @@ func TestStatsAndFailed(t *testing.T) {
 	}
 	wantReasons := map[uuid.UUID]string{ms[2].ID: "permanent: unknown subscriber", ms[3].ID: "exhausted: carrier timeout"}
 	for _, m := range p.Messages {
-		if m.Status != StatusFailed || m.FailureReason == nil || *m.FailureReason != wantReasons[m.ID] {
+		if m.Status != sms.StatusFailed || m.FailureReason == nil || *m.FailureReason != wantReasons[m.ID] {
 			t.Errorf("failed list has %s %s reason %v", m.ID, m.Status, m.FailureReason)
 		}
 	}
@@ -1418,12 +1423,12 @@ func TestStatsAndFailed(t *testing.T) {
 		t.Errorf("failed cursor walk: %v", ids(got))
 	}
 	// A sent message has no failure reason.
-	got := decodeAs[Message](t, a.do(t, http.MethodGet, "/v1/messages/"+ms[0].ID.String(), nil))
-	if got.Status != StatusSent || got.FailureReason != nil || !got.UpdatedAt.After(got.CreatedAt) {
+	got := decodeAs[sms.Message](t, a.do(t, http.MethodGet, "/v1/messages/"+ms[0].ID.String(), nil))
+	if got.Status != sms.StatusSent || got.FailureReason != nil || !got.UpdatedAt.After(got.CreatedAt) {
 		t.Errorf("sent message %+v", got)
 	}
 	// Stats are per account.
-	if st := a.stats(t, withKey(a.newKey(t, "globex"))); st != (Stats{}) {
+	if st := a.stats(t, withKey(a.newKey(t, "globex"))); st != (sms.Stats{}) {
 		t.Errorf("another account's stats %+v, want zeros", st)
 	}
 }
@@ -1443,7 +1448,7 @@ func TestDeliveryReports(t *testing.T) {
 			wantProblem(t, a.do(t, http.MethodPost, "/v1/internal/delivery-report", sent(m.ID), opt), http.StatusUnauthorized)
 			wantProblem(t, a.do(t, http.MethodPost, "/v1/internal/delivery-reports", map[string]any{"reports": []any{sent(m.ID)}}, opt), http.StatusUnauthorized)
 		}
-		if got := decodeAs[Message](t, a.do(t, http.MethodGet, "/v1/messages/"+m.ID.String(), nil)); got.Status != StatusPending {
+		if got := decodeAs[sms.Message](t, a.do(t, http.MethodGet, "/v1/messages/"+m.ID.String(), nil)); got.Status != sms.StatusPending {
 			t.Errorf("an unauthenticated report changed the message to %s", got.Status)
 		}
 	})
@@ -1452,24 +1457,24 @@ func TestDeliveryReports(t *testing.T) {
 		a := newAPI(t)
 		m := a.send(t, hello)
 		f := a.send(t, hello)
-		if res := a.report(t, m.ID, StatusSent, ""); !res.Applied {
+		if res := a.report(t, m.ID, sms.StatusSent, ""); !res.Applied {
 			t.Fatalf("first report not applied: %+v", res)
 		}
-		if res := a.report(t, f.ID, StatusFailed, "permanent: blocked"); !res.Applied || res.Status != StatusFailed {
+		if res := a.report(t, f.ID, sms.StatusFailed, "permanent: blocked"); !res.Applied || res.Status != sms.StatusFailed {
 			t.Fatalf("first report not applied: %+v", res)
 		}
 		before := a.stats(t)
-		msgBefore := decodeAs[Message](t, a.do(t, http.MethodGet, "/v1/messages/"+m.ID.String(), nil))
+		msgBefore := decodeAs[sms.Message](t, a.do(t, http.MethodGet, "/v1/messages/"+m.ID.String(), nil))
 		for _, tt := range []struct {
 			id     uuid.UUID
-			status Status
+			status sms.Status
 			reason string
-			final  Status
+			final  sms.Status
 		}{
-			{m.ID, StatusSent, "", StatusSent},
-			{m.ID, StatusFailed, "exhausted: late", StatusSent},
-			{f.ID, StatusFailed, "permanent: blocked", StatusFailed},
-			{f.ID, StatusSent, "", StatusFailed},
+			{m.ID, sms.StatusSent, "", sms.StatusSent},
+			{m.ID, sms.StatusFailed, "exhausted: late", sms.StatusSent},
+			{f.ID, sms.StatusFailed, "permanent: blocked", sms.StatusFailed},
+			{f.ID, sms.StatusSent, "", sms.StatusFailed},
 		} {
 			if res := a.report(t, tt.id, tt.status, tt.reason); res.Applied || res.Status != tt.final {
 				t.Errorf("%s report for a %s message: %+v, want not applied, status %s", tt.status, tt.final, res, tt.final)
@@ -1477,16 +1482,16 @@ func TestDeliveryReports(t *testing.T) {
 		}
 		r := a.do(t, http.MethodPost, "/v1/internal/delivery-reports", map[string]any{"reports": []any{sent(m.ID), sent(f.ID)}}, withInternalToken())
 		want(t, r, http.StatusOK)
-		for _, res := range decodeAs[BatchResults](t, r).Results {
-			if res.Outcome != ReportDuplicate {
+		for _, res := range decodeAs[sms.ReportResults](t, r).Results {
+			if res.Outcome != sms.ReportDuplicate {
 				t.Errorf("batch: %+v, want duplicate", res)
 			}
 		}
 		if after := a.stats(t); after != before {
 			t.Errorf("stats changed from %+v to %+v", before, after)
 		}
-		msgAfter := decodeAs[Message](t, a.do(t, http.MethodGet, "/v1/messages/"+m.ID.String(), nil))
-		if msgAfter.Status != StatusSent || msgAfter.FailureReason != nil || !msgAfter.UpdatedAt.Equal(msgBefore.UpdatedAt) {
+		msgAfter := decodeAs[sms.Message](t, a.do(t, http.MethodGet, "/v1/messages/"+m.ID.String(), nil))
+		if msgAfter.Status != sms.StatusSent || msgAfter.FailureReason != nil || !msgAfter.UpdatedAt.Equal(msgBefore.UpdatedAt) {
 			t.Errorf("message changed from %+v to %+v", msgBefore, msgAfter)
 		}
 	})
@@ -1495,7 +1500,7 @@ func TestDeliveryReports(t *testing.T) {
 		wantProblem(t, a.do(t, http.MethodPost, "/v1/internal/delivery-report", sent(uuid.New()), withInternalToken()), http.StatusNotFound)
 		r := a.do(t, http.MethodPost, "/v1/internal/delivery-reports", map[string]any{"reports": []any{sent(uuid.New())}}, withInternalToken())
 		want(t, r, http.StatusOK)
-		if res := decodeAs[BatchResults](t, r).Results; len(res) != 1 || res[0].Outcome != ReportNotFound {
+		if res := decodeAs[sms.ReportResults](t, r).Results; len(res) != 1 || res[0].Outcome != sms.ReportNotFound {
 			t.Errorf("results %+v, want one not_found", res)
 		}
 	})
@@ -1503,7 +1508,7 @@ func TestDeliveryReports(t *testing.T) {
 		t.Parallel()
 		a := newAPI(t)
 		m1, m2, m3 := a.send(t, hello), a.send(t, hello), a.send(t, hello)
-		a.report(t, m3.ID, StatusSent, "")
+		a.report(t, m3.ID, sms.StatusSent, "")
 		unknown := uuid.New()
 		reports := []any{
 			map[string]any{"message_id": m2.ID, "status": "FAILED", "failure_reason": "permanent: first", "processed_at": now},
@@ -1515,10 +1520,10 @@ func TestDeliveryReports(t *testing.T) {
 		}
 		r := a.do(t, http.MethodPost, "/v1/internal/delivery-reports", map[string]any{"reports": reports}, withInternalToken())
 		want(t, r, http.StatusOK)
-		res := decodeAs[BatchResults](t, r).Results
-		wantRes := []AppliedReport{
-			{MessageID: m2.ID, Outcome: ReportApplied}, {MessageID: m1.ID, Outcome: ReportApplied}, {MessageID: unknown, Outcome: ReportNotFound},
-			{MessageID: m2.ID, Outcome: ReportDuplicate}, {MessageID: m3.ID, Outcome: ReportDuplicate}, {MessageID: unknown, Outcome: ReportNotFound},
+		res := decodeAs[sms.ReportResults](t, r).Results
+		wantRes := []sms.AppliedReport{
+			{MessageID: m2.ID, Outcome: sms.ReportApplied}, {MessageID: m1.ID, Outcome: sms.ReportApplied}, {MessageID: unknown, Outcome: sms.ReportNotFound},
+			{MessageID: m2.ID, Outcome: sms.ReportDuplicate}, {MessageID: m3.ID, Outcome: sms.ReportDuplicate}, {MessageID: unknown, Outcome: sms.ReportNotFound},
 		}
 		if len(res) != len(wantRes) {
 			t.Fatalf("%d results, want %d", len(res), len(wantRes))
@@ -1529,11 +1534,11 @@ func TestDeliveryReports(t *testing.T) {
 			}
 		}
 		// The first report of a message in the batch is the one applied.
-		got := decodeAs[Message](t, a.do(t, http.MethodGet, "/v1/messages/"+m2.ID.String(), nil))
-		if got.Status != StatusFailed || got.FailureReason == nil || *got.FailureReason != "permanent: first" {
+		got := decodeAs[sms.Message](t, a.do(t, http.MethodGet, "/v1/messages/"+m2.ID.String(), nil))
+		if got.Status != sms.StatusFailed || got.FailureReason == nil || *got.FailureReason != "permanent: first" {
 			t.Errorf("m2 is %s (%v), want FAILED by the first report", got.Status, got.FailureReason)
 		}
-		if st := a.stats(t); st != (Stats{TotalMessages: 3, SentMessages: 2, FailedMessages: 1, SuccessRate: 200.0 / 3}) {
+		if st := a.stats(t); st != (sms.Stats{TotalMessages: 3, SentMessages: 2, FailedMessages: 1, SuccessRate: 200.0 / 3}) {
 			t.Errorf("stats %+v", st)
 		}
 	})
@@ -1543,7 +1548,7 @@ func TestDeliveryReports(t *testing.T) {
 		account := accountOfKey(t, a, a.key)
 		ms := seed(t, a.store, account, 3, simpleDraft)
 		reason := "permanent: " + strings.Repeat("x", 1000-len("permanent: "))
-		reports := make([]any, MaxReportBatch)
+		reports := make([]any, sms.MaxReportBatch)
 		for i := range reports {
 			// Many reports for a few messages, and ids that don't exist.
 			id := uuid.New()
@@ -1555,8 +1560,8 @@ func TestDeliveryReports(t *testing.T) {
 		}
 		r := a.do(t, http.MethodPost, "/v1/internal/delivery-reports", map[string]any{"reports": reports}, withInternalToken())
 		want(t, r, http.StatusOK)
-		res := decodeAs[BatchResults](t, r).Results
-		if len(res) != MaxReportBatch || res[0].Outcome != ReportApplied || res[MaxReportBatch-1].Outcome != ReportNotFound {
+		res := decodeAs[sms.ReportResults](t, r).Results
+		if len(res) != sms.MaxReportBatch || res[0].Outcome != sms.ReportApplied || res[sms.MaxReportBatch-1].Outcome != sms.ReportNotFound {
 			t.Errorf("%d results, first %+v", len(res), res[0])
 		}
 		if st := a.stats(t); st.FailedMessages != 3 {
@@ -1566,25 +1571,25 @@ func TestDeliveryReports(t *testing.T) {
 	t.Run("lengths are counted in characters", func(t *testing.T) {
 		t.Parallel()
 		m := a.send(t, hello)
-		reason := strings.Repeat("é", MaxFailureReason) // 2,000 bytes
-		body := map[string]any{"message_id": m.ID, "status": "FAILED", "failure_reason": reason, "processed_at": now, "traceparent": strings.Repeat("é", MaxTraceparent)}
+		reason := strings.Repeat("é", sms.MaxFailureReason) // 2,000 bytes
+		body := map[string]any{"message_id": m.ID, "status": "FAILED", "failure_reason": reason, "processed_at": now, "traceparent": strings.Repeat("é", sms.MaxTraceparent)}
 		r := a.do(t, http.MethodPost, "/v1/internal/delivery-report", body, withInternalToken())
 		want(t, r, http.StatusOK)
-		if res := decodeAs[ReportResult](t, r); !res.Applied {
-			t.Errorf("report with a reason of %d characters not applied", MaxFailureReason)
+		if res := decodeAs[sms.ReportResult](t, r); !res.Applied {
+			t.Errorf("report with a reason of %d characters not applied", sms.MaxFailureReason)
 		}
 	})
 	t.Run("a full batch of the longest reports fits the body limit", func(t *testing.T) {
 		t.Parallel()
 		// encoding/json writes < as \u003c: 6 bytes a character, the most
 		// it writes for one; the processor encodes its reports with it.
-		reports := make([]DeliveryReport, MaxReportBatch)
+		reports := make([]sms.DeliveryReport, sms.MaxReportBatch)
 		for i := range reports {
-			reason := strings.Repeat("<", MaxFailureReason)
-			reports[i] = DeliveryReport{MessageID: uuid.New(), Status: StatusFailed, FailureReason: &reason,
-				ProcessedAt: time.Now(), Traceparent: strings.Repeat("<", MaxTraceparent)}
+			reason := strings.Repeat("<", sms.MaxFailureReason)
+			reports[i] = sms.DeliveryReport{MessageID: uuid.New(), Status: sms.StatusFailed, FailureReason: &reason,
+				ProcessedAt: time.Now(), Traceparent: strings.Repeat("<", sms.MaxTraceparent)}
 		}
-		body, err := json.Marshal(BatchReports{Reports: reports})
+		body, err := json.Marshal(sms.ReportBatch{Reports: reports})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -1628,7 +1633,7 @@ func TestDeliveryReports(t *testing.T) {
 		}
 		wantViolations(t, a.do(t, http.MethodPost, "/v1/internal/delivery-reports", `{"reports":[]}`, withInternalToken()), "reports")
 		wantViolations(t, a.do(t, http.MethodPost, "/v1/internal/delivery-reports", `{}`, withInternalToken()), "reports")
-		many := make([]any, MaxReportBatch+1)
+		many := make([]any, sms.MaxReportBatch+1)
 		for i := range many {
 			many[i] = sent(m.ID)
 		}
@@ -1640,7 +1645,7 @@ func TestDeliveryReports(t *testing.T) {
 		wantProblem(t, a.do(t, http.MethodPost, "/v1/internal/delivery-report", sent(m.ID), withInternalToken(), withHeader("Content-Type", "application/merge-patch+json")), http.StatusUnsupportedMediaType)
 		// A batch with an invalid report applies nothing, not even the
 		// valid report before it.
-		if got := decodeAs[Message](t, a.do(t, http.MethodGet, "/v1/messages/"+id, nil)); got.Status != StatusPending {
+		if got := decodeAs[sms.Message](t, a.do(t, http.MethodGet, "/v1/messages/"+id, nil)); got.Status != sms.StatusPending {
 			t.Errorf("invalid batches changed the message to %s", got.Status)
 		}
 	})
@@ -1679,7 +1684,7 @@ func TestUnknownRoutesAndMethods(t *testing.T) {
 func TestHeadWhereverGet(t *testing.T) {
 	t.Parallel()
 	a := newAPI(t)
-	msg := a.send(t, SendInput{Sender: "+14155550100", Recipient: "+14155552671", Text: "hi"})
+	msg := a.send(t, sms.SendInput{Sender: "+14155550100", Recipient: "+14155552671", Text: "hi"})
 	doc, _ := openAPI(t)
 	paths := []string{"/metrics"} // served, deliberately not an API operation
 	for path, item := range doc.Paths.Map() {
@@ -1745,16 +1750,16 @@ func TestBacklogFull(t *testing.T) {
 	a := newAPI(t, func(o *apiOptions) { o.maxBacklog = 50 })
 	a.backlog.n.Store(50)
 	p := wantProblem(t, a.do(t, http.MethodPost, "/v1/messages", hello), http.StatusServiceUnavailable)
-	if p.Type != ProblemBacklog {
-		t.Errorf("type %q, want %q", p.Type, ProblemBacklog)
+	if p.Type != ProblemBase+"outbox-backlog" {
+		t.Errorf("type %q, want %q", p.Type, ProblemBase+"outbox-backlog")
 	}
 	// Even with an Idempotency-Key, and nothing is stored.
 	wantProblem(t, a.do(t, http.MethodPost, "/v1/messages", hello, withHeader("Idempotency-Key", "k")), http.StatusServiceUnavailable)
-	if n := count(t, a.db, "messages"); n != 0 {
+	if n := smstest.Count(t, a.db, "messages"); n != 0 {
 		t.Errorf("%d messages stored while the backlog was full", n)
 	}
 	// Invalid input is still a 400, and reads still work.
-	wantViolations(t, a.do(t, http.MethodPost, "/v1/messages", SendInput{Sender: "Acme", Recipient: "x", Text: "y"}), "recipient")
+	wantViolations(t, a.do(t, http.MethodPost, "/v1/messages", sms.SendInput{Sender: "Acme", Recipient: "x", Text: "y"}), "recipient")
 	a.page(t, "/v1/messages")
 	a.backlog.n.Store(49)
 	a.send(t, hello)

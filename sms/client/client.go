@@ -1,4 +1,7 @@
-package sms
+// Package client calls smsctl's HTTP API from Go: Client as an application
+// does (send, look up, wait for a final status), and Internal as the
+// processor does (delivery reports, with the internal token).
+package client
 
 import (
 	"bytes"
@@ -13,18 +16,24 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/smsctl/smsctl/platform"
+	"github.com/smsctl/smsctl/sms"
 )
 
 // Client calls the SMS API as an application would.
 type Client struct {
+	api
+}
+
+// api is a base URL, the bearer credential and an HTTP client.
+type api struct {
 	baseURL string
-	apiKey  string
+	token   string
 	http    *http.Client
 }
 
-// NewClient returns a client for the API at baseURL using apiKey.
-func NewClient(baseURL, apiKey string) *Client {
-	return &Client{baseURL: strings.TrimRight(baseURL, "/"), apiKey: apiKey, http: &http.Client{Timeout: 30 * time.Second}}
+// New returns a client for the API at baseURL using apiKey.
+func New(baseURL, apiKey string) *Client {
+	return &Client{api{baseURL: strings.TrimRight(baseURL, "/"), token: apiKey, http: &http.Client{Timeout: 30 * time.Second}}}
 }
 
 // APIError is an error answer from the API.
@@ -44,12 +53,12 @@ func (e *APIError) Error() string {
 }
 
 // Send posts a message; idempotencyKey may be empty.
-func (c *Client) Send(ctx context.Context, in SendInput, idempotencyKey string) (Message, error) {
+func (c *Client) Send(ctx context.Context, in sms.SendInput, idempotencyKey string) (sms.Message, error) {
 	body, err := json.Marshal(in)
 	if err != nil {
-		return Message{}, fmt.Errorf("encode message: %w", err)
+		return sms.Message{}, fmt.Errorf("encode message: %w", err)
 	}
-	var m Message
+	var m sms.Message
 	err = c.do(ctx, http.MethodPost, "/v1/messages", body, func(r *http.Request) {
 		if idempotencyKey != "" {
 			r.Header.Set("Idempotency-Key", idempotencyKey)
@@ -59,16 +68,16 @@ func (c *Client) Send(ctx context.Context, in SendInput, idempotencyKey string) 
 }
 
 // Get fetches a message by id.
-func (c *Client) Get(ctx context.Context, id uuid.UUID) (Message, error) {
-	var m Message
+func (c *Client) Get(ctx context.Context, id uuid.UUID) (sms.Message, error) {
+	var m sms.Message
 	err := c.do(ctx, http.MethodGet, "/v1/messages/"+id.String(), nil, nil, &m)
 	return m, err
 }
 
 // Wait polls a message until it is final or ctx ends. On an error it
 // returns the message as the last successful look found it.
-func (c *Client) Wait(ctx context.Context, id uuid.UUID, every time.Duration) (Message, error) {
-	var last Message // what the last look found, kept when a look fails
+func (c *Client) Wait(ctx context.Context, id uuid.UUID, every time.Duration) (sms.Message, error) {
+	var last sms.Message // what the last look found, kept when a look fails
 	for {
 		m, err := c.Get(ctx, id)
 		if err != nil {
@@ -85,7 +94,7 @@ func (c *Client) Wait(ctx context.Context, id uuid.UUID, every time.Duration) (M
 	}
 }
 
-func (c *Client) do(ctx context.Context, method, path string, body []byte, edit func(*http.Request), out any) error {
+func (c *api) do(ctx context.Context, method, path string, body []byte, edit func(*http.Request), out any) error {
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
@@ -97,7 +106,7 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, edit 
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	req.Header.Set("Authorization", "Bearer "+c.apiKey)
+	req.Header.Set("Authorization", "Bearer "+c.token)
 	if edit != nil {
 		edit(req)
 	}

@@ -1,4 +1,4 @@
-package sms
+package http
 
 import (
 	"sync"

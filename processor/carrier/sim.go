@@ -1,4 +1,4 @@
-package processor
+package carrier
 
 import (
 	"context"
@@ -11,14 +11,6 @@ import (
 	"github.com/smsctl/smsctl/platform"
 	"github.com/smsctl/smsctl/sms"
 )
-
-// CarrierError is a failed delivery. Transient ones are worth retrying.
-type CarrierError struct {
-	Transient bool
-	Reason    string
-}
-
-func (e *CarrierError) Error() string { return e.Reason }
 
 // SimulatorConfig sets the simulated carrier's behaviour.
 type SimulatorConfig struct {
@@ -60,10 +52,12 @@ func (s *Simulator) Deliver(ctx context.Context, req sms.SendRequest, attempt in
 	}
 	var entry int64
 	if s.cfg.Ledger != nil {
-		if err := s.cfg.Ledger.GetContext(ctx, &entry,
+		// Not cancelled half-way: a cancelled insert may still commit, and
+		// its row would then count a call that never happened.
+		if err := s.cfg.Ledger.GetContext(context.WithoutCancel(ctx), &entry,
 			`INSERT INTO processor.carrier_calls (message_id, attempt, outcome) VALUES ($1, $2, 'started') RETURNING id`, req.MessageID, attempt); err != nil {
 			// The call was not made: a transient failure of the carrier.
-			return &CarrierError{Transient: true, Reason: fmt.Sprintf("carrier ledger: %v", err)}
+			return &Error{Transient: true, Reason: fmt.Sprintf("carrier ledger: %v", err)}
 		}
 	}
 	delay := s.cfg.MinDelay
@@ -80,9 +74,9 @@ func (s *Simulator) Deliver(ctx context.Context, req sms.SendRequest, attempt in
 	outcome := "delivered"
 	if rand.Float64() < s.cfg.FailureRate {
 		if rand.Float64() < s.cfg.TransientShare {
-			err = &CarrierError{Transient: true, Reason: transientReasons[rand.N(len(transientReasons))]}
+			err = &Error{Transient: true, Reason: transientReasons[rand.N(len(transientReasons))]}
 		} else {
-			err = &CarrierError{Reason: permanentReasons[rand.N(len(permanentReasons))]}
+			err = &Error{Reason: permanentReasons[rand.N(len(permanentReasons))]}
 		}
 		outcome = err.Error()
 	}

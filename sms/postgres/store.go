@@ -1,12 +1,9 @@
-package sms
+package postgres
 
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"database/sql"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -21,6 +18,7 @@ import (
 	"github.com/lib/pq"
 
 	"github.com/smsctl/smsctl/platform"
+	"github.com/smsctl/smsctl/sms"
 )
 
 // Store keeps messages, their outbox entries and counters in PostgreSQL
@@ -29,25 +27,31 @@ type Store struct {
 	db    *sqlx.DB
 	stmts *platform.Statements
 	// committed receives the outbox batch of every committed insert.
-	committed func(OutboxBatch)
+	committed func(sms.OutboxBatch)
 	shards    chan int
 	published outboxDeletes
 }
 
 // NewStore returns a store on db.
 func NewStore(db *sqlx.DB) *Store {
-	return &Store{db: db, stmts: platform.NewStatements(db), committed: func(OutboxBatch) {}, shards: newShardPool()}
+	return &Store{db: db, stmts: platform.NewStatements(db), committed: func(sms.OutboxBatch) {}, shards: newShardPool()}
 }
 
 // OnCommit sets the function that receives the outbox batch of every
 // committed insert, so that the relay can publish it without reading it
 // back. Call it before the store is used.
-func (s *Store) OnCommit(fn func(OutboxBatch)) { s.committed = fn }
+func (s *Store) OnCommit(fn func(sms.OutboxBatch)) { s.committed = fn }
 
 // Published takes over the deletion of outbox batches (by id) whose
 // records Kafka has acknowledged: the next insert deletes them in its own
 // statement, and FlushPublished deletes what no insert took.
-func (s *Store) Published(ids []string) { s.published.add(ids) }
+func (s *Store) Published(ids []uuid.UUID) {
+	strs := make([]string, len(ids))
+	for i, id := range ids {
+		strs[i] = id.String()
+	}
+	s.published.add(strs)
+}
 
 // FlushPublished deletes the acknowledged batches no insert has taken yet.
 func (s *Store) FlushPublished(ctx context.Context) error {
@@ -84,31 +88,6 @@ func (d *outboxDeletes) take() []string {
 	return ids
 }
 
-// OutboxEntry is the Kafka record of one message waiting in the outbox.
-type OutboxEntry struct {
-	MessageID uuid.UUID
-	// Traceparent is the trace of the request that accepted the message.
-	Traceparent string
-	Key         string
-	Payload     string
-}
-
-// OutboxBatch is the outbox row of one committed insert and the records of
-// its messages. Its ID is its first message's: UUIDv7, ordered by time.
-type OutboxBatch struct {
-	ID      uuid.UUID
-	Entries []OutboxEntry
-}
-
-// outboxEntry builds m's Kafka record.
-func outboxEntry(m Message, traceparent string) (OutboxEntry, error) {
-	payload, err := json.Marshal(m.SendRequest())
-	if err != nil {
-		return OutboxEntry{}, fmt.Errorf("encode send request: %w", err)
-	}
-	return OutboxEntry{MessageID: m.ID, Traceparent: traceparent, Key: m.Recipient, Payload: string(payload)}, nil
-}
-
 // prepared returns a hot statement, planned once per connection instead of
 // once per batch.
 func (s *Store) prepared(ctx context.Context, query string) (*sqlx.Stmt, error) {
@@ -119,28 +98,15 @@ func (s *Store) prepared(ctx context.Context, query string) (*sqlx.Stmt, error) 
 	return st, nil
 }
 
-// NewMessage is a validated draft ready to be stored for an account.
-type NewMessage struct {
-	AccountID int64
-	Draft
-	// Traceparent is the trace of the request that accepted the message;
-	// the outbox keeps it so the Kafka record continues that trace.
-	Traceparent string
-}
-
 // newMessages builds the rows for drafts: ids are UUIDv7 so they sort by
 // time, and timestamps are cut to what PostgreSQL keeps.
-func newMessages(in []NewMessage) []Message {
+func newMessages(in []sms.NewMessage) []sms.Message {
 	now := time.Now().UTC().Truncate(time.Microsecond)
-	out := make([]Message, len(in))
+	out := make([]sms.Message, len(in))
 	for i, n := range in {
-		id, err := uuid.NewV7()
-		if err != nil {
-			id = uuid.New()
-		}
-		out[i] = Message{
-			ID: id, AccountID: n.AccountID, Sender: n.Sender, Recipient: n.Recipient, Text: n.Text,
-			Status: StatusPending, Encoding: n.Encoding, Segments: n.Segments, CreatedAt: now, UpdatedAt: now,
+		out[i] = sms.Message{
+			ID: sms.NewID(), AccountID: n.AccountID, Sender: n.Sender, Recipient: n.Recipient, Text: n.Text,
+			Status: sms.StatusPending, Encoding: n.Encoding, Segments: n.Segments, CreatedAt: now, UpdatedAt: now,
 		}
 	}
 	return out
@@ -203,33 +169,33 @@ type stmtExecer interface {
 	ExecContext(ctx context.Context, args ...any) (sql.Result, error)
 }
 
-func insertMessages(ctx context.Context, insert stmtExecer, msgs []Message, traces []string, shard int, published []string) (OutboxBatch, error) {
+func insertMessages(ctx context.Context, insert stmtExecer, msgs []sms.Message, traces []string, shard int, published []string) (sms.OutboxBatch, error) {
 	n := len(msgs)
 	ids, accounts := make([]string, n), make([]int64, n)
 	senders, recipients, texts, encodings := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	segments, created := make([]int64, n), make([]string, n)
-	batch := OutboxBatch{ID: msgs[0].ID, Entries: make([]OutboxEntry, n)}
+	batch := sms.OutboxBatch{ID: msgs[0].ID, Records: make([]sms.OutboxRecord, n)}
 	for i, m := range msgs {
 		ids[i], accounts[i] = m.ID.String(), m.AccountID
 		senders[i], recipients[i], texts[i], encodings[i] = m.Sender, m.Recipient, m.Text, string(m.Encoding)
 		segments[i], created[i] = int64(m.Segments), m.CreatedAt.Format(time.RFC3339Nano)
-		e, err := outboxEntry(m, traces[i])
+		rec, err := sms.NewOutboxRecord(m, traces[i])
 		if err != nil {
-			return OutboxBatch{}, err
+			return sms.OutboxBatch{}, err
 		}
-		batch.Entries[i] = e
+		batch.Records[i] = rec
 	}
 	_, err := insert.ExecContext(ctx, pq.Array(ids), pq.Array(accounts), pq.Array(senders), pq.Array(recipients),
 		pq.Array(texts), pq.Array(encodings), pq.Array(segments), pq.Array(created), pq.Array(traces), shard, pq.Array(published))
 	if err != nil {
-		return OutboxBatch{}, storeErr("insert messages", err)
+		return sms.OutboxBatch{}, storeErr("insert messages", err)
 	}
 	return batch, nil
 }
 
 // Insert stores messages as PENDING together with their outbox row in one
 // transaction and returns them.
-func (s *Store) Insert(ctx context.Context, in []NewMessage) ([]Message, error) {
+func (s *Store) Insert(ctx context.Context, in []sms.NewMessage) ([]sms.Message, error) {
 	msgs := newMessages(in)
 	traces := make([]string, len(in))
 	for i, n := range in {
@@ -240,7 +206,7 @@ func (s *Store) Insert(ctx context.Context, in []NewMessage) ([]Message, error) 
 		return nil, err
 	}
 	published := s.published.take()
-	var batch OutboxBatch
+	var batch sms.OutboxBatch
 	err = s.withShard(ctx, func(shard int) (err error) {
 		batch, err = insertMessages(ctx, insert, msgs, traces, shard, published)
 		return err
@@ -253,34 +219,20 @@ func (s *Store) Insert(ctx context.Context, in []NewMessage) ([]Message, error) 
 	return msgs, nil
 }
 
-// IdempotencyTTL is how long an Idempotency-Key is remembered.
-const IdempotencyTTL = 24 * time.Hour
-
-// RequestHash identifies the content of a send request for idempotency.
-func RequestHash(d Draft) []byte {
-	h := sha256.New()
-	for _, s := range []string{d.Sender, d.Recipient, d.Text} {
-		h.Write([]byte(strconv.Itoa(len(s))))
-		h.Write([]byte{':'})
-		h.Write([]byte(s))
-	}
-	return h.Sum(nil)
-}
-
 // InsertIdempotent stores a message under an idempotency key. A key seen in
 // the last 24 hours with the same request returns the original message and
-// replayed=true; with another request it fails with ErrIdempotencyMismatch.
+// replayed=true; with another request it fails with sms.ErrIdempotencyMismatch.
 // Concurrent calls with one key wait on the key's row, so only one message
 // is ever stored.
-func (s *Store) InsertIdempotent(ctx context.Context, in NewMessage, key string) (msg Message, replayed bool, err error) {
-	hash := RequestHash(in.Draft)
+func (s *Store) InsertIdempotent(ctx context.Context, in sms.NewMessage, key string) (msg sms.Message, replayed bool, err error) {
+	hash := sms.RequestHash(in.Draft)
 	tx, err := s.db.BeginTxx(ctx, nil)
 	if err != nil {
-		return Message{}, false, storeErr("begin", err)
+		return sms.Message{}, false, storeErr("begin", err)
 	}
 	defer func() { _ = tx.Rollback() }()
 
-	m := newMessages([]NewMessage{in})[0]
+	m := newMessages([]sms.NewMessage{in})[0]
 	var claimed uuid.UUID
 	err = tx.QueryRowxContext(ctx, `
         INSERT INTO sms.idempotency_keys AS k (account_id, key, request_hash, message_id)
@@ -289,7 +241,7 @@ func (s *Store) InsertIdempotent(ctx context.Context, in NewMessage, key string)
             SET request_hash = EXCLUDED.request_hash, message_id = EXCLUDED.message_id, created_at = now()
             WHERE k.created_at < now() - $5::interval
         RETURNING message_id`,
-		in.AccountID, key, hash, m.ID, fmt.Sprintf("%d seconds", int(IdempotencyTTL.Seconds()))).Scan(&claimed)
+		in.AccountID, key, hash, m.ID, fmt.Sprintf("%d seconds", int(sms.IdempotencyTTL.Seconds()))).Scan(&claimed)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		var prev struct {
@@ -297,26 +249,26 @@ func (s *Store) InsertIdempotent(ctx context.Context, in NewMessage, key string)
 			MessageID uuid.UUID `db:"message_id"`
 		}
 		if err := tx.GetContext(ctx, &prev, `SELECT request_hash, message_id FROM sms.idempotency_keys WHERE account_id = $1 AND key = $2`, in.AccountID, key); err != nil {
-			return Message{}, false, storeErr("read idempotency key", err)
+			return sms.Message{}, false, storeErr("read idempotency key", err)
 		}
 		if string(prev.Hash) != string(hash) {
-			return Message{}, false, ErrIdempotencyMismatch
+			return sms.Message{}, false, sms.ErrIdempotencyMismatch
 		}
 		orig, err := getMessage(ctx, tx, in.AccountID, prev.MessageID)
 		if err != nil {
-			return Message{}, false, err
+			return sms.Message{}, false, err
 		}
 		return orig, true, nil
 	case err != nil:
-		return Message{}, false, storeErr("claim idempotency key", err)
+		return sms.Message{}, false, storeErr("claim idempotency key", err)
 	}
 	insert, err := s.prepared(ctx, insertSQL)
 	if err != nil {
-		return Message{}, false, err
+		return sms.Message{}, false, err
 	}
-	var batch OutboxBatch
+	var batch sms.OutboxBatch
 	err = s.withShard(ctx, func(shard int) (err error) {
-		batch, err = insertMessages(ctx, tx.StmtxContext(ctx, insert), []Message{m}, []string{in.Traceparent}, shard, nil)
+		batch, err = insertMessages(ctx, tx.StmtxContext(ctx, insert), []sms.Message{m}, []string{in.Traceparent}, shard, nil)
 		if err != nil {
 			return err
 		}
@@ -326,7 +278,7 @@ func (s *Store) InsertIdempotent(ctx context.Context, in NewMessage, key string)
 		return nil
 	})
 	if err != nil {
-		return Message{}, false, err
+		return sms.Message{}, false, err
 	}
 	s.committed(batch)
 	return m, false, nil
@@ -335,7 +287,7 @@ func (s *Store) InsertIdempotent(ctx context.Context, in NewMessage, key string)
 // DeleteExpiredIdempotencyKeys forgets keys older than the TTL.
 func (s *Store) DeleteExpiredIdempotencyKeys(ctx context.Context) (int64, error) {
 	res, err := s.db.ExecContext(ctx, `DELETE FROM sms.idempotency_keys WHERE created_at < now() - $1::interval`,
-		fmt.Sprintf("%d seconds", int(IdempotencyTTL.Seconds())))
+		fmt.Sprintf("%d seconds", int(sms.IdempotencyTTL.Seconds())))
 	if err != nil {
 		return 0, storeErr("delete expired idempotency keys", err)
 	}
@@ -344,77 +296,28 @@ func (s *Store) DeleteExpiredIdempotencyKeys(ctx context.Context) (int64, error)
 
 const messageColumns = `id, account_id, sender, recipient, text, status, failure_reason, encoding, segments, created_at, updated_at`
 
-func getMessage(ctx context.Context, q sqlx.QueryerContext, accountID int64, id uuid.UUID) (Message, error) {
-	var m Message
+func getMessage(ctx context.Context, q sqlx.QueryerContext, accountID int64, id uuid.UUID) (sms.Message, error) {
+	var m sms.Message
 	err := sqlx.GetContext(ctx, q, &m, `SELECT `+messageColumns+` FROM sms.messages WHERE id = $1 AND account_id = $2`, id, accountID)
 	if errors.Is(err, sql.ErrNoRows) {
-		return Message{}, ErrNotFound
+		return sms.Message{}, sms.ErrNotFound
 	}
 	if err != nil {
-		return Message{}, storeErr("get message", err)
+		return sms.Message{}, storeErr("get message", err)
 	}
 	return m, nil
 }
 
-// Get returns the account's message with id, or ErrNotFound.
-func (s *Store) Get(ctx context.Context, accountID int64, id uuid.UUID) (Message, error) {
+// Get returns the account's message with id, or sms.ErrNotFound.
+func (s *Store) Get(ctx context.Context, accountID int64, id uuid.UUID) (sms.Message, error) {
 	return getMessage(ctx, s.db, accountID, id)
-}
-
-// Filter selects a page of an account's messages, newest first.
-type Filter struct {
-	// Status, when set, keeps only messages in that status.
-	Status Status
-	// Phone, when set, keeps messages it sent or received.
-	Phone string
-	// Page is 0-based; ignored when After is set.
-	Page int
-	// Size is the page size, 1..100.
-	Size int
-	// After continues after the last message of a previous page.
-	After *Cursor
-}
-
-// Cursor marks a position in the newest-first order.
-type Cursor struct {
-	CreatedAt time.Time
-	ID        uuid.UUID
-}
-
-// String encodes c for the after query parameter.
-func (c Cursor) String() string {
-	raw := strconv.FormatInt(c.CreatedAt.UnixMicro(), 10) + "." + c.ID.String()
-	return base64.RawURLEncoding.EncodeToString([]byte(raw))
-}
-
-// ParseCursor decodes an after parameter.
-func ParseCursor(s string) (Cursor, error) {
-	raw, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil {
-		return Cursor{}, errors.New("is not a cursor returned by this API")
-	}
-	micros, id, ok := strings.Cut(string(raw), ".")
-	us, err1 := strconv.ParseInt(micros, 10, 64)
-	uid, err2 := uuid.Parse(id)
-	if !ok || err1 != nil || err2 != nil {
-		return Cursor{}, errors.New("is not a cursor returned by this API")
-	}
-	return Cursor{CreatedAt: time.UnixMicro(us).UTC(), ID: uid}, nil
-}
-
-// Page is one page of messages and the counts around it.
-type Page struct {
-	Messages   []Message
-	TotalCount int64
-	// Next continues the list, or is nil on the last page.
-	Next *Cursor
 }
 
 // List returns the page of the account's messages that f selects. Pages
 // read through the (account, [status|sender|recipient], created_at, id)
 // indexes; the totals come from the account counters unless a phone is
 // given.
-func (s *Store) List(ctx context.Context, accountID int64, f Filter) (Page, error) {
+func (s *Store) List(ctx context.Context, accountID int64, f sms.Filter) (sms.Page, error) {
 	args := []any{accountID}
 	arg := func(v any) string {
 		args = append(args, v)
@@ -453,39 +356,39 @@ func (s *Store) List(ctx context.Context, accountID int64, f Filter) (Page, erro
 	} else {
 		query = fmt.Sprintf("SELECT %s FROM sms.messages WHERE account_id = $1%s%s LIMIT %s OFFSET %s", messageColumns, extra, order, limit, off)
 	}
-	var msgs []Message
+	var msgs []sms.Message
 	if err := sqlx.SelectContext(ctx, s.db, &msgs, query, args...); err != nil {
-		return Page{}, storeErr("list messages", err)
+		return sms.Page{}, storeErr("list messages", err)
 	}
-	page := Page{Messages: msgs}
+	page := sms.Page{Messages: msgs}
 	if len(msgs) > f.Size {
 		page.Messages = msgs[:f.Size]
 		last := page.Messages[f.Size-1]
-		page.Next = &Cursor{CreatedAt: last.CreatedAt, ID: last.ID}
+		page.Next = &sms.Cursor{CreatedAt: last.CreatedAt, ID: last.ID}
 	}
 	if page.Messages == nil {
-		page.Messages = []Message{}
+		page.Messages = []sms.Message{}
 	}
 	total, err := s.count(ctx, accountID, f.Status, f.Phone)
 	if err != nil {
-		return Page{}, err
+		return sms.Page{}, err
 	}
 	page.TotalCount = total
 	return page, nil
 }
 
-func (s *Store) count(ctx context.Context, accountID int64, status Status, phone string) (int64, error) {
+func (s *Store) count(ctx context.Context, accountID int64, status sms.Status, phone string) (int64, error) {
 	if phone == "" {
 		st, err := s.Stats(ctx, accountID)
 		if err != nil {
 			return 0, err
 		}
 		switch status {
-		case StatusPending:
+		case sms.StatusPending:
 			return st.PendingMessages, nil
-		case StatusSent:
+		case sms.StatusSent:
 			return st.SentMessages, nil
-		case StatusFailed:
+		case sms.StatusFailed:
 			return st.FailedMessages, nil
 		}
 		return st.TotalMessages, nil
@@ -518,14 +421,14 @@ func (s *Store) count(ctx context.Context, accountID int64, status Status, phone
 }
 
 // Stats returns the account's counts.
-func (s *Store) Stats(ctx context.Context, accountID int64) (Stats, error) {
-	var st Stats
+func (s *Store) Stats(ctx context.Context, accountID int64) (sms.Stats, error) {
+	var st sms.Stats
 	err := s.db.QueryRowxContext(ctx, `
         SELECT COALESCE(sum(pending), 0), COALESCE(sum(sent), 0), COALESCE(sum(failed), 0)
         FROM sms.account_counters WHERE account_id = $1`, accountID).
 		Scan(&st.PendingMessages, &st.SentMessages, &st.FailedMessages)
 	if err != nil {
-		return Stats{}, storeErr("stats", err)
+		return sms.Stats{}, storeErr("stats", err)
 	}
 	st.TotalMessages = st.PendingMessages + st.SentMessages + st.FailedMessages
 	if final := st.SentMessages + st.FailedMessages; final > 0 {
@@ -558,25 +461,15 @@ WITH r AS (
 )
 SELECT id, status, failure_reason, created_at FROM upd`
 
-// AppliedReport says what one report did and the message's status after it.
-type AppliedReport struct {
-	MessageID uuid.UUID     `db:"id" json:"message_id"`
-	Outcome   ReportOutcome `db:"outcome" json:"outcome"`
-	Status    Status        `db:"status" json:"-"`
-	// FailureReason and CreatedAt are set for applied reports only.
-	FailureReason *string    `db:"failure_reason" json:"-"`
-	CreatedAt     *time.Time `db:"created_at" json:"-"`
-}
-
 // ApplyReports applies delivery reports in one statement. Reports must be
 // valid; a message id given twice is applied once.
-func (s *Store) ApplyReports(ctx context.Context, reports []DeliveryReport) ([]AppliedReport, error) {
+func (s *Store) ApplyReports(ctx context.Context, reports []sms.DeliveryReport) ([]sms.AppliedReport, error) {
 	seen := make(map[uuid.UUID]bool, len(reports))
 	ids, statuses, reasons := make([]string, 0, len(reports)), make([]string, 0, len(reports)), make([]string, 0, len(reports))
 	// Sorted ids lock rows in one order, so concurrent batches don't
 	// deadlock. The sort is stable so that of several reports for one
 	// message, the first in the request is the one applied.
-	sorted := append([]DeliveryReport(nil), reports...)
+	sorted := append([]sms.DeliveryReport(nil), reports...)
 	sort.SliceStable(sorted, func(i, j int) bool { return bytes.Compare(sorted[i].MessageID[:], sorted[j].MessageID[:]) < 0 })
 	for _, r := range sorted {
 		if seen[r.MessageID] {
@@ -584,7 +477,7 @@ func (s *Store) ApplyReports(ctx context.Context, reports []DeliveryReport) ([]A
 		}
 		seen[r.MessageID] = true
 		reason := ""
-		if r.Status == StatusFailed && r.FailureReason != nil {
+		if r.Status == sms.StatusFailed && r.FailureReason != nil {
 			reason = *r.FailureReason
 		}
 		ids, statuses, reasons = append(ids, r.MessageID.String()), append(statuses, string(r.Status)), append(reasons, reason)
@@ -594,10 +487,10 @@ func (s *Store) ApplyReports(ctx context.Context, reports []DeliveryReport) ([]A
 		return nil, err
 	}
 	var applied []struct {
-		ID            uuid.UUID `db:"id"`
-		Status        Status    `db:"status"`
-		FailureReason *string   `db:"failure_reason"`
-		CreatedAt     time.Time `db:"created_at"`
+		ID            uuid.UUID  `db:"id"`
+		Status        sms.Status `db:"status"`
+		FailureReason *string    `db:"failure_reason"`
+		CreatedAt     time.Time  `db:"created_at"`
 	}
 	err = s.withShard(ctx, func(shard int) error {
 		if err := apply.SelectContext(ctx, &applied, pq.Array(ids), pq.Array(statuses), pq.Array(reasons), shard); err != nil {
@@ -608,9 +501,9 @@ func (s *Store) ApplyReports(ctx context.Context, reports []DeliveryReport) ([]A
 	if err != nil {
 		return nil, err
 	}
-	found := make(map[uuid.UUID]AppliedReport, len(ids))
+	found := make(map[uuid.UUID]sms.AppliedReport, len(ids))
 	for _, r := range applied {
-		found[r.ID] = AppliedReport{MessageID: r.ID, Outcome: ReportApplied, Status: r.Status, FailureReason: r.FailureReason, CreatedAt: &r.CreatedAt}
+		found[r.ID] = sms.AppliedReport{MessageID: r.ID, Outcome: sms.ReportApplied, Status: r.Status, FailureReason: r.FailureReason, CreatedAt: &r.CreatedAt}
 	}
 	// Usually every report applies. Those that didn't are duplicates
 	// (already final) or unknown ids; only they are looked up again.
@@ -622,21 +515,21 @@ func (s *Store) ApplyReports(ctx context.Context, reports []DeliveryReport) ([]A
 			}
 		}
 		var final []struct {
-			ID     uuid.UUID `db:"id"`
-			Status Status    `db:"status"`
+			ID     uuid.UUID  `db:"id"`
+			Status sms.Status `db:"status"`
 		}
 		if err := s.db.SelectContext(ctx, &final, `SELECT id, status FROM sms.messages WHERE id = ANY($1::uuid[])`, pq.Array(rest)); err != nil {
 			return nil, storeErr("look up reported messages", err)
 		}
 		for _, m := range final {
-			found[m.ID] = AppliedReport{MessageID: m.ID, Outcome: ReportDuplicate, Status: m.Status}
+			found[m.ID] = sms.AppliedReport{MessageID: m.ID, Outcome: sms.ReportDuplicate, Status: m.Status}
 		}
 	}
-	out := make([]AppliedReport, 0, len(ids))
+	out := make([]sms.AppliedReport, 0, len(ids))
 	for _, r := range sorted {
 		a, ok := found[r.MessageID]
 		if !ok {
-			a = AppliedReport{MessageID: r.MessageID, Outcome: ReportNotFound}
+			a = sms.AppliedReport{MessageID: r.MessageID, Outcome: sms.ReportNotFound}
 		}
 		if len(out) > 0 && out[len(out)-1].MessageID == r.MessageID {
 			continue // given twice: applied once (sorted, so repeats are adjacent)
@@ -644,14 +537,4 @@ func (s *Store) ApplyReports(ctx context.Context, reports []DeliveryReport) ([]A
 		out = append(out, a)
 	}
 	return out, nil
-}
-
-// storeErr wraps err with context and marks outages as ErrUnavailable:
-// PostgreSQL unreachable, or the pool already closed (database/sql has no
-// exported error for that, only its text).
-func storeErr(op string, err error) error {
-	if platform.IsUnavailable(err) || errors.Is(err, sql.ErrConnDone) || strings.Contains(err.Error(), "sql: database is closed") {
-		return fmt.Errorf("%s: %w: %w", op, ErrUnavailable, err)
-	}
-	return fmt.Errorf("%s: %w", op, err)
 }

@@ -1,4 +1,4 @@
-package sms
+package client
 
 import (
 	"context"
@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/smsctl/smsctl/sms"
 )
 
 // TestClientWaitKeepsLastLook: when the deadline cuts off a look, Wait
@@ -30,11 +32,11 @@ func TestClientWaitKeepsLastLook(t *testing.T) {
 	defer srv.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
-	m, err := NewClient(srv.URL, "key").Wait(ctx, id, 10*time.Millisecond)
+	m, err := New(srv.URL, "key").Wait(ctx, id, 10*time.Millisecond)
 	if err == nil {
 		t.Fatal("Wait returned no error at its deadline")
 	}
-	if m.Status != StatusPending || m.ID != id {
+	if m.Status != sms.StatusPending || m.ID != id {
 		t.Errorf("Wait returned %+v, want the PENDING message the first look found", m)
 	}
 }

@@ -1,4 +1,4 @@
-package sms
+package http
 
 import (
 	"bytes"
@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/smsctl/smsctl/sms"
 )
 
 // The patterns the OpenAPI document gives for what the API returns.
@@ -47,10 +49,10 @@ func FuzzDecodeAndValidate(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		var in SendInput
+		var in sms.SendInput
 		err := DecodeJSON(body, &in)
 		if err == nil {
-			var d Draft
+			var d sms.Draft
 			if d, err = in.Validate(); err == nil {
 				checkDraft(t, body, in, d)
 				return
@@ -63,8 +65,8 @@ func FuzzDecodeAndValidate(f *testing.F) {
 // checkRefusal checks that err is one the API answers with 400.
 func checkRefusal(t *testing.T, err error) {
 	t.Helper()
-	var ve *ValidationError
-	if !errors.As(err, &ve) && !errors.Is(err, ErrMalformed) {
+	var ve *sms.ValidationError
+	if !errors.As(err, &ve) && !errors.Is(err, sms.ErrMalformed) {
 		t.Fatalf("error %v (%T) is neither a validation error nor a malformed body", err, err)
 	}
 	if p := ProblemFor(err); p == nil || p.Status != http.StatusBadRequest || p.Detail == "" {
@@ -84,12 +86,12 @@ func checkRefusal(t *testing.T, err error) {
 }
 
 // checkDraft checks an accepted message against the spec's promises.
-func checkDraft(t *testing.T, body []byte, in SendInput, d Draft) {
+func checkDraft(t *testing.T, body []byte, in sms.SendInput, d sms.Draft) {
 	t.Helper()
 	if !specE164.MatchString(d.Recipient) {
 		t.Fatalf("recipient %q (from %q) is not E.164", d.Recipient, in.Recipient)
 	}
-	if again, err := NormalizePhone(d.Recipient); err != nil || again != d.Recipient {
+	if again, err := sms.NormalizePhone(d.Recipient); err != nil || again != d.Recipient {
 		t.Fatalf("recipient %q normalizes again to %q, %v", d.Recipient, again, err)
 	}
 	switch {
@@ -97,7 +99,7 @@ func checkDraft(t *testing.T, body []byte, in SendInput, d Draft) {
 		if !specE164.MatchString(d.Sender) {
 			t.Fatalf("sender %q (from %q) is not E.164", d.Sender, in.Sender)
 		}
-		if again, err := NormalizeSender(d.Sender); err != nil || again != d.Sender {
+		if again, err := sms.NormalizeSender(d.Sender); err != nil || again != d.Sender {
 			t.Fatalf("sender %q normalizes again to %q, %v", d.Sender, again, err)
 		}
 	case !specSenderID.MatchString(d.Sender) || len(d.Sender) > 11 || d.Sender != strings.TrimSpace(d.Sender):
@@ -106,7 +108,7 @@ func checkDraft(t *testing.T, body []byte, in SendInput, d Draft) {
 	if d.Text != in.Text {
 		t.Fatalf("text changed from %q to %q", in.Text, d.Text)
 	}
-	if n := utf8.RuneCountInString(d.Text); n < 1 || n > MaxTextLength || !utf8.ValidString(d.Text) || strings.ContainsRune(d.Text, 0) ||
+	if n := utf8.RuneCountInString(d.Text); n < 1 || n > sms.MaxTextLength || !utf8.ValidString(d.Text) || strings.ContainsRune(d.Text, 0) ||
 		strings.TrimSpace(d.Text) == "" {
 		t.Fatalf("accepted text %q", d.Text)
 	}
@@ -116,8 +118,8 @@ func checkDraft(t *testing.T, body []byte, in SendInput, d Draft) {
 		!bytes.Contains(bytes.ToLower(body), []byte(`\ufffd`)) {
 		t.Fatalf("text %q has a U+FFFD the body %q did not", d.Text, body)
 	}
-	if enc, n := Segments(d.Text); d.Segments < 1 || d.Segments != n || d.Encoding != enc ||
-		(d.Encoding != EncodingGSM7 && d.Encoding != EncodingUCS2) {
+	if enc, n := sms.Segments(d.Text); d.Segments < 1 || d.Segments != n || d.Encoding != enc ||
+		(d.Encoding != sms.EncodingGSM7 && d.Encoding != sms.EncodingUCS2) {
 		t.Fatalf("text %q: %s in %d segments (Segments says %s, %d)", d.Text, d.Encoding, d.Segments, enc, n)
 	}
 	// What the API answers decodes back to the same text.

@@ -1,0 +1,248 @@
+package carrier
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/smsctl/smsctl/platform/platformtest"
+	"github.com/smsctl/smsctl/sms"
+)
+
+// testRequest returns a valid send request; i varies the recipient.
+func testRequest(i int) sms.SendRequest {
+	return sms.SendRequest{MessageID: uuid.New(), Sender: "+4915112345678", Recipient: fmt.Sprintf("+49151%08d", i),
+		Text: "hello", Encoding: sms.EncodingGSM7, Segments: 1, CreatedAt: time.Now().UTC()}
+}
+
+func testRequestWithID(id uuid.UUID) sms.SendRequest {
+	r := testRequest(0)
+	r.MessageID = id
+	return r
+}
+
+// TestSimulatorOutcomes checks that the failure knobs at their extremes
+// produce exactly the outcomes they name, with the error types the
+// processor tells apart.
+func TestSimulatorOutcomes(t *testing.T) {
+	t.Parallel()
+	const calls = 200
+	cases := []struct {
+		name      string
+		cfg       SimulatorConfig
+		check     func(error) bool
+		wantClass string
+	}{
+		{
+			name:      "failure rate 0 always delivers",
+			cfg:       SimulatorConfig{FailureRate: 0, TransientShare: 1},
+			check:     func(err error) bool { return err == nil },
+			wantClass: "nil",
+		},
+		{
+			name: "failure rate 1 with transient share 1 always fails transiently",
+			cfg:  SimulatorConfig{FailureRate: 1, TransientShare: 1},
+			check: func(err error) bool {
+				var ce *Error
+				return errors.As(err, &ce) && ce.Transient && slices.Contains(transientReasons, ce.Reason)
+			},
+			wantClass: "transient *Error with a known reason",
+		},
+		{
+			name: "failure rate 1 with transient share 0 always fails permanently",
+			cfg:  SimulatorConfig{FailureRate: 1, TransientShare: 0},
+			check: func(err error) bool {
+				var ce *Error
+				return errors.As(err, &ce) && !ce.Transient && strings.HasPrefix(ce.Reason, "permanent: ") && ce.Error() == ce.Reason
+			},
+			wantClass: "permanent *Error, reason prefixed \"permanent: \"",
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			sim := NewSimulator(tc.cfg)
+			for i := range calls {
+				err := sim.Deliver(context.Background(), testRequest(i), 1)
+				if !tc.check(err) {
+					t.Fatalf("call %d returned %#v (%v), want %s", i, err, err, tc.wantClass)
+				}
+			}
+		})
+	}
+}
+
+// TestSimulatorDelay checks that a call takes at least MinDelay.
+func TestSimulatorDelay(t *testing.T) {
+	t.Parallel()
+	sim := NewSimulator(SimulatorConfig{MinDelay: 30 * time.Millisecond, MaxDelay: 40 * time.Millisecond})
+	start := time.Now()
+	if err := sim.Deliver(context.Background(), testRequest(0), 1); err != nil {
+		t.Fatalf("Deliver: %v", err)
+	}
+	// A lower bound only: the simulator must not answer before its delay.
+	if d := time.Since(start); d < 30*time.Millisecond {
+		t.Fatalf("Deliver returned after %v, before MinDelay", d)
+	}
+}
+
+// TestSimulatorCancellation checks that a call cancelled before its delay
+// ends returns the context's error and never counts as a carrier call (no
+// ledger row), whatever outcome the call would have had.
+func TestSimulatorCancellation(t *testing.T) {
+	t.Parallel()
+	db := platformtest.NewDB(t)
+	cases := []struct {
+		name    string
+		cfg     SimulatorConfig
+		ctx     func() (context.Context, context.CancelFunc)
+		wantErr error
+	}{
+		{
+			name: "cancelled during the delay",
+			cfg:  SimulatorConfig{MinDelay: time.Minute, MaxDelay: time.Minute},
+			ctx: func() (context.Context, context.CancelFunc) {
+				ctx, cancel := context.WithCancel(context.Background())
+				time.AfterFunc(20*time.Millisecond, cancel)
+				return ctx, cancel
+			},
+			wantErr: context.Canceled,
+		},
+		{
+			name: "deadline during the delay",
+			cfg:  SimulatorConfig{MinDelay: time.Minute, MaxDelay: time.Minute, FailureRate: 1},
+			ctx: func() (context.Context, context.CancelFunc) {
+				return context.WithTimeout(context.Background(), 20*time.Millisecond)
+			},
+			wantErr: context.DeadlineExceeded,
+		},
+		{
+			name: "already cancelled with no delay",
+			cfg:  SimulatorConfig{},
+			ctx: func() (context.Context, context.CancelFunc) {
+				ctx, cancel := context.WithCancel(context.Background())
+				cancel()
+				return ctx, cancel
+			},
+			wantErr: context.Canceled,
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := tc.cfg
+			cfg.Ledger = db
+			req := testRequest(0)
+			ctx, cancel := tc.ctx()
+			defer cancel()
+			done := make(chan error, 1)
+			go func() { done <- NewSimulator(cfg).Deliver(ctx, req, 1) }()
+			select {
+			case err := <-done:
+				if !errors.Is(err, tc.wantErr) {
+					t.Fatalf("Deliver = %v, want %v", err, tc.wantErr)
+				}
+			case <-time.After(30 * time.Second):
+				t.Fatal("Deliver did not return after its context ended")
+			}
+			var n int
+			if err := db.Get(&n, `SELECT count(*) FROM processor.carrier_calls WHERE message_id = $1`, req.MessageID); err != nil {
+				t.Fatal(err)
+			}
+			if n != 0 {
+				t.Fatalf("a cancelled call left %d ledger rows, want 0", n)
+			}
+		})
+	}
+}
+
+// TestSimulatorLedger checks that with a ledger every completed call is
+// written down with its attempt and the outcome the caller saw, and that
+// without one nothing is.
+func TestSimulatorLedger(t *testing.T) {
+	t.Parallel()
+	db := platformtest.NewDB(t)
+	sim := NewSimulator(SimulatorConfig{FailureRate: 0.5, TransientShare: 0.5, Ledger: db})
+	type call struct {
+		id      uuid.UUID
+		attempt int
+		outcome string
+	}
+	var want []call
+	for i := range 60 {
+		req := testRequest(i)
+		attempt := i%3 + 1
+		err := sim.Deliver(context.Background(), req, attempt)
+		outcome := "delivered"
+		if err != nil {
+			outcome = err.Error()
+		}
+		want = append(want, call{req.MessageID, attempt, outcome})
+	}
+	// The same message called again is a second row, not an overwrite.
+	again := want[0]
+	if err := sim.Deliver(context.Background(), testRequestWithID(again.id), 2); err != nil {
+		want = append(want, call{again.id, 2, err.Error()})
+	} else {
+		want = append(want, call{again.id, 2, "delivered"})
+	}
+
+	var got []struct {
+		ID      uuid.UUID `db:"message_id"`
+		Attempt int       `db:"attempt"`
+		Outcome string    `db:"outcome"`
+	}
+	if err := db.Select(&got, `SELECT message_id, attempt, outcome FROM processor.carrier_calls ORDER BY id`); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("ledger has %d rows, want %d", len(got), len(want))
+	}
+	for i, w := range want {
+		g := got[i]
+		if g.ID != w.id || g.Attempt != w.attempt || g.Outcome != w.outcome {
+			t.Errorf("ledger row %d = {%s %d %q}, want {%s %d %q}", i, g.ID, g.Attempt, g.Outcome, w.id, w.attempt, w.outcome)
+		}
+	}
+
+	// Without a ledger, calls leave no trace.
+	plain := NewSimulator(SimulatorConfig{})
+	req := testRequest(1000)
+	if err := plain.Deliver(context.Background(), req, 1); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := db.Get(&n, `SELECT count(*) FROM processor.carrier_calls WHERE message_id = $1`, req.MessageID); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Fatalf("a simulator without a ledger wrote %d rows", n)
+	}
+}
+
+// TestSimulatorLedgerCountsCallsInProgress checks that a call is in the
+// ledger from the moment it starts: a process killed during the carrier's
+// delay has still called it, and a fault test must count that call.
+func TestSimulatorLedgerCountsCallsInProgress(t *testing.T) {
+	t.Parallel()
+	db := platformtest.NewDB(t)
+	sim := NewSimulator(SimulatorConfig{MinDelay: time.Hour, MaxDelay: time.Hour, Ledger: db})
+	req := testRequest(0)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- sim.Deliver(ctx, req, 1) }()
+	platformtest.Eventually(t, time.Minute, 10*time.Millisecond, "the call in progress is in the ledger", func() (bool, string) {
+		var outcome string
+		err := db.Get(&outcome, `SELECT outcome FROM processor.carrier_calls WHERE message_id = $1`, req.MessageID)
+		return err == nil && outcome == "started", fmt.Sprint(outcome, err)
+	})
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Deliver = %v, want context.Canceled", err)
+	}
+}

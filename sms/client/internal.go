@@ -1,0 +1,38 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/smsctl/smsctl/sms"
+)
+
+// Internal calls the API's internal endpoints, as the processor does.
+type Internal struct {
+	api
+}
+
+// NewInternal returns a client for the internal endpoints at baseURL,
+// authenticated with the internal token; each call takes at most timeout.
+func NewInternal(baseURL, token string, timeout time.Duration) *Internal {
+	return &Internal{api{baseURL: strings.TrimRight(baseURL, "/"), token: token, http: &http.Client{Timeout: timeout}}}
+}
+
+// PostReports hands delivery reports to the API in one request (at most
+// sms.MaxReportBatch) and returns what each did, in the order given.
+// Applying a report twice changes nothing, so a failed call may be retried.
+func (c *Internal) PostReports(ctx context.Context, reports []sms.DeliveryReport) ([]sms.AppliedReport, error) {
+	body, err := json.Marshal(sms.ReportBatch{Reports: reports})
+	if err != nil {
+		return nil, fmt.Errorf("encode reports: %w", err)
+	}
+	var res sms.ReportResults
+	if err := c.do(ctx, http.MethodPost, "/v1/internal/delivery-reports", body, nil, &res); err != nil {
+		return nil, err
+	}
+	return res.Results, nil
+}
