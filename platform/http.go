@@ -50,9 +50,9 @@ func NewEcho(logger zerolog.Logger, mapper ProblemMapper) *echo.Echo {
 	// The client's address is the connection's peer: X-Forwarded-For is
 	// whatever the client wants it to be, and limits are kept per address.
 	e.IPExtractor = echo.ExtractIPDirect()
-	e.Pre(requestSizeLimits)
 	e.Use(middleware.RequestID())
 	e.Use(accessLog(logger))
+	e.Use(requestSizeLimits)
 	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{DisableStackAll: true, LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
 		logger.Error().Err(err).Str("request_id", requestID(c)).Bytes("stack", stack).Msg("panic in handler")
 		return err

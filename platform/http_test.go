@@ -47,8 +47,9 @@ func TestServerLimits(t *testing.T) {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
-		if resp.StatusCode != tc.code || resp.Header.Get("Content-Type") != "application/problem+json" {
-			t.Errorf("%s: got %d %s, want %d application/problem+json", tc.name, resp.StatusCode, resp.Header.Get("Content-Type"), tc.code)
+		if resp.StatusCode != tc.code || resp.Header.Get("Content-Type") != "application/problem+json" || resp.Header.Get(echo.HeaderXRequestID) == "" {
+			t.Errorf("%s: got %d %s (request id %q), want %d application/problem+json with a request id", tc.name, resp.StatusCode,
+				resp.Header.Get("Content-Type"), resp.Header.Get(echo.HeaderXRequestID), tc.code)
 		}
 	}
 	// Beyond what the server reads at all, net/http answers by itself.

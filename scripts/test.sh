@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test the way CI does: go vet, the race detector over the whole
 # suite on an in-process Kafka (kfake), the Kafka-facing suites again on a
-# real Apache Kafka broker, the Go benchmarks at a short benchtime (so they
-# keep compiling and running), gosec, and the compose/Dockerfile syntax check.
+# real Apache Kafka broker, the contract tester (schemathesis) against a
+# running API, the Go benchmarks at a short benchtime (so they keep
+# compiling and running), gosec, and the compose/Dockerfile syntax check.
 # PostgreSQL and Kafka are installed and started as needed.
 #
 #   scripts/test.sh           # everything
@@ -36,6 +37,8 @@ if [ "$lane" = all ] || [ "$lane" = kafka ]; then
   step "go test -race (real Kafka lane, brokers $brokers)"
   SMS_TEST_KAFKA_BROKERS="$brokers" SMS_KAFKA_SCRIPT="$PWD/scripts/kafka.sh" \
     go test -race -count=1 -timeout 30m ./sms/... ./processor/... ./e2e/...
+  step "contract test of the OpenAPI document (schemathesis, brokers $brokers)"
+  SMS_TEST_KAFKA_BROKERS="$brokers" scripts/schemathesis.sh
 fi
 
 if [ "$lane" = all ]; then

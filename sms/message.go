@@ -115,11 +115,15 @@ func (r DeliveryReport) Validate() error {
 	switch {
 	case r.FailureReason != nil && (*r.FailureReason == "" || utf8.RuneCountInString(*r.FailureReason) > MaxFailureReason):
 		v.Add("failure_reason", fmt.Sprintf("must be 1 to %d characters, or null", MaxFailureReason))
+	case r.FailureReason != nil && strings.ContainsRune(*r.FailureReason, 0):
+		v.Add("failure_reason", "must not contain NUL characters")
 	case r.Status == StatusFailed && (r.FailureReason == nil || strings.TrimSpace(*r.FailureReason) == ""):
 		v.Add("failure_reason", "required when status is FAILED, and not only whitespace")
 	}
 	if utf8.RuneCountInString(r.Traceparent) > MaxTraceparent {
 		v.Add("traceparent", fmt.Sprintf("must be at most %d characters", MaxTraceparent))
+	} else if strings.ContainsRune(r.Traceparent, 0) {
+		v.Add("traceparent", "must not contain NUL characters")
 	}
 	if r.ProcessedAt.IsZero() {
 		v.Add("processed_at", "required, an RFC 3339 timestamp")

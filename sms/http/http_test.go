@@ -256,13 +256,20 @@ func checkContract(tb testing.TB, sent *http.Request, body []byte, r response) {
 		c := sent.Clone(ctx)
 		c.Body = io.NopCloser(bytes.NewReader(body))
 		// The spec's server is "/": match on the path alone.
-		c.URL = &url.URL{Path: sent.URL.Path, RawPath: sent.URL.RawPath, RawQuery: sent.URL.RawQuery}
+		// The decoded path: the spec's parameters are values, not their
+		// percent-encoded form (%2B1415… is +1415…).
+		c.URL = &url.URL{Path: sent.URL.Path, RawQuery: sent.URL.RawQuery}
 		return c
 	}
 	if r.Status >= 400 && sent.URL.Path != "/readyz" { // readiness answers its own document
 		checkProblem(tb, sent, r)
 	}
 	route, params, err := router.FindRoute(clone())
+	for k, v := range params { // the router hands them over still escaped
+		if d, err := url.PathUnescape(v); err == nil {
+			params[k] = d
+		}
+	}
 	if err != nil {
 		// Not an operation of the API (an unknown route or method): the
 		// answer must still be a problem document.
@@ -1612,6 +1619,8 @@ func TestDeliveryReports(t *testing.T) {
 			{"FAILED with blank reason", `{"message_id":"` + id + `","status":"FAILED","failure_reason":"  ","processed_at":"` + now + `"}`, []string{"failure_reason"}},
 			{"reason over 1000 characters", `{"message_id":"` + id + `","status":"FAILED","failure_reason":"` + strings.Repeat("é", 1001) + `","processed_at":"` + now + `"}`, []string{"failure_reason"}},
 			{"empty reason on a SENT report", `{"message_id":"` + id + `","status":"SENT","failure_reason":"","processed_at":"` + now + `"}`, []string{"failure_reason"}},
+			{"NUL in the reason", `{"message_id":"` + id + `","status":"FAILED","failure_reason":"a\u0000b","processed_at":"` + now + `"}`, []string{"failure_reason"}},
+			{"the zero time", `{"message_id":"` + id + `","status":"SENT","processed_at":"0001-01-01T00:00:00Z"}`, []string{"processed_at"}},
 			{"traceparent null", `{"message_id":"` + id + `","status":"SENT","processed_at":"` + now + `","traceparent":null}`, []string{"traceparent"}},
 			{"bad uuid", `{"message_id":"not-a-uuid","status":"SENT","processed_at":"` + now + `"}`, []string{"message_id"}},
 			{"uuid without dashes", `{"message_id":"` + strings.Repeat("a", 32) + `","status":"SENT","processed_at":"` + now + `"}`, []string{"message_id"}},

@@ -62,8 +62,12 @@ func (in reportInput) report(prefix string, v *sms.ValidationError) sms.Delivery
 	}
 	if in.ProcessedAt != "" {
 		at, err := time.Parse(time.RFC3339Nano, in.ProcessedAt)
-		if err != nil {
+		switch {
+		case err != nil:
 			v.Add(prefix+"processed_at", "must be an RFC 3339 timestamp")
+			bad["processed_at"] = true
+		case at.IsZero():
+			v.Add(prefix+"processed_at", "must be a time after 0001-01-01T00:00:00Z")
 			bad["processed_at"] = true
 		}
 		r.ProcessedAt = at
