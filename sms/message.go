@@ -122,8 +122,6 @@ func (r DeliveryReport) Validate() error {
 	}
 	if utf8.RuneCountInString(r.Traceparent) > MaxTraceparent {
 		v.Add("traceparent", fmt.Sprintf("must be at most %d characters", MaxTraceparent))
-	} else if strings.ContainsRune(r.Traceparent, 0) {
-		v.Add("traceparent", "must not contain NUL characters")
 	}
 	if r.ProcessedAt.IsZero() {
 		v.Add("processed_at", "required, an RFC 3339 timestamp")
