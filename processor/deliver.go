@@ -47,7 +47,7 @@ func (p *Processor) deliver(st *partition, rec *kgo.Record, req sms.SendRequest)
 	for attempt := 1; ; attempt++ {
 		start := time.Now()
 		_, attemptSpan := p.tracer.Start(spanCtx, "carrier.attempt", trace.WithAttributes(attribute.Int("attempt", attempt)))
-		err := p.carrier.Deliver(ctx, req, attempt)
+		_, err := p.carrier.Submit(ctx, req, attempt)
 		if err != nil {
 			attemptSpan.SetStatus(codes.Error, err.Error())
 		}

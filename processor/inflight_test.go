@@ -73,7 +73,7 @@ func TestProcessorRedeliveredWhileInFlight(t *testing.T) {
 			// No broker answers here: the client never joins, so only the
 			// test calls the partition callbacks.
 			p, err := New(Config{Brokers: []string{"127.0.0.1:1"}, Topic: topic, DLQTopic: topic + ".dlq", Group: "g",
-				MaxInFlight: 10, MaxAttempts: 1, DrainTimeout: time.Second}, NewStore(db), carrier, nil, testLogger(), prometheus.NewRegistry())
+				MaxInFlight: 10, MaxAttempts: 1, DrainTimeout: time.Second}, NewStore(db), simple{carrier}, nil, testLogger(), prometheus.NewRegistry())
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -22,7 +22,7 @@ import (
 func TestProcessorKafkaClientRefreshesMetadata(t *testing.T) {
 	t.Parallel()
 	env := newKafkaEnv(t, 1)
-	p, err := New(testConfig(env), NewStore(platformtest.NewDB(t)), newCountingCarrier(0), nil, testLogger(), prometheus.NewRegistry())
+	p, err := New(testConfig(env), NewStore(platformtest.NewDB(t)), simple{newCountingCarrier(0)}, nil, testLogger(), prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +66,7 @@ func TestProcessorStoreDownDoesNotHoldRebalance(t *testing.T) {
 
 	store := &downStore{Store: NewStore(db)}
 	store.down.Store(true)
-	first, err := New(cfg, store, carrier, nil, testLogger(), prometheus.NewRegistry(), long...)
+	first, err := New(cfg, store, simple{carrier}, nil, testLogger(), prometheus.NewRegistry(), long...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +77,7 @@ func TestProcessorStoreDownDoesNotHoldRebalance(t *testing.T) {
 		return store.failed.Load() >= 2, fmt.Sprintf("%d failed lookups", store.failed.Load())
 	})
 
-	second, err := New(cfg, NewStore(db), carrier, nil, testLogger(), prometheus.NewRegistry(), long...)
+	second, err := New(cfg, NewStore(db), simple{carrier}, nil, testLogger(), prometheus.NewRegistry(), long...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +122,7 @@ func TestProcessorReportsOnlyRecordedOutcome(t *testing.T) {
 	// the sweep reports it after StaleAfter.
 	reporter := runReporter(t, store, api, ReporterConfig{Batch: 10, StaleAfter: 200 * time.Millisecond})
 	const reason = "permanent: recorded by the other replica"
-	p, err := New(testConfig(env), store, &rivalCarrier{store: NewStore(db), reason: reason}, reporter, testLogger(), prometheus.NewRegistry(), testKafkaOpts()...)
+	p, err := New(testConfig(env), store, simple{&rivalCarrier{store: NewStore(db), reason: reason}}, reporter, testLogger(), prometheus.NewRegistry(), testKafkaOpts()...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -40,13 +40,23 @@ var permanentReasons = []string{"permanent: recipient number is not in service",
 
 var transientReasons = []string{"carrier timeout", "carrier throttled the request", "carrier temporarily unavailable"}
 
-// Deliver asks the carrier to deliver one message. The carrier counts as
+// Submit asks the carrier to deliver one message. The carrier counts as
 // called when the delay has passed; a call cancelled before that never
 // reached it. With a ledger, the call is written down before the delay
 // (outcome "started"), so that a process killed during it still leaves the
 // call counted, and completed with its outcome after it; a call cancelled
 // before the delay ended is struck off again.
-func (s *Simulator) Deliver(ctx context.Context, req sms.SendRequest, attempt int) error {
+func (s *Simulator) Submit(ctx context.Context, req sms.SendRequest, attempt int) (Accepted, error) {
+	if err := s.deliver(ctx, req, attempt); err != nil {
+		return Accepted{}, err
+	}
+	return Accepted{}, nil
+}
+
+// Ready is always nil: the simulator has no connection to lose.
+func (s *Simulator) Ready() error { return nil }
+
+func (s *Simulator) deliver(ctx context.Context, req sms.SendRequest, attempt int) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}

@@ -69,7 +69,7 @@ func TestSimulatorOutcomes(t *testing.T) {
 			t.Parallel()
 			sim := NewSimulator(tc.cfg)
 			for i := range calls {
-				err := sim.Deliver(context.Background(), testRequest(i), 1)
+				err := deliverErr(sim.Submit(context.Background(), testRequest(i), 1))
 				if !tc.check(err) {
 					t.Fatalf("call %d returned %#v (%v), want %s", i, err, err, tc.wantClass)
 				}
@@ -83,7 +83,7 @@ func TestSimulatorDelay(t *testing.T) {
 	t.Parallel()
 	sim := NewSimulator(SimulatorConfig{MinDelay: 30 * time.Millisecond, MaxDelay: 40 * time.Millisecond})
 	start := time.Now()
-	if err := sim.Deliver(context.Background(), testRequest(0), 1); err != nil {
+	if err := deliverErr(sim.Submit(context.Background(), testRequest(0), 1)); err != nil {
 		t.Fatalf("Deliver: %v", err)
 	}
 	// A lower bound only: the simulator must not answer before its delay.
@@ -141,7 +141,7 @@ func TestSimulatorCancellation(t *testing.T) {
 			ctx, cancel := tc.ctx()
 			defer cancel()
 			done := make(chan error, 1)
-			go func() { done <- NewSimulator(cfg).Deliver(ctx, req, 1) }()
+			go func() { done <- deliverErr(NewSimulator(cfg).Submit(ctx, req, 1)) }()
 			select {
 			case err := <-done:
 				if !errors.Is(err, tc.wantErr) {
@@ -177,7 +177,7 @@ func TestSimulatorLedger(t *testing.T) {
 	for i := range 60 {
 		req := testRequest(i)
 		attempt := i%3 + 1
-		err := sim.Deliver(context.Background(), req, attempt)
+		err := deliverErr(sim.Submit(context.Background(), req, attempt))
 		outcome := "delivered"
 		if err != nil {
 			outcome = err.Error()
@@ -186,7 +186,7 @@ func TestSimulatorLedger(t *testing.T) {
 	}
 	// The same message called again is a second row, not an overwrite.
 	again := want[0]
-	if err := sim.Deliver(context.Background(), testRequestWithID(again.id), 2); err != nil {
+	if err := deliverErr(sim.Submit(context.Background(), testRequestWithID(again.id), 2)); err != nil {
 		want = append(want, call{again.id, 2, err.Error()})
 	} else {
 		want = append(want, call{again.id, 2, "delivered"})
@@ -213,7 +213,7 @@ func TestSimulatorLedger(t *testing.T) {
 	// Without a ledger, calls leave no trace.
 	plain := NewSimulator(SimulatorConfig{})
 	req := testRequest(1000)
-	if err := plain.Deliver(context.Background(), req, 1); err != nil {
+	if err := deliverErr(plain.Submit(context.Background(), req, 1)); err != nil {
 		t.Fatal(err)
 	}
 	var n int
@@ -235,7 +235,7 @@ func TestSimulatorLedgerCountsCallsInProgress(t *testing.T) {
 	req := testRequest(0)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- sim.Deliver(ctx, req, 1) }()
+	go func() { done <- deliverErr(sim.Submit(ctx, req, 1)) }()
 	platformtest.Eventually(t, time.Minute, 10*time.Millisecond, "the call in progress is in the ledger", func() (bool, string) {
 		var outcome string
 		err := db.Get(&outcome, `SELECT outcome FROM processor.carrier_calls WHERE message_id = $1`, req.MessageID)
@@ -246,3 +246,6 @@ func TestSimulatorLedgerCountsCallsInProgress(t *testing.T) {
 		t.Fatalf("Deliver = %v, want context.Canceled", err)
 	}
 }
+
+// deliverErr keeps the error of a Submit.
+func deliverErr(_ Accepted, err error) error { return err }
