@@ -64,7 +64,24 @@ type SendRequest struct {
 	Encoding  Encoding  `json:"encoding"`
 	Segments  int       `json:"segments"`
 	CreatedAt time.Time `json:"created_at"`
+	// ValidUntil, when set, is when the message stops being worth sending:
+	// not handed to the carrier after it, and passed to the carrier as its
+	// validity period.
+	ValidUntil *time.Time `json:"valid_until,omitempty"`
+	// Priority is the lane the message travels in: high, normal or low.
+	Priority Priority `json:"priority,omitempty"`
 }
+
+// Priority is a message's lane: high messages overtake normal ones, and
+// normal ones low ones, at the processor.
+type Priority string
+
+// The priorities; the zero value reads as normal.
+const (
+	PriorityHigh   Priority = "high"
+	PriorityNormal Priority = "normal"
+	PriorityLow    Priority = "low"
+)
 
 // Validate checks a request read from Kafka, so that poison records are
 // told apart from deliverable ones.
