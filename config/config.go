@@ -39,8 +39,13 @@ type Kafka struct {
 
 // API configures `smsctl serve api`.
 type API struct {
-	Log   `mapstructure:",squash"`
-	Kafka `mapstructure:",squash"`
+	Log      `mapstructure:",squash"`
+	Kafka    `mapstructure:",squash"`
+	Webhooks `mapstructure:",squash"`
+	Retries  `mapstructure:",squash"`
+	// AdminToken signs an operator in to the console across every account.
+	// Defaults to empty: no operator sign-in. At least 16 characters.
+	AdminToken string `mapstructure:"admin-token" flag:"operator sign-in to the console, across accounts (at least 16 characters)"`
 	// HTTPAddr is where clients reach the API. Defaults to :8080.
 	HTTPAddr string `mapstructure:"http-addr" flag:"address of the public API"`
 	// InternalAddr, when set, serves the internal delivery-report endpoints on
@@ -103,6 +108,8 @@ func DefaultAPI() API {
 	return API{
 		Log:              defaultLog(),
 		Kafka:            defaultKafka(),
+		Webhooks:         defaultWebhooks(),
+		Retries:          defaultRetries(),
 		HTTPAddr:         ":8080",
 		DatabaseMaxConns: 16,
 		WriterWorkers:    2,
@@ -124,9 +131,16 @@ func DefaultAPI() API {
 
 // Validate reports the first bad setting, naming its key.
 func (c API) Validate() error {
+	var adminErr error
+	if c.AdminToken != "" && len(c.AdminToken) < 16 {
+		adminErr = errors.New("admin-token: must be at least 16 characters when set (SMS_ADMIN_TOKEN)")
+	}
 	return errors.Join(
 		c.Log.validate(),
 		c.Kafka.validate(true),
+		c.Webhooks.validate(),
+		c.Retries.validate(),
+		adminErr,
 		validateAddr("http-addr", c.HTTPAddr, true),
 		validateAddr("internal-addr", c.InternalAddr, false),
 		validatePostgresURL("database-url", c.DatabaseURL),
@@ -151,8 +165,9 @@ func (c API) Validate() error {
 
 // Processor configures `smsctl serve processor`.
 type Processor struct {
-	Log   `mapstructure:",squash"`
-	Kafka `mapstructure:",squash"`
+	Log     `mapstructure:",squash"`
+	Kafka   `mapstructure:",squash"`
+	Carrier `mapstructure:",squash"`
 	// HTTPAddr serves /healthz, /readyz and /metrics. Defaults to :8081.
 	HTTPAddr string `mapstructure:"processor-http-addr" flag:"address of the processor's /healthz, /readyz and /metrics"`
 	// DatabaseURL is the PostgreSQL URL of schema processor. Defaults to SMS_DATABASE_URL.
@@ -222,6 +237,7 @@ func DefaultProcessor() Processor {
 	return Processor{
 		Log:               defaultLog(),
 		Kafka:             defaultKafka(),
+		Carrier:           defaultCarrier(),
 		HTTPAddr:          ":8081",
 		DatabaseMaxConns:  8,
 		APIURL:            "http://localhost:8080",
@@ -273,6 +289,7 @@ func (c Processor) Validate() error {
 	return errors.Join(append(errs,
 		c.Log.validate(),
 		c.Kafka.validate(true),
+		c.Carrier.validate(),
 		validateAddr("processor-http-addr", c.HTTPAddr, true),
 		validatePostgresURL(dbKey, c.DatabaseURL),
 		positive("database-max-conns", c.DatabaseMaxConns),
@@ -448,6 +465,9 @@ const (
 )
 
 func atLeast(key string, d, least time.Duration) error {
+	if least == 0 && d < 0 {
+		return fmt.Errorf("%s: must not be negative, got %s", key, d)
+	}
 	if d < least {
 		return fmt.Errorf("%s: must be a duration of at least %s (such as %s), got %s", key, least, 5*least, d)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"reflect"
 	"strings"
 	"sync"
 	"syscall"
@@ -317,7 +318,7 @@ func TestFaultDuplicateReports(t *testing.T) {
 	after := finalCounts(t, db)
 	var statsAfter sms.Stats
 	getJSON(t, "http://"+p.apiAddr+"/v1/messages/stats", p.apiKey, &statsAfter)
-	if fmt.Sprint(before) != fmt.Sprint(after) || statsBefore != statsAfter {
+	if fmt.Sprint(before) != fmt.Sprint(after) || !reflect.DeepEqual(statsBefore, statsAfter) {
 		t.Errorf("duplicate reports changed something: rows %v -> %v, stats %+v -> %+v", before, after, statsBefore, statsAfter)
 	}
 	checkNoLoss(t, db, l.accepted)

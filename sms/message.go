@@ -3,35 +3,13 @@ package sms
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
 
 	"github.com/google/uuid"
 )
-
-// Status is where a message stands. PENDING moves once to SENT or FAILED;
-// the final states never change.
-type Status string
-
-// The statuses of a message.
-const (
-	StatusPending Status = "PENDING"
-	StatusSent    Status = "SENT"
-	StatusFailed  Status = "FAILED"
-)
-
-// ParseStatus accepts the status names in any case.
-func ParseStatus(s string) (Status, error) {
-	switch st := Status(strings.ToUpper(strings.TrimSpace(s))); st {
-	case StatusPending, StatusSent, StatusFailed:
-		return st, nil
-	}
-	return "", fmt.Errorf("must be one of PENDING, SENT, FAILED, got %q", s)
-}
-
-// Final reports whether s is a terminal status.
-func (s Status) Final() bool { return s == StatusSent || s == StatusFailed }
 
 // Message is one SMS as the API stores and returns it.
 type Message struct {
@@ -44,14 +22,27 @@ type Message struct {
 	FailureReason *string   `json:"failure_reason" db:"failure_reason"`
 	Encoding      Encoding  `json:"encoding" db:"encoding"`
 	Segments      int       `json:"segments" db:"segments"`
-	CreatedAt     time.Time `json:"created_at" db:"created_at"`
-	UpdatedAt     time.Time `json:"updated_at" db:"updated_at"`
+	Priority      Priority  `json:"priority" db:"priority"`
+	// SendAt is when a scheduled message is due; nil when sent at once.
+	SendAt *time.Time `json:"send_at" db:"send_at"`
+	// ValidityPeriod, in seconds, and the time it ends (not shown).
+	ValidityPeriod *int       `json:"validity_period" db:"validity_period"`
+	ValidUntil     *time.Time `json:"-" db:"valid_until"`
+	// CarrierMessageID is the carrier's id (its first part's), once known.
+	CarrierMessageID *string `json:"carrier_message_id" db:"carrier_message_id"`
+	// DeliveredAt is when the receipt says the message reached the handset.
+	DeliveredAt *time.Time `json:"delivered_at" db:"delivered_at"`
+	// Retries counts the retries so far (explicit and scheduled).
+	Retries int `json:"retries" db:"retries"`
+	CreatedAt   time.Time  `json:"created_at" db:"created_at"`
+	UpdatedAt   time.Time  `json:"updated_at" db:"updated_at"`
 }
 
 // SendRequest is what the processor is asked to deliver for m.
 func (m Message) SendRequest() SendRequest {
 	return SendRequest{MessageID: m.ID, Sender: m.Sender, Recipient: m.Recipient, Text: m.Text,
-		Encoding: m.Encoding, Segments: m.Segments, CreatedAt: m.CreatedAt}
+		Encoding: m.Encoding, Segments: m.Segments, CreatedAt: m.CreatedAt, ValidUntil: m.ValidUntil, Priority: m.Priority,
+		Retry: m.Retries}
 }
 
 // SendRequest is the Kafka record value on the requests topic: everything
@@ -70,6 +61,10 @@ type SendRequest struct {
 	ValidUntil *time.Time `json:"valid_until,omitempty"`
 	// Priority is the lane the message travels in: high, normal or low.
 	Priority Priority `json:"priority,omitempty"`
+	// Retry is the message's try: 0 at first, one more for each retry. The
+	// processor keeps one outcome per try, and the API applies a report
+	// only to the try it is about.
+	Retry int `json:"retry,omitempty"`
 }
 
 // Priority is a message's lane: high messages overtake normal ones, and
@@ -102,16 +97,124 @@ func (r SendRequest) Validate() error {
 	return errors.Join(errs...)
 }
 
-// DeliveryReport is what the processor tells the API about one message.
+// DeliveryReport is what the processor tells the API about one message:
+// the outcome of handing it to the carrier (SENT, FAILED, or EXPIRED when
+// its validity ended first), or later what the carrier's receipts say
+// (DELIVERED, UNDELIVERED, EXPIRED).
 type DeliveryReport struct {
 	MessageID     uuid.UUID `json:"message_id"`
 	Status        Status    `json:"status"`
 	FailureReason *string   `json:"failure_reason"`
-	ProcessedAt   time.Time `json:"processed_at"`
+	// ProcessedAt is when the outcome was known; for a receipt, when the
+	// carrier says the message reached its final state.
+	ProcessedAt time.Time `json:"processed_at"`
 	// Traceparent, when set, is the W3C trace context of the delivery, so
 	// that applying the report joins the message's trace.
 	Traceparent string `json:"traceparent,omitempty"`
+	// CarrierMessageID is the carrier's id of the message (of its first
+	// part), on the outcome of a message the carrier accepted.
+	CarrierMessageID string `json:"carrier_message_id,omitempty"`
+	// Attempts are the carrier calls behind an outcome, in order; each
+	// becomes a message.attempt event.
+	Attempts []Attempt `json:"attempts,omitempty"`
+	// Parts are the receipts of the message's parts behind a receipt
+	// report; they go into the event's detail.
+	Parts []PartReceipt `json:"parts,omitempty"`
+	// Retry is the try of the message the report is about (see
+	// SendRequest.Retry); a report of an earlier try changes nothing.
+	Retry int `json:"retry,omitempty"`
 }
+
+// Attempt is one carrier call for a message.
+type Attempt struct {
+	Attempt int       `json:"attempt"`
+	At      time.Time `json:"at"`
+	// Result is accepted, transient, throttled or permanent.
+	Result string `json:"result"`
+	Error  string `json:"error,omitempty"`
+}
+
+// PartReceipt is what the carrier's receipt said of one part.
+type PartReceipt struct {
+	CarrierID string     `json:"carrier_id"`
+	Status    Status     `json:"status"`
+	State     string     `json:"state,omitempty"`
+	Err       string     `json:"err,omitempty"`
+	DoneAt    *time.Time `json:"done_at,omitempty"`
+}
+
+// Claim asks to hand a message (one try of it) to the carrier.
+type Claim struct {
+	MessageID uuid.UUID `json:"message_id"`
+	Retry     int       `json:"retry"`
+}
+
+// Verdict is the API's answer to a claim.
+type Verdict string
+
+// The verdicts.
+const (
+	// VerdictSend: hand it to the carrier; a cancel is too late from now on.
+	VerdictSend Verdict = "send"
+	// VerdictSkip: don't (canceled, past PENDING, or an older try).
+	VerdictSkip Verdict = "skip"
+	// VerdictOptedOut: don't; the recipient opted out, the message FAILED.
+	VerdictOptedOut Verdict = "opted_out"
+	// VerdictExpired: don't; its validity ended, the message EXPIRED.
+	VerdictExpired Verdict = "expired"
+)
+
+// ClaimResult is the verdict on one claim.
+type ClaimResult struct {
+	MessageID uuid.UUID `json:"message_id" db:"id"`
+	Verdict   Verdict   `json:"verdict" db:"verdict"`
+}
+
+// Event is one state change in a message's history.
+type Event struct {
+	Sequence   int       `json:"sequence" db:"sequence"`
+	Type       string    `json:"type" db:"type"`
+	Status     Status    `json:"status" db:"status"`
+	OccurredAt time.Time `json:"occurred_at" db:"occurred_at"`
+	// Detail says more where there is more to say (attempt results,
+	// failure reasons, carrier ids, receipts); null otherwise.
+	Detail JSON `json:"detail" db:"detail"`
+}
+
+// JSON is a raw JSON value stored as jsonb; null when empty.
+type JSON []byte
+
+// MarshalJSON writes the value as is, or null.
+func (j JSON) MarshalJSON() ([]byte, error) {
+	if len(j) == 0 {
+		return []byte("null"), nil
+	}
+	return j, nil
+}
+
+// UnmarshalJSON keeps the value as is.
+func (j *JSON) UnmarshalJSON(b []byte) error {
+	*j = append((*j)[:0], b...)
+	return nil
+}
+
+// Scan reads a jsonb column.
+func (j *JSON) Scan(src any) error {
+	switch v := src.(type) {
+	case nil:
+		*j = nil
+	case []byte:
+		*j = append((*j)[:0], v...)
+	case string:
+		*j = JSON(v)
+	default:
+		return fmt.Errorf("json: cannot scan %T", src)
+	}
+	return nil
+}
+
+// ReportableStatuses are the statuses a delivery report may carry.
+var ReportableStatuses = []Status{StatusSent, StatusDelivered, StatusUndelivered, StatusFailed, StatusExpired}
 
 // MaxFailureReason and MaxTraceparent are the longest failure_reason and
 // traceparent a report may carry, in characters (Unicode code points).
@@ -126,8 +229,8 @@ func (r DeliveryReport) Validate() error {
 	if r.MessageID == uuid.Nil {
 		v.Add("message_id", "required, a UUID")
 	}
-	if !r.Status.Final() {
-		v.Add("status", "must be SENT or FAILED")
+	if !slices.Contains(ReportableStatuses, r.Status) {
+		v.Add("status", "must be one of SENT, DELIVERED, UNDELIVERED, FAILED, EXPIRED")
 	}
 	switch {
 	case r.FailureReason != nil && (*r.FailureReason == "" || utf8.RuneCountInString(*r.FailureReason) > MaxFailureReason):
@@ -136,6 +239,15 @@ func (r DeliveryReport) Validate() error {
 		v.Add("failure_reason", "must not contain NUL characters")
 	case r.Status == StatusFailed && (r.FailureReason == nil || strings.TrimSpace(*r.FailureReason) == ""):
 		v.Add("failure_reason", "required when status is FAILED, and not only whitespace")
+	}
+	if len(r.CarrierMessageID) > 128 {
+		v.Add("carrier_message_id", "must be at most 128 characters")
+	}
+	if len(r.Attempts) > 100 {
+		v.Add("attempts", "must hold at most 100 attempts")
+	}
+	if len(r.Parts) > 255 {
+		v.Add("parts", "must hold at most 255 parts")
 	}
 	if utf8.RuneCountInString(r.Traceparent) > MaxTraceparent {
 		v.Add("traceparent", fmt.Sprintf("must be at most %d characters", MaxTraceparent))
@@ -159,13 +271,41 @@ const (
 	ReportNotFound ReportOutcome = "not_found"
 )
 
-// Stats summarizes an account's messages.
+// Stats summarizes an account's messages. The first fields keep their
+// wave-1 meaning over the new statuses: pending is not yet at the carrier
+// (SCHEDULED, PENDING), sent is accepted by it and not known lost (SENT,
+// DELIVERED), failed is not delivered (FAILED, UNDELIVERED, EXPIRED);
+// CANCELED counts in the total and in ByStatus only.
 type Stats struct {
 	TotalMessages   int64   `json:"total_messages"`
 	PendingMessages int64   `json:"pending_messages"`
 	SentMessages    int64   `json:"sent_messages"`
 	FailedMessages  int64   `json:"failed_messages"`
 	SuccessRate     float64 `json:"success_rate"`
+	// ByStatus counts every status, zero ones included.
+	ByStatus map[Status]int64 `json:"by_status"`
+}
+
+// NewStats computes the summary fields from counts by status.
+func NewStats(byStatus map[Status]int64) Stats {
+	st := Stats{ByStatus: make(map[Status]int64, len(Statuses))}
+	for _, s := range Statuses {
+		n := byStatus[s]
+		st.ByStatus[s] = n
+		st.TotalMessages += n
+		switch {
+		case s == StatusScheduled || s == StatusPending:
+			st.PendingMessages += n
+		case s.Succeeded():
+			st.SentMessages += n
+		case s.Unsuccessful():
+			st.FailedMessages += n
+		}
+	}
+	if done := st.SentMessages + st.FailedMessages; done > 0 {
+		st.SuccessRate = float64(st.SentMessages) * 100 / float64(done)
+	}
+	return st
 }
 
 // AppliedReport says what one report did and the message's status after it.
@@ -173,6 +313,9 @@ type AppliedReport struct {
 	MessageID uuid.UUID     `db:"id" json:"message_id"`
 	Outcome   ReportOutcome `db:"outcome" json:"outcome"`
 	Status    Status        `db:"status" json:"-"`
+	// Previous is the status the report moved the message from (applied
+	// reports only).
+	Previous Status `db:"old" json:"-"`
 	// FailureReason and CreatedAt are set for applied reports only.
 	FailureReason *string    `db:"failure_reason" json:"-"`
 	CreatedAt     *time.Time `db:"created_at" json:"-"`

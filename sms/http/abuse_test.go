@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -65,7 +66,7 @@ func TestAbuseInputs(t *testing.T) {
 			}
 		})
 	}
-	if after := a.stats(t); after != before {
+	if after := a.stats(t); !reflect.DeepEqual(after, before) {
 		t.Errorf("abuse changed the data: stats %+v -> %+v", before, after)
 	}
 	if n := smstest.Count(t, a.db, "messages"); n != 1 {

@@ -23,18 +23,28 @@ func readJSON(c echo.Context, dst any) error { return readJSONLimit(c, dst, MaxB
 
 // readJSONLimit is readJSON for bodies of at most limit bytes.
 func readJSONLimit(c echo.Context, dst any, limit int) error {
+	body, err := readBody(c, limit)
+	if err != nil {
+		return err
+	}
+	return DecodeJSON(body, dst)
+}
+
+// readBody checks the content type (application/json only) and reads a
+// body of at most limit bytes.
+func readBody(c echo.Context, limit int) ([]byte, error) {
 	ct := c.Request().Header.Get(echo.HeaderContentType)
 	if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
-		return echo.NewHTTPError(http.StatusUnsupportedMediaType, fmt.Sprintf("Content-Type must be application/json, got %q", ct))
+		return nil, echo.NewHTTPError(http.StatusUnsupportedMediaType, fmt.Sprintf("Content-Type must be application/json, got %q", ct))
 	}
 	body, err := io.ReadAll(io.LimitReader(c.Request().Body, int64(limit)+1))
 	if err != nil {
-		return sms.Malformed("read body: %v", err)
+		return nil, sms.Malformed("read body: %v", err)
 	}
 	if len(body) > limit {
-		return echo.NewHTTPError(http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is larger than %d bytes", limit))
+		return nil, echo.NewHTTPError(http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is larger than %d bytes", limit))
 	}
-	return DecodeJSON(body, dst)
+	return body, nil
 }
 
 // DecodeJSON decodes one JSON object from body into dst. Text that is not

@@ -34,6 +34,16 @@ type Store interface {
 	List(ctx context.Context, accountID int64, f sms.Filter) (sms.Page, error)
 	Stats(ctx context.Context, accountID int64) (sms.Stats, error)
 	ApplyReports(ctx context.Context, reports []sms.DeliveryReport) ([]sms.AppliedReport, error)
+	// Insert stores messages in one statement (a batch request).
+	Insert(ctx context.Context, in []sms.NewMessage) ([]sms.Message, error)
+	// InsertBatchIdempotent stores a batch under an Idempotency-Key and
+	// keeps its answer (respond's), or replays the answer kept for the key.
+	InsertBatchIdempotent(ctx context.Context, accountID int64, in []sms.NewMessage, key string, hash []byte,
+		respond func([]sms.Message) ([]byte, error)) (response []byte, replayed bool, err error)
+	Events(ctx context.Context, accountID int64, id uuid.UUID) ([]sms.Event, error)
+	Cancel(ctx context.Context, accountID int64, id uuid.UUID) (sms.Message, error)
+	Retry(ctx context.Context, accountID int64, id uuid.UUID) (sms.Message, error)
+	Dispatch(ctx context.Context, claims []sms.Claim) ([]sms.ClaimResult, error)
 }
 
 // Sender stores one accepted message, sharing a commit with concurrent
@@ -46,6 +56,8 @@ type Sender interface {
 // the implementation.
 type Backlog interface {
 	Backlog() int64
+	// Wake tells the relay that the outbox has new rows.
+	Wake()
 }
 
 // Authenticator maps an API key to its account; *postgres.Keys is the
@@ -122,18 +134,36 @@ func NewHandler(store Store, sender Sender, backlog Backlog, auth Authenticator,
 	return h
 }
 
+// ClientMiddleware authenticates a request with its API key (AccountOf
+// then tells its account) and applies the key's rate limit: every client
+// route uses it, including those other handlers of this package mount.
+func (h *Handler) ClientMiddleware() []echo.MiddlewareFunc {
+	return []echo.MiddlewareFunc{h.authenticate, h.rateLimit}
+}
+
+// InternalMiddleware lets only the internal token through.
+func (h *Handler) InternalMiddleware() echo.MiddlewareFunc { return h.internalOnly }
+
+// AccountOf is the account ClientMiddleware authenticated.
+func AccountOf(c echo.Context) int64 { return accountOf(c) }
+
 // Register mounts the public routes on e and, when internal is not nil,
 // the internal routes on internal (which may be e itself).
 func (h *Handler) Register(e *echo.Echo, internal *echo.Echo) {
-	client := []echo.MiddlewareFunc{h.authenticate, h.rateLimit}
+	client := h.ClientMiddleware()
 	e.POST("/v1/messages", h.send, client...)
+	e.POST("/v1/messages/batch", h.sendBatch, client...)
 	platform.GET(e, "/v1/messages", h.list, client...)
 	platform.GET(e, "/v1/messages/stats", h.stats, client...)
 	platform.GET(e, "/v1/messages/failed", h.failed, client...)
 	platform.GET(e, "/v1/messages/:id", h.get, client...)
+	platform.GET(e, "/v1/messages/:id/events", h.events, client...)
+	e.POST("/v1/messages/:id/cancel", h.cancel, client...)
+	e.POST("/v1/messages/:id/retry", h.retry, client...)
 	platform.GET(e, "/v1/users/:phone/messages", h.userMessages, client...)
 	if internal != nil {
 		internal.POST("/v1/internal/delivery-report", h.deliveryReport, h.internalOnly)
 		internal.POST("/v1/internal/delivery-reports", h.deliveryReports, h.internalOnly)
+		internal.POST("/v1/internal/dispatch", h.dispatch, h.internalOnly)
 	}
 }

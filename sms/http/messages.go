@@ -16,43 +16,18 @@ import (
 )
 
 func (h *Handler) send(c echo.Context) error {
-	var in sms.SendInput
-	var v sms.ValidationError
-	// A field of the wrong type is one violation among all the others, so
-	// validation goes on with the fields that did decode.
-	mistyped := map[string]bool{}
-	if err := readJSON(c, &in); err != nil {
-		var ve *sms.ValidationError
-		if !errors.As(err, &ve) || ve.Violations[0].Field == "body" {
-			return err
-		}
-		for _, x := range ve.Violations {
-			mistyped[x.Field] = true
-		}
-		v.Violations = append(v.Violations, ve.Violations...)
-	}
-	key := c.Request().Header.Get("Idempotency-Key")
-	if _, present := c.Request().Header["Idempotency-Key"]; present && (key == "" || len(key) > 255 || strings.IndexFunc(key, func(r rune) bool { return r < 0x21 || r > 0x7e }) >= 0) {
-		v.Add("Idempotency-Key", "must be 1 to 255 visible ASCII characters")
-	}
-	draft, err := in.ValidateWith(h.phones)
+	body, err := readBody(c, MaxBodyBytes)
 	if err != nil {
-		var ve *sms.ValidationError
-		if !errors.As(err, &ve) {
-			return err
-		}
-		for _, x := range ve.Violations {
-			if !mistyped[x.Field] {
-				v.Violations = append(v.Violations, x)
-			}
-		}
+		return err
 	}
-	if err := v.Err(); err != nil {
+	draft, err := h.decodeDraft(body, c.Request().Header)
+	if err != nil {
 		return err
 	}
 	if h.backlog != nil && h.backlog.Backlog() >= h.cfg.MaxBacklog {
 		return sms.ErrBacklogFull
 	}
+	key := c.Request().Header.Get("Idempotency-Key")
 	nm := sms.NewMessage{AccountID: accountOf(c), Draft: draft, Traceparent: platform.Traceparent(c.Request().Context())}
 	var msg sms.Message
 	if key != "" {
@@ -74,6 +49,51 @@ func (h *Handler) send(c echo.Context) error {
 	return c.JSON(http.StatusAccepted, msg)
 }
 
+// decodeDraft decodes and validates one message. A field of the wrong type
+// is one violation among all the others, so validation goes on with the
+// fields that did decode. With header, the Idempotency-Key is checked too.
+func (h *Handler) decodeDraft(body []byte, header http.Header) (sms.Draft, error) {
+	var in sms.SendInput
+	var v sms.ValidationError
+	mistyped := map[string]bool{}
+	if err := DecodeJSON(body, &in); err != nil {
+		var ve *sms.ValidationError
+		if !errors.As(err, &ve) || ve.Violations[0].Field == "body" {
+			return sms.Draft{}, err
+		}
+		for _, x := range ve.Violations {
+			mistyped[x.Field] = true
+		}
+		v.Violations = append(v.Violations, ve.Violations...)
+	}
+	if header != nil {
+		key := header.Get("Idempotency-Key")
+		if _, present := header["Idempotency-Key"]; present && !validIdempotencyKey(key) {
+			v.Add("Idempotency-Key", "must be 1 to 255 visible ASCII characters")
+		}
+	}
+	draft, err := in.ValidateWith(h.phones)
+	if err != nil {
+		var ve *sms.ValidationError
+		if !errors.As(err, &ve) {
+			return sms.Draft{}, err
+		}
+		for _, x := range ve.Violations {
+			if !mistyped[x.Field] {
+				v.Violations = append(v.Violations, x)
+			}
+		}
+	}
+	if err := v.Err(); err != nil {
+		return sms.Draft{}, err
+	}
+	return draft, nil
+}
+
+func validIdempotencyKey(key string) bool {
+	return key != "" && len(key) <= 255 && strings.IndexFunc(key, func(r rune) bool { return r < 0x21 || r > 0x7e }) < 0
+}
+
 // parseID reads a message id in the one form this API writes them,
 // 8-4-4-4-12 hex digits; uuid.Parse also takes braces, urn:uuid: and
 // no dashes.
@@ -84,16 +104,25 @@ func parseID(s string) (uuid.UUID, error) {
 	return uuid.Parse(s)
 }
 
-func (h *Handler) get(c echo.Context) error {
+// messageID reads the :id of a message route.
+func messageID(c echo.Context) (uuid.UUID, error) {
 	raw := c.Param("id")
 	if strings.Contains(raw, "/") {
 		// echo hands a last :param the rest of an unmatched path, so
 		// /v1/messages/{id}/extra lands here: no such route.
-		return echo.ErrNotFound
+		return uuid.UUID{}, echo.ErrNotFound
 	}
 	id, err := parseID(raw)
 	if err != nil {
-		return &sms.ValidationError{Violations: []sms.Violation{{Field: "id", Message: "must be a UUID"}}}
+		return uuid.UUID{}, sms.Invalid("id", "must be a UUID")
+	}
+	return id, nil
+}
+
+func (h *Handler) get(c echo.Context) error {
+	id, err := messageID(c)
+	if err != nil {
+		return err
 	}
 	msg, err := h.store.Get(c.Request().Context(), accountOf(c), id)
 	if err != nil {
@@ -192,12 +221,14 @@ func parseFilter(rawQuery string, statusAllowed bool) (sms.Filter, error) {
 	if raw, ok := q["status"]; ok {
 		// Exactly as the spec spells them: "sent" is refused like any other
 		// value outside the enum, rather than quietly accepted.
-		st := sms.Status(raw[0])
+		st, err := sms.ParseStatus(raw[0])
 		switch {
 		case !statusAllowed:
 			v.Add("status", "is not accepted here")
-		case st != sms.StatusPending && st != sms.StatusSent && st != sms.StatusFailed || len(raw) > 1:
-			v.Add("status", "must be one of PENDING, SENT, FAILED")
+		case err != nil:
+			v.Add("status", err.Error())
+		case len(raw) > 1:
+			v.Add("status", "must be given once")
 		default:
 			f.Status = st
 		}

@@ -41,6 +41,11 @@ func (l *limiter) exhausted(key string) (bool, time.Duration) {
 
 // allow takes a token for key; when none is left it says how long to wait.
 func (l *limiter) allow(key string) (ok bool, remaining int, retryAfter time.Duration) {
+	return l.allowN(key, 1)
+}
+
+// allowN takes n tokens for key at once, or none.
+func (l *limiter) allowN(key string, n int) (ok bool, remaining int, retryAfter time.Duration) {
 	l.mu.Lock()
 	b, found := l.buckets[key]
 	if !found {
@@ -52,7 +57,10 @@ func (l *limiter) allow(key string) (ok bool, remaining int, retryAfter time.Dur
 	}
 	l.mu.Unlock()
 	now := time.Now()
-	r := b.ReserveN(now, 1)
+	r := b.ReserveN(now, n)
+	if !r.OK() {
+		return false, 0, time.Duration(float64(n) / float64(l.limit) * float64(time.Second))
+	}
 	if d := r.DelayFrom(now); d > 0 {
 		r.CancelAt(now)
 		return false, 0, d

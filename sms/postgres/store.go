@@ -104,35 +104,57 @@ func newMessages(in []sms.NewMessage) []sms.Message {
 	now := time.Now().UTC().Truncate(time.Microsecond)
 	out := make([]sms.Message, len(in))
 	for i, n := range in {
+		status := sms.StatusPending
+		if n.Scheduled(now) {
+			status = sms.StatusScheduled
+		}
+		priority := n.Priority
+		if priority == "" {
+			priority = sms.PriorityNormal
+		}
 		out[i] = sms.Message{
 			ID: sms.NewID(), AccountID: n.AccountID, Sender: n.Sender, Recipient: n.Recipient, Text: n.Text,
-			Status: sms.StatusPending, Encoding: n.Encoding, Segments: n.Segments, CreatedAt: now, UpdatedAt: now,
+			Status: status, Encoding: n.Encoding, Segments: n.Segments, Priority: priority,
+			SendAt: n.SendAt, ValidityPeriod: n.ValidityPeriod, ValidUntil: n.ValidUntil,
+			CreatedAt: now, UpdatedAt: now,
 		}
 	}
 	return out
 }
 
-// insertSQL writes messages, their outbox row and the account counters in
-// one statement, so one round trip commits a whole batch atomically. It
-// also deletes the outbox rows Kafka has acknowledged since ($11): on a
-// 2-core machine each commit's WAL flush took 1.7 ms under load, and this
-// saves one commit per relay batch.
+// insertSQL writes messages, their first event (message.accepted, and
+// message.scheduled for a scheduled one), the outbox row of those due now
+// and the account counters in one statement, so one round trip commits a
+// whole batch atomically. It also deletes the outbox rows Kafka has
+// acknowledged since ($11): each commit's WAL flush costs about 1.7 ms on a
+// loaded 2-core machine, and this saves one commit per relay batch.
+// Scheduled messages get no outbox row: the scheduler gives them one when
+// they are due.
 const insertSQL = `
 WITH ins AS (
-    INSERT INTO sms.messages (id, account_id, sender, recipient, text, status, encoding, segments, created_at, updated_at)
-    SELECT u.id, u.account_id, u.sender, u.recipient, u.text, 'PENDING', u.encoding, u.segments, u.created_at, u.created_at
-    FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int[], $8::timestamptz[])
-        AS u(id, account_id, sender, recipient, text, encoding, segments, created_at)
-    RETURNING id, account_id, created_at
+    INSERT INTO sms.messages (id, account_id, sender, recipient, text, status, encoding, segments, created_at, updated_at,
+        priority, send_at, validity_period, valid_until, last_seq)
+    SELECT u.id, u.account_id, u.sender, u.recipient, u.text, u.status, u.encoding, u.segments, u.created_at, u.created_at,
+        u.priority, u.send_at, u.validity, u.valid_until, CASE WHEN u.status = 'SCHEDULED' THEN 2 ELSE 1 END
+    FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int[], $8::timestamptz[],
+        $12::text[], $13::text[], $14::timestamptz[], $15::int[], $16::timestamptz[])
+        AS u(id, account_id, sender, recipient, text, encoding, segments, created_at, status, priority, send_at, validity, valid_until)
+    RETURNING id, account_id, status, created_at, send_at
+), events AS (
+    INSERT INTO sms.message_events (message_id, sequence, type, status, occurred_at, detail)
+    SELECT id, 1, 'message.accepted', status, created_at, NULL FROM ins
+    UNION ALL
+    SELECT id, 2, 'message.scheduled', status, created_at, jsonb_build_object('send_at', send_at) FROM ins WHERE status = 'SCHEDULED'
 ), outbox AS (
     INSERT INTO sms.outbox (batch_id, created_at, message_ids, traceparents)
-    VALUES (($1::uuid[])[1], ($8::timestamptz[])[1], $1::uuid[], $9::text[])
+    SELECT ($9::uuid[])[1], ($8::timestamptz[])[1], $9::uuid[], $10::text[] WHERE cardinality($9::uuid[]) > 0
 ), published AS (
     DELETE FROM sms.outbox WHERE batch_id = ANY($11::uuid[])
 )
-INSERT INTO sms.account_counters AS c (account_id, shard, pending)
-SELECT account_id, $10, count(*) FROM ins GROUP BY account_id ORDER BY account_id
-ON CONFLICT (account_id, shard) DO UPDATE SET pending = c.pending + EXCLUDED.pending`
+INSERT INTO sms.account_counters AS c (account_id, shard, pending, scheduled)
+SELECT account_id, $17, count(*) FILTER (WHERE status = 'PENDING'), count(*) FILTER (WHERE status = 'SCHEDULED')
+FROM ins GROUP BY account_id ORDER BY account_id
+ON CONFLICT (account_id, shard) DO UPDATE SET pending = c.pending + EXCLUDED.pending, scheduled = c.scheduled + EXCLUDED.scheduled`
 
 // An account's counts are spread over counter rows (shards), so that
 // concurrent transactions don't wait on one another's row lock: each store
@@ -169,28 +191,55 @@ type stmtExecer interface {
 	ExecContext(ctx context.Context, args ...any) (sql.Result, error)
 }
 
+// insertMessages runs insertSQL for msgs and returns the outbox batch of
+// those due now (no records when every message is scheduled).
 func insertMessages(ctx context.Context, insert stmtExecer, msgs []sms.Message, traces []string, shard int, published []string) (sms.OutboxBatch, error) {
 	n := len(msgs)
 	ids, accounts := make([]string, n), make([]int64, n)
 	senders, recipients, texts, encodings := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	segments, created := make([]int64, n), make([]string, n)
-	batch := sms.OutboxBatch{ID: msgs[0].ID, Records: make([]sms.OutboxRecord, n)}
+	statuses, priorities, sendAt, validity, validUntil := make([]string, n), make([]string, n), make([]*string, n), make([]*int64, n), make([]*string, n)
+	var due, dueTraces []string
+	var batch sms.OutboxBatch
 	for i, m := range msgs {
 		ids[i], accounts[i] = m.ID.String(), m.AccountID
 		senders[i], recipients[i], texts[i], encodings[i] = m.Sender, m.Recipient, m.Text, string(m.Encoding)
 		segments[i], created[i] = int64(m.Segments), m.CreatedAt.Format(time.RFC3339Nano)
+		statuses[i], priorities[i] = string(m.Status), string(m.Priority)
+		sendAt[i], validUntil[i] = timeArg(m.SendAt), timeArg(m.ValidUntil)
+		if m.ValidityPeriod != nil {
+			v := int64(*m.ValidityPeriod)
+			validity[i] = &v
+		}
+		if m.Status != sms.StatusPending {
+			continue
+		}
 		rec, err := sms.NewOutboxRecord(m, traces[i])
 		if err != nil {
 			return sms.OutboxBatch{}, err
 		}
-		batch.Records[i] = rec
+		if len(batch.Records) == 0 {
+			batch.ID = m.ID
+		}
+		batch.Records = append(batch.Records, rec)
+		due, dueTraces = append(due, ids[i]), append(dueTraces, traces[i])
 	}
 	_, err := insert.ExecContext(ctx, pq.Array(ids), pq.Array(accounts), pq.Array(senders), pq.Array(recipients),
-		pq.Array(texts), pq.Array(encodings), pq.Array(segments), pq.Array(created), pq.Array(traces), shard, pq.Array(published))
+		pq.Array(texts), pq.Array(encodings), pq.Array(segments), pq.Array(created), pq.Array(due), pq.Array(dueTraces),
+		pq.Array(published), pq.Array(statuses), pq.Array(priorities), pq.Array(sendAt), pq.Array(validity), pq.Array(validUntil), shard)
 	if err != nil {
 		return sms.OutboxBatch{}, storeErr("insert messages", err)
 	}
 	return batch, nil
+}
+
+// timeArg is t as a text array element, NULL when nil.
+func timeArg(t *time.Time) *string {
+	if t == nil {
+		return nil
+	}
+	s := t.UTC().Format(time.RFC3339Nano)
+	return &s
 }
 
 // Insert stores messages as PENDING together with their outbox row in one
@@ -215,7 +264,9 @@ func (s *Store) Insert(ctx context.Context, in []sms.NewMessage) ([]sms.Message,
 		s.published.add(published) // not deleted: the next statement tries
 		return nil, err
 	}
-	s.committed(batch)
+	if len(batch.Records) > 0 {
+		s.committed(batch)
+	}
 	return msgs, nil
 }
 
@@ -245,16 +296,16 @@ func (s *Store) InsertIdempotent(ctx context.Context, in sms.NewMessage, key str
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		var prev struct {
-			Hash      []byte    `db:"request_hash"`
-			MessageID uuid.UUID `db:"message_id"`
+			Hash      []byte     `db:"request_hash"`
+			MessageID *uuid.UUID `db:"message_id"` // nil for a batch's key
 		}
 		if err := tx.GetContext(ctx, &prev, `SELECT request_hash, message_id FROM sms.idempotency_keys WHERE account_id = $1 AND key = $2`, in.AccountID, key); err != nil {
 			return sms.Message{}, false, storeErr("read idempotency key", err)
 		}
-		if string(prev.Hash) != string(hash) {
+		if string(prev.Hash) != string(hash) || prev.MessageID == nil {
 			return sms.Message{}, false, sms.ErrIdempotencyMismatch
 		}
-		orig, err := getMessage(ctx, tx, in.AccountID, prev.MessageID)
+		orig, err := getMessage(ctx, tx, in.AccountID, *prev.MessageID)
 		if err != nil {
 			return sms.Message{}, false, err
 		}
@@ -280,8 +331,81 @@ func (s *Store) InsertIdempotent(ctx context.Context, in sms.NewMessage, key str
 	if err != nil {
 		return sms.Message{}, false, err
 	}
-	s.committed(batch)
+	if len(batch.Records) > 0 {
+		s.committed(batch)
+	}
 	return m, false, nil
+}
+
+// InsertBatchIdempotent stores a batch under an idempotency key and keeps
+// the answer respond builds for it, in one transaction. A key seen in the
+// last 24 hours with the same request (hash) replays the kept answer; with
+// another request, or one a single message used, it fails with
+// sms.ErrIdempotencyMismatch.
+func (s *Store) InsertBatchIdempotent(ctx context.Context, accountID int64, in []sms.NewMessage, key string, hash []byte,
+	respond func([]sms.Message) ([]byte, error)) ([]byte, bool, error) {
+	tx, err := s.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return nil, false, storeErr("begin", err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	var claimed bool
+	err = tx.QueryRowxContext(ctx, `
+        INSERT INTO sms.idempotency_keys AS k (account_id, key, request_hash, message_id, response)
+        VALUES ($1, $2, $3, NULL, NULL)
+        ON CONFLICT (account_id, key) DO UPDATE
+            SET request_hash = EXCLUDED.request_hash, message_id = NULL, response = NULL, created_at = now()
+            WHERE k.created_at < now() - $4::interval
+        RETURNING true`, accountID, key, hash, fmt.Sprintf("%d seconds", int(sms.IdempotencyTTL.Seconds()))).Scan(&claimed)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		var prev struct {
+			Hash     []byte `db:"request_hash"`
+			Response []byte `db:"response"`
+		}
+		if err := tx.GetContext(ctx, &prev, `SELECT request_hash, response FROM sms.idempotency_keys WHERE account_id = $1 AND key = $2`, accountID, key); err != nil {
+			return nil, false, storeErr("read idempotency key", err)
+		}
+		if string(prev.Hash) != string(hash) || prev.Response == nil {
+			return nil, false, sms.ErrIdempotencyMismatch
+		}
+		return prev.Response, true, nil
+	case err != nil:
+		return nil, false, storeErr("claim idempotency key", err)
+	}
+	msgs := newMessages(in)
+	var batch sms.OutboxBatch
+	if len(msgs) > 0 {
+		insert, err := s.prepared(ctx, insertSQL)
+		if err != nil {
+			return nil, false, err
+		}
+		traces := make([]string, len(in))
+		for i, n := range in {
+			traces[i] = n.Traceparent
+		}
+		err = s.withShard(ctx, func(shard int) (err error) {
+			batch, err = insertMessages(ctx, tx.StmtxContext(ctx, insert), msgs, traces, shard, nil)
+			return err
+		})
+		if err != nil {
+			return nil, false, err
+		}
+	}
+	resp, err := respond(msgs)
+	if err != nil {
+		return nil, false, err
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE sms.idempotency_keys SET response = $3 WHERE account_id = $1 AND key = $2`, accountID, key, resp); err != nil {
+		return nil, false, storeErr("keep the batch's answer", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, false, storeErr("commit", err)
+	}
+	if len(batch.Records) > 0 {
+		s.committed(batch)
+	}
+	return resp, false, nil
 }
 
 // DeleteExpiredIdempotencyKeys forgets keys older than the TTL.
@@ -294,7 +418,8 @@ func (s *Store) DeleteExpiredIdempotencyKeys(ctx context.Context) (int64, error)
 	return res.RowsAffected()
 }
 
-const messageColumns = `id, account_id, sender, recipient, text, status, failure_reason, encoding, segments, created_at, updated_at`
+const messageColumns = `id, account_id, sender, recipient, text, status, failure_reason, encoding, segments, priority, send_at,
+    validity_period, valid_until, carrier_message_id, delivered_at, retries, created_at, updated_at`
 
 func getMessage(ctx context.Context, q sqlx.QueryerContext, accountID int64, id uuid.UUID) (sms.Message, error) {
 	var m sms.Message
@@ -383,13 +508,8 @@ func (s *Store) count(ctx context.Context, accountID int64, status sms.Status, p
 		if err != nil {
 			return 0, err
 		}
-		switch status {
-		case sms.StatusPending:
-			return st.PendingMessages, nil
-		case sms.StatusSent:
-			return st.SentMessages, nil
-		case sms.StatusFailed:
-			return st.FailedMessages, nil
+		if status != "" {
+			return st.ByStatus[status], nil
 		}
 		return st.TotalMessages, nil
 	}
@@ -422,50 +542,58 @@ func (s *Store) count(ctx context.Context, accountID int64, status sms.Status, p
 
 // Stats returns the account's counts.
 func (s *Store) Stats(ctx context.Context, accountID int64) (sms.Stats, error) {
-	var st sms.Stats
+	var c [8]int64
 	err := s.db.QueryRowxContext(ctx, `
-        SELECT COALESCE(sum(pending), 0), COALESCE(sum(sent), 0), COALESCE(sum(failed), 0)
+        SELECT COALESCE(sum(scheduled), 0), COALESCE(sum(pending), 0), COALESCE(sum(sent), 0), COALESCE(sum(delivered), 0),
+               COALESCE(sum(undelivered), 0), COALESCE(sum(failed), 0), COALESCE(sum(expired), 0), COALESCE(sum(canceled), 0)
         FROM sms.account_counters WHERE account_id = $1`, accountID).
-		Scan(&st.PendingMessages, &st.SentMessages, &st.FailedMessages)
+		Scan(&c[0], &c[1], &c[2], &c[3], &c[4], &c[5], &c[6], &c[7])
 	if err != nil {
 		return sms.Stats{}, storeErr("stats", err)
 	}
-	st.TotalMessages = st.PendingMessages + st.SentMessages + st.FailedMessages
-	if final := st.SentMessages + st.FailedMessages; final > 0 {
-		st.SuccessRate = float64(st.SentMessages) * 100 / float64(final)
+	// The columns are in the order of sms.Statuses.
+	byStatus := make(map[sms.Status]int64, len(sms.Statuses))
+	for i, st := range sms.Statuses {
+		byStatus[st] = c[i]
 	}
-	return st, nil
+	return sms.NewStats(byStatus), nil
 }
 
-// applySQL moves PENDING messages to their reported final status, adjusts
-// the counters by what actually changed, and returns the messages it
-// changed. A message already final is left alone, so duplicates and late
-// reports change nothing and count nothing.
-const applySQL = `
+// applySQL applies delivery reports: each message whose move (from its
+// status now to the reported one) sms.CanMove allows moves, records its
+// events, and shifts the counters; the others are left alone, so
+// duplicates, late and out-of-order reports change and count nothing. The
+// rows are locked first, in id order, so concurrent batches see each
+// other's moves and don't deadlock.
+var applySQL = `
 WITH r AS (
-    SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[]) AS r(id, status, reason)
+    SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::jsonb[], $8::int[])
+        AS r(id, status, reason, carrier_id, at, events, retry)
+), locked AS (
+    SELECT m.id, m.status, m.retries FROM sms.messages m WHERE m.id = ANY($1::uuid[]) ORDER BY m.id FOR UPDATE
+), moves AS (
+    SELECT r.*, l.status AS old FROM r JOIN locked l ON l.id = r.id
+    WHERE (l.status, r.status) IN (` + allowedMoves + `) AND l.retries = r.retry
 ), upd AS (
-    -- "NOT IN (final)" rather than "= 'PENDING'", which no index can serve:
-    -- with "= 'PENDING'" and a partial index on it (before migration 4) the
-    -- planner read every PENDING message of the backlog and hash-joined
-    -- them (29 ms a batch under load) instead of looking each report up by id.
-    UPDATE sms.messages m SET status = r.status, failure_reason = NULLIF(r.reason, ''), updated_at = now()
-    FROM r WHERE m.id = r.id AND m.status NOT IN ('SENT', 'FAILED')
-    RETURNING m.id, m.account_id, m.status, m.failure_reason, m.created_at
-), counted AS (
-    INSERT INTO sms.account_counters AS c (account_id, shard, pending, sent, failed)
-    SELECT account_id, $4, -count(*), count(*) FILTER (WHERE status = 'SENT'), count(*) FILTER (WHERE status = 'FAILED')
-    FROM upd GROUP BY account_id ORDER BY account_id
-    ON CONFLICT (account_id, shard) DO UPDATE
-        SET pending = c.pending + EXCLUDED.pending, sent = c.sent + EXCLUDED.sent, failed = c.failed + EXCLUDED.failed
+    UPDATE sms.messages m SET status = mv.status,
+        failure_reason = CASE WHEN mv.status IN ('SENT', 'DELIVERED') THEN m.failure_reason ELSE NULLIF(mv.reason, '') END,
+        carrier_message_id = COALESCE(NULLIF(mv.carrier_id, ''), m.carrier_message_id),
+        delivered_at = CASE WHEN mv.status = 'DELIVERED' THEN mv.at ELSE m.delivered_at END,
+        updated_at = now(), last_seq = m.last_seq + jsonb_array_length(mv.events)
+    FROM moves mv WHERE m.id = mv.id
+    RETURNING m.id, m.account_id, mv.old, m.status, m.failure_reason, m.created_at, m.last_seq, mv.events
+), ev AS (` + eventsInsertSQL + `
+), counted AS (` + countersShiftSQL("$7") + `
 )
-SELECT id, status, failure_reason, created_at FROM upd`
+SELECT id, old, status, failure_reason, created_at FROM upd`
 
 // ApplyReports applies delivery reports in one statement. Reports must be
 // valid; a message id given twice is applied once.
 func (s *Store) ApplyReports(ctx context.Context, reports []sms.DeliveryReport) ([]sms.AppliedReport, error) {
 	seen := make(map[uuid.UUID]bool, len(reports))
-	ids, statuses, reasons := make([]string, 0, len(reports)), make([]string, 0, len(reports)), make([]string, 0, len(reports))
+	n := len(reports)
+	ids, statuses, reasons, carrierIDs := make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n)
+	at, events, retries := make([]string, 0, n), make([]string, 0, n), make([]int64, 0, n)
 	// Sorted ids lock rows in one order, so concurrent batches don't
 	// deadlock. The sort is stable so that of several reports for one
 	// message, the first in the request is the one applied.
@@ -477,10 +605,16 @@ func (s *Store) ApplyReports(ctx context.Context, reports []sms.DeliveryReport) 
 		}
 		seen[r.MessageID] = true
 		reason := ""
-		if r.Status == sms.StatusFailed && r.FailureReason != nil {
+		if r.FailureReason != nil && r.Status != sms.StatusSent && r.Status != sms.StatusDelivered {
 			reason = *r.FailureReason
 		}
+		evs, err := eventsJSON(reportEvents(r))
+		if err != nil {
+			return nil, err
+		}
 		ids, statuses, reasons = append(ids, r.MessageID.String()), append(statuses, string(r.Status)), append(reasons, reason)
+		carrierIDs, at, events = append(carrierIDs, r.CarrierMessageID), append(at, r.ProcessedAt.Format(time.RFC3339Nano)), append(events, evs)
+		retries = append(retries, int64(r.Retry))
 	}
 	apply, err := s.prepared(ctx, applySQL)
 	if err != nil {
@@ -488,12 +622,14 @@ func (s *Store) ApplyReports(ctx context.Context, reports []sms.DeliveryReport) 
 	}
 	var applied []struct {
 		ID            uuid.UUID  `db:"id"`
+		Old           sms.Status `db:"old"`
 		Status        sms.Status `db:"status"`
 		FailureReason *string    `db:"failure_reason"`
 		CreatedAt     time.Time  `db:"created_at"`
 	}
 	err = s.withShard(ctx, func(shard int) error {
-		if err := apply.SelectContext(ctx, &applied, pq.Array(ids), pq.Array(statuses), pq.Array(reasons), shard); err != nil {
+		if err := apply.SelectContext(ctx, &applied, pq.Array(ids), pq.Array(statuses), pq.Array(reasons), pq.Array(carrierIDs),
+			pq.Array(at), pq.Array(events), shard, pq.Array(retries)); err != nil {
 			return storeErr("apply reports", err)
 		}
 		return nil
@@ -503,10 +639,12 @@ func (s *Store) ApplyReports(ctx context.Context, reports []sms.DeliveryReport) 
 	}
 	found := make(map[uuid.UUID]sms.AppliedReport, len(ids))
 	for _, r := range applied {
-		found[r.ID] = sms.AppliedReport{MessageID: r.ID, Outcome: sms.ReportApplied, Status: r.Status, FailureReason: r.FailureReason, CreatedAt: &r.CreatedAt}
+		found[r.ID] = sms.AppliedReport{MessageID: r.ID, Outcome: sms.ReportApplied, Status: r.Status, Previous: r.Old,
+			FailureReason: r.FailureReason, CreatedAt: &r.CreatedAt}
 	}
 	// Usually every report applies. Those that didn't are duplicates
-	// (already final) or unknown ids; only they are looked up again.
+	// (already past that status) or unknown ids; only they are looked up
+	// again.
 	if len(applied) < len(ids) {
 		var rest []string
 		for _, r := range sorted {
