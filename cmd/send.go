@@ -14,18 +14,23 @@ import (
 )
 
 func newSend() *cobra.Command {
-	var from, to, text, idemKey string
+	var from, to, text, idemKey, at, priority string
 	var wait bool
-	var timeout time.Duration
+	var timeout, validity time.Duration
 	cmd := &cobra.Command{
 		Use:   "send --from SENDER --to RECIPIENT --text TEXT [--wait]",
 		Short: "Send a test message through the API and print it as JSON",
 		Long: `send posts one message to the API (--api-url, SMS_API_URL) with an API key
 (--api-key, SMS_API_KEY) and prints the accepted message as JSON. With --wait
-it follows the message until it is SENT or FAILED and prints it again.
+it follows the message until its status is final and prints it again.
 
-Exit codes: 0 accepted (or SENT with --wait), 1 error, 2 FAILED, 3 still
-PENDING when --timeout ran out.`,
+--at sends it later (an RFC 3339 time, or a duration from now such as 10m),
+--validity gives up on it if it has not reached the carrier in time, and
+--priority puts it in the high or low lane.
+
+Exit codes: 0 accepted (with --wait: DELIVERED, or SENT when no receipt came
+before --timeout), 1 error, 2 FAILED, UNDELIVERED, EXPIRED or CANCELED,
+3 not yet at the carrier when --timeout ran out.`,
 		Example: `  smsctl send --from +14155550100 --to "+1 (415) 555-2671" --text "Hello" --wait`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -36,9 +41,21 @@ PENDING when --timeout ran out.`,
 			if wait && timeout <= 0 {
 				return fmt.Errorf("--timeout: must be more than 0, got %s", timeout)
 			}
+			in := sms.SendInput{Sender: from, Recipient: to, Text: text, Priority: sms.Priority(priority)}
+			if at != "" {
+				sendAt, err := parseWhen(at, time.Now())
+				if err != nil {
+					return fmt.Errorf("--at: %w", err)
+				}
+				in.SendAt = &sendAt
+			}
+			if validity != 0 {
+				secs := int(validity.Seconds())
+				in.ValidityPeriod = &secs
+			}
 			client := client.New(cfg.APIURL, cfg.APIKey)
 			ctx := cmd.Context()
-			msg, err := client.Send(ctx, sms.SendInput{Sender: from, Recipient: to, Text: text}, idemKey)
+			msg, err := client.Send(ctx, in, idemKey)
 			if err != nil {
 				return err
 			}
@@ -57,6 +74,13 @@ PENDING when --timeout ran out.`,
 					if status == "" { // the deadline cut off the first look
 						status = msg.Status
 					}
+					if status == sms.StatusSent {
+						if err := printJSON(cmd, final); err != nil {
+							return err
+						}
+						fmt.Fprintf(cmd.ErrOrStderr(), "message %s SENT; no receipt after %s\n", msg.ID, timeout)
+						return nil
+					}
 					return &exitError{code: 3, err: fmt.Errorf("message %s still %s after %s", msg.ID, status, timeout)}
 				}
 				return err
@@ -64,12 +88,12 @@ PENDING when --timeout ran out.`,
 			if err := printJSON(cmd, final); err != nil {
 				return err
 			}
-			if final.Status == sms.StatusFailed {
+			if final.Status != sms.StatusDelivered {
 				reason := ""
 				if final.FailureReason != nil {
-					reason = *final.FailureReason
+					reason = ": " + *final.FailureReason
 				}
-				return &exitError{code: 2, err: fmt.Errorf("message %s FAILED: %s", msg.ID, reason)}
+				return &exitError{code: 2, err: fmt.Errorf("message %s %s%s", msg.ID, final.Status, reason)}
 			}
 			return nil
 		},
@@ -80,7 +104,10 @@ PENDING when --timeout ran out.`,
 	fs.StringVar(&to, "to", "", "recipient: E.164 number (required)")
 	fs.StringVar(&text, "text", "", "message text (required)")
 	fs.StringVar(&idemKey, "idempotency-key", "", "Idempotency-Key header: retrying with the same key never sends twice")
-	fs.BoolVar(&wait, "wait", false, "wait until the message is SENT or FAILED")
+	fs.BoolVar(&wait, "wait", false, "wait until the message's status is final")
+	fs.StringVar(&at, "at", "", "send at this time: RFC 3339, or a duration from now (10m); at most 35 days ahead")
+	fs.DurationVar(&validity, "validity", 0, "give up if the message has not reached the carrier within this long (1s to 168h)")
+	fs.StringVar(&priority, "priority", "", "lane: high, normal (default) or low")
 	fs.DurationVar(&timeout, "timeout", 60*time.Second, "how long --wait waits")
 	return cmd
 }
@@ -89,4 +116,16 @@ func printJSON(cmd *cobra.Command, v any) error {
 	enc := json.NewEncoder(cmd.OutOrStdout())
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+// parseWhen reads an RFC 3339 time, or a duration from now.
+func parseWhen(s string, now time.Time) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%q is neither an RFC 3339 time nor a duration such as 10m", s)
+	}
+	return now.Add(d), nil
 }

@@ -34,6 +34,9 @@ func retryDelay(first time.Duration, attempt int) time.Duration {
 
 // deliver calls the carrier, retrying transient failures with exponential
 // backoff and jitter in this goroutine, so the partition keeps flowing.
+// Throttling answers wait and try again without counting an attempt. A
+// message whose validity ends before the carrier took it ends EXPIRED
+// without another call.
 func (p *Processor) deliver(st *partition, rec *kgo.Record, req sms.SendRequest) {
 	ctx := st.ctx
 	parent := rec.Context
@@ -43,11 +46,17 @@ func (p *Processor) deliver(st *partition, rec *kgo.Record, req sms.SendRequest)
 	spanCtx, span := p.tracer.Start(parent, "sms.deliver", trace.WithAttributes(attribute.String("message_id", req.MessageID.String())))
 	defer span.End()
 	log := p.log.With().Str("message_id", req.MessageID.String()).Str("trace_id", span.SpanContext().TraceID().String()).Logger()
-	var out Outcome
-	for attempt := 1; ; attempt++ {
+	out := Outcome{MessageID: req.MessageID, Retry: req.Retry}
+	throttled := 0
+	for attempt := 1; ; {
+		if req.ValidUntil != nil && time.Now().After(*req.ValidUntil) {
+			reason := "expired: the validity period ended before the carrier accepted the message"
+			out.Status, out.FailureReason, out.Attempts = sms.StatusExpired, &reason, attempt-1
+			break
+		}
 		start := time.Now()
-		_, attemptSpan := p.tracer.Start(spanCtx, "carrier.attempt", trace.WithAttributes(attribute.Int("attempt", attempt)))
-		_, err := p.carrier.Submit(ctx, req, attempt)
+		attemptCtx, attemptSpan := p.tracer.Start(spanCtx, "carrier.attempt", trace.WithAttributes(attribute.Int("attempt", attempt)))
+		acc, err := p.carrier.Submit(attemptCtx, req, attempt)
 		if err != nil {
 			attemptSpan.SetStatus(codes.Error, err.Error())
 		}
@@ -65,24 +74,42 @@ func (p *Processor) deliver(st *partition, rec *kgo.Record, req sms.SendRequest)
 		switch {
 		case err == nil:
 			p.metrics.calls.WithLabelValues("delivered").Inc()
-			out = Outcome{Status: sms.StatusSent}
-		case transient && attempt < p.cfg.MaxAttempts:
-			p.metrics.calls.WithLabelValues("transient").Inc()
-			p.metrics.retries.Inc()
-			delay := retryDelay(p.cfg.RetryBackoff, attempt)
-			delay = delay/2 + rand.N(delay/2+1)
-			log.Debug().Err(err).Int("attempt", attempt).Dur("retry_in", delay).Msg("transient carrier failure")
-			select {
-			case <-time.After(delay):
-				continue
-			case <-ctx.Done():
+			out.AttemptLog = append(out.AttemptLog, sms.Attempt{Attempt: attempt, At: start.UTC(), Result: "accepted"})
+			out.Status, out.Parts, out.ReceiptsExpected = sms.StatusSent, acc.PartIDs, acc.Receipts && len(acc.PartIDs) > 0
+			if len(acc.PartIDs) > 0 {
+				first := acc.PartIDs[0]
+				out.CarrierMessageID = &first
+			}
+		case cerr != nil && cerr.Throttled && throttled < maxThrottled:
+			// The carrier asks us to slow down: not the message's fault.
+			p.metrics.calls.WithLabelValues("throttled").Inc()
+			throttled++
+			out.AttemptLog = append(out.AttemptLog, sms.Attempt{Attempt: attempt, At: start.UTC(), Result: "throttled", Error: errText(err)})
+			wait := max(cerr.RetryAfter, p.cfg.RetryBackoff)
+			log.Debug().Err(err).Dur("retry_in", wait).Msg("carrier throttled")
+			if !platform.Sleep(ctx, wait) {
 				p.abandon(st, req.MessageID)
 				return
 			}
+			continue // the same attempt again
+		case transient && attempt < p.cfg.MaxAttempts:
+			p.metrics.calls.WithLabelValues("transient").Inc()
+			p.metrics.retries.Inc()
+			out.AttemptLog = append(out.AttemptLog, sms.Attempt{Attempt: attempt, At: start.UTC(), Result: "transient", Error: errText(err)})
+			delay := retryDelay(p.cfg.RetryBackoff, attempt)
+			delay = delay/2 + rand.N(delay/2+1)
+			log.Debug().Err(err).Int("attempt", attempt).Dur("retry_in", delay).Msg("transient carrier failure")
+			if !platform.Sleep(ctx, delay) {
+				p.abandon(st, req.MessageID)
+				return
+			}
+			attempt++
+			continue
 		case transient:
 			p.metrics.calls.WithLabelValues("transient").Inc()
+			out.AttemptLog = append(out.AttemptLog, sms.Attempt{Attempt: attempt, At: start.UTC(), Result: "transient", Error: errText(err)})
 			reason := failureReason(fmt.Sprintf("exhausted: %d attempts, last error: %v", attempt, err))
-			out = Outcome{Status: sms.StatusFailed, FailureReason: &reason}
+			out.Status, out.FailureReason = sms.StatusFailed, &reason
 			if !p.sendDLQ(ctx, rec, errors.New(reason)) {
 				// Revoked or shutting down before the dead letter was
 				// acknowledged: recording now would lose it. Hand it back.
@@ -96,14 +123,28 @@ func (p *Processor) deliver(st *partition, rec *kgo.Record, req sms.SendRequest)
 				reason = "permanent: the carrier gave no reason"
 			}
 			reason = failureReason(reason)
-			out = Outcome{Status: sms.StatusFailed, FailureReason: &reason}
+			out.AttemptLog = append(out.AttemptLog, sms.Attempt{Attempt: attempt, At: start.UTC(), Result: "permanent", Error: errText(err)})
+			out.Status, out.FailureReason = sms.StatusFailed, &reason
 		}
-		out.MessageID, out.Attempts, out.ProcessedAt = req.MessageID, attempt, time.Now().UTC()
-		out.Traceparent = platform.Traceparent(spanCtx)
-		span.SetAttributes(attribute.String("status", string(out.Status)))
+		out.Attempts = attempt
 		break
 	}
-	p.outcomes <- finished{out: out, partition: rec.Partition, offset: rec.Offset}
+	out.ProcessedAt = time.Now().UTC()
+	out.Traceparent = platform.Traceparent(spanCtx)
+	span.SetAttributes(attribute.String("status", string(out.Status)))
+	p.outcomes <- finished{out: out, tp: topicPartition{rec.Topic, rec.Partition}, offset: rec.Offset}
+}
+
+// maxThrottled bounds how often one message waits on throttling before
+// its throttling counts as a transient failure.
+const maxThrottled = 100
+
+// errText is err's text cut to what an event's detail keeps.
+func errText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return failureReason(err.Error())
 }
 
 // failureReason cuts reason to what the API accepts (sms.MaxFailureReason
@@ -149,7 +190,7 @@ func (p *Processor) record(ctx context.Context) {
 		p.mu.Lock()
 		for _, f := range batch {
 			p.finishFlightLocked(f.out.MessageID)
-			if st := p.parts[f.partition]; st != nil {
+			if st := p.parts[f.tp]; st != nil {
 				st.done(f.offset)
 			}
 			<-p.slots

@@ -30,7 +30,7 @@ func (p *Processor) dispatch(ctx context.Context, records []*kgo.Record) {
 	var todo []work
 	p.mu.Lock()
 	for _, rec := range records {
-		st := p.parts[rec.Partition]
+		st := p.parts[topicPartition{rec.Topic, rec.Partition}]
 		if st == nil {
 			continue // not ours any more; the owner will read it
 		}
@@ -133,7 +133,9 @@ const (
 )
 
 // check asks the store which of the records' messages already have an
-// outcome, finishes those and starts the others. While the store is down it
+// outcome for their try, finishes those, claims the others from the API
+// (which says whether each may still go: not canceled, not opted out, not
+// expired) and starts those it may. While the store or the API is down it
 // retries: nothing may reach the carrier unchecked. Records whose partition
 // is revoked or lost meanwhile, or all of them once ctx ends, are handed
 // back uncommitted for the next owner.
@@ -151,28 +153,30 @@ func (p *Processor) check(ctx context.Context, todo []work) {
 		if todo = live; len(todo) == 0 {
 			return
 		}
-		ids := make([]uuid.UUID, len(todo))
-		for i, w := range todo {
-			ids[i] = w.req.MessageID
-		}
-		lctx, cancel := context.WithTimeout(ctx, lookupTimeout)
-		known, err := p.store.Known(lctx, ids)
-		cancel()
+		verdicts, err := p.decide(ctx, todo)
 		if err == nil {
 			for _, w := range todo {
-				if !known[w.req.MessageID] {
+				switch v := verdicts[w.req.MessageID]; v {
+				case sms.VerdictSend:
 					p.work.Go(func() { p.deliver(w.st, w.rec, w.req) })
-					continue
+				case "": // known: recorded before
+					p.metrics.skipped.Inc()
+					p.mu.Lock()
+					p.finishFlightLocked(w.req.MessageID)
+					p.finishLocked(w.st, w.rec.Offset)
+					p.mu.Unlock()
+				default:
+					// The API settled it (or it is not to go): record that, so
+					// that a redelivery is not claimed again; nothing to report.
+					p.metrics.claimSkipped.WithLabelValues(string(v)).Inc()
+					reason := "skipped: " + string(v)
+					p.outcomes <- finished{out: Outcome{MessageID: w.req.MessageID, Retry: w.req.Retry, Status: statusSkipped,
+						FailureReason: &reason, ProcessedAt: time.Now().UTC()}, tp: topicPartition{w.rec.Topic, w.rec.Partition}, offset: w.rec.Offset}
 				}
-				p.metrics.skipped.Inc()
-				p.mu.Lock()
-				p.finishFlightLocked(w.req.MessageID)
-				p.finishLocked(w.st, w.rec.Offset)
-				p.mu.Unlock()
 			}
 			return
 		}
-		p.log.Warn().Err(err).Int("records", len(todo)).Msg("outcome lookup failed; retrying")
+		p.log.Warn().Err(err).Int("records", len(todo)).Msg("outcome lookup or claim failed; retrying")
 		t := time.NewTimer(backoff)
 		select {
 		case <-t.C:
@@ -182,6 +186,53 @@ func (p *Processor) check(ctx context.Context, todo []work) {
 		backoff = min(2*backoff, lookupMaxBackoff)
 	}
 }
+
+// statusSkipped is the processor's own record of a message the API said
+// not to send.
+const statusSkipped sms.Status = "SKIPPED"
+
+// decide returns, for each record not yet known, the API's verdict
+// (VerdictSend for all of them when there is no claimer); records whose
+// try has an outcome already are left out.
+func (p *Processor) decide(ctx context.Context, todo []work) (map[uuid.UUID]sms.Verdict, error) {
+	tries := make([]Try, len(todo))
+	for i, w := range todo {
+		tries[i] = Try{w.req.MessageID, w.req.Retry}
+	}
+	lctx, cancel := context.WithTimeout(ctx, lookupTimeout)
+	known, err := p.store.Known(lctx, tries)
+	cancel()
+	if err != nil {
+		return nil, err
+	}
+	verdicts := make(map[uuid.UUID]sms.Verdict, len(todo))
+	var claims []sms.Claim
+	for _, w := range todo {
+		if known[Try{w.req.MessageID, w.req.Retry}] {
+			continue
+		}
+		claims = append(claims, sms.Claim{MessageID: w.req.MessageID, Retry: w.req.Retry})
+		verdicts[w.req.MessageID] = sms.VerdictSend
+	}
+	if len(claims) == 0 || p.claimer == nil {
+		return verdicts, nil
+	}
+	cctx, cancel := context.WithTimeout(ctx, claimTimeout)
+	defer cancel()
+	res, err := p.claimer.Dispatch(cctx, claims)
+	if err != nil {
+		return nil, fmt.Errorf("claim: %w", err)
+	}
+	for _, r := range res {
+		if _, ok := verdicts[r.MessageID]; ok {
+			verdicts[r.MessageID] = r.Verdict
+		}
+	}
+	return verdicts, nil
+}
+
+// claimTimeout bounds one claim request to the API.
+const claimTimeout = 10 * time.Second
 
 func (p *Processor) finishLocked(st *partition, offset int64) {
 	st.done(offset)

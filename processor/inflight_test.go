@@ -104,12 +104,12 @@ func TestProcessorRedeliveredWhileInFlight(t *testing.T) {
 			pending := func() int {
 				p.mu.Lock()
 				defer p.mu.Unlock()
-				return p.parts[0].inFlight
+				return p.parts[topicPartition{topic, 0}].inFlight
 			}
 			toCommit := func() (int64, bool) {
 				p.mu.Lock()
 				defer p.mu.Unlock()
-				off, _, ok := p.parts[0].toCommit()
+				off, _, ok := p.parts[topicPartition{topic, 0}].toCommit()
 				return off, ok
 			}
 			if off, ok := toCommit(); ok {

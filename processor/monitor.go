@@ -18,7 +18,7 @@ import (
 type monitor struct {
 	adm     *kadm.Client
 	group   string
-	topic   string
+	topics  []string
 	store   *Store
 	log     zerolog.Logger
 	lag     *prometheus.GaugeVec
@@ -28,11 +28,11 @@ type monitor struct {
 	lastWaiting atomic.Int64
 }
 
-func newMonitor(cl *kgo.Client, group, topic string, store *Store, log zerolog.Logger, reg prometheus.Registerer) *monitor {
+func newMonitor(cl *kgo.Client, group string, topics []string, store *Store, log zerolog.Logger, reg prometheus.Registerer) *monitor {
 	m := &monitor{
-		adm: kadm.NewClient(cl), group: group, topic: topic, store: store, log: log,
+		adm: kadm.NewClient(cl), group: group, topics: topics, store: store, log: log,
 		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "sms_consumer_lag",
-			Help: "Records between the group's committed offset and the end of each partition."}, []string{"partition"}),
+			Help: "Records between the group's committed offset and the end of each partition."}, []string{"topic", "partition"}),
 	}
 	// Counted when scraped, so the figure is never a sample behind (a
 	// small table: the outcomes not yet acknowledged).
@@ -69,9 +69,11 @@ func (m *monitor) sample(ctx context.Context) {
 	if err != nil {
 		return
 	}
-	for _, part := range lags[m.group].Lag[m.topic] {
-		if part.Lag >= 0 {
-			m.lag.WithLabelValues(strconv.Itoa(int(part.Partition))).Set(float64(part.Lag))
+	for _, topic := range m.topics {
+		for _, part := range lags[m.group].Lag[topic] {
+			if part.Lag >= 0 {
+				m.lag.WithLabelValues(topic, strconv.Itoa(int(part.Partition))).Set(float64(part.Lag))
+			}
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,16 +20,23 @@ import (
 
 	"github.com/smsctl/smsctl/platform"
 	"github.com/smsctl/smsctl/processor/carrier"
+	"github.com/smsctl/smsctl/sms"
 )
 
 // Outcomes is where the processor records what each message came to, and
 // asks whether a message already has an outcome. *Store is the
 // implementation.
 type Outcomes interface {
-	Known(ctx context.Context, ids []uuid.UUID) (map[uuid.UUID]bool, error)
+	Known(ctx context.Context, tries []Try) (map[Try]bool, error)
 	// Record stores outcomes and returns those it stored: an outcome
 	// recorded earlier for the same message is kept.
 	Record(ctx context.Context, outs []Outcome) ([]Outcome, error)
+}
+
+// Claimer asks the API whether messages may still go to the carrier, and
+// claims those that may; *client.Internal is the implementation.
+type Claimer interface {
+	Dispatch(ctx context.Context, claims []sms.Claim) ([]sms.ClaimResult, error)
 }
 
 // Config tunes the processor.
@@ -49,6 +57,12 @@ type Config struct {
 	DrainTimeout time.Duration
 	// Tracer records spans; nil records nothing.
 	Tracer trace.TracerProvider
+	// Claimer, when set, is asked before a message goes to the carrier
+	// (canceled, opted-out and expired messages don't); nil sends all.
+	Claimer Claimer
+	// Lanes are the request topics by priority, highest first; empty means
+	// Topic alone. See lanes.go.
+	Lanes []string
 }
 
 // Processor consumes send requests with at-least-once semantics: a record's
@@ -58,12 +72,13 @@ type Processor struct {
 	cfg      Config
 	cl       *kgo.Client
 	store    Outcomes
+	claimer  Claimer
 	carrier  carrier.Carrier
 	reporter *Reporter
 	log      zerolog.Logger
 
 	mu       sync.Mutex
-	parts    map[int32]*partition
+	parts    map[topicPartition]*partition
 	inFlight map[uuid.UUID]*flight // messages being processed; redelivered copies wait on them
 
 	lc       platform.Lifecycle
@@ -76,18 +91,20 @@ type Processor struct {
 }
 
 type finished struct {
-	out       Outcome
-	partition int32
-	offset    int64
+	out    Outcome
+	tp     topicPartition
+	offset int64
 }
 
 type procMetrics struct {
-	calls    *prometheus.CounterVec
-	retries  prometheus.Counter
-	dlq      prometheus.Counter
-	skipped  prometheus.Counter
-	attempt  prometheus.Histogram
-	inFlight prometheus.GaugeFunc
+	calls   *prometheus.CounterVec
+	retries prometheus.Counter
+	// claimSkipped counts messages the API said not to send, by verdict.
+	claimSkipped *prometheus.CounterVec
+	dlq          prometheus.Counter
+	skipped      prometheus.Counter
+	attempt      prometheus.Histogram
+	inFlight     prometheus.GaugeFunc
 }
 
 // New returns a processor with its own consumer-group client. extra options
@@ -97,10 +114,10 @@ func New(cfg Config, store Outcomes, carrier carrier.Carrier, reporter *Reporter
 		cfg.Tracer = noop.NewTracerProvider()
 	}
 	p := &Processor{
-		cfg: cfg, store: store, carrier: carrier, reporter: reporter,
+		cfg: cfg, store: store, claimer: cfg.Claimer, carrier: carrier, reporter: reporter,
 		tracer:   cfg.Tracer.Tracer("github.com/smsctl/smsctl/processor"),
 		log:      log.With().Str("component", "processor").Logger(),
-		parts:    make(map[int32]*partition),
+		parts:    make(map[topicPartition]*partition),
 		inFlight: make(map[uuid.UUID]*flight),
 		slots:    make(chan struct{}, cfg.MaxInFlight),
 		outcomes: make(chan finished, 4096),
@@ -108,6 +125,8 @@ func New(cfg Config, store Outcomes, carrier carrier.Carrier, reporter *Reporter
 	p.metrics = procMetrics{
 		calls:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sms_carrier_calls_total", Help: "Calls to the carrier by result."}, []string{"result"}),
 		retries: prometheus.NewCounter(prometheus.CounterOpts{Name: "sms_carrier_retries_total", Help: "Carrier calls retried after a transient failure."}),
+		claimSkipped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sms_claims_skipped_total",
+			Help: "Messages the API said not to send (canceled, opted out, expired), by verdict."}, []string{"verdict"}),
 		dlq:     prometheus.NewCounter(prometheus.CounterOpts{Name: "sms_dlq_total", Help: "Records sent to the dead-letter topic."}),
 		skipped: prometheus.NewCounter(prometheus.CounterOpts{Name: "sms_redelivered_skipped_total", Help: "Redelivered records whose outcome was already known (carrier not called)."}),
 		attempt: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "sms_carrier_attempt_duration_seconds", Help: "Duration of one carrier call.",
@@ -115,11 +134,11 @@ func New(cfg Config, store Outcomes, carrier carrier.Carrier, reporter *Reporter
 		inFlight: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sms_processor_in_flight", Help: "Messages being processed."},
 			func() float64 { return float64(len(p.slots)) }),
 	}
-	reg.MustRegister(p.metrics.calls, p.metrics.retries, p.metrics.dlq, p.metrics.skipped, p.metrics.attempt, p.metrics.inFlight)
+	reg.MustRegister(p.metrics.calls, p.metrics.retries, p.metrics.claimSkipped, p.metrics.dlq, p.metrics.skipped, p.metrics.attempt, p.metrics.inFlight)
 
 	opts := []kgo.Opt{
 		kgo.ConsumerGroup(cfg.Group),
-		kgo.ConsumeTopics(cfg.Topic),
+		kgo.ConsumeTopics(lanes(cfg)...),
 		kgo.Balancers(kgo.CooperativeStickyBalancer()),
 		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
@@ -177,22 +196,37 @@ func (p *Processor) run(ctx context.Context) error {
 	commitCtx, stopCommitter := context.WithCancel(ctx)
 	loops.Go(func() { p.commitLoop(commitCtx) })
 
+	ls := newLaneState(lanes(p.cfg))
 	for ctx.Err() == nil {
 		free := cap(p.slots) - len(p.slots)
 		if free == 0 {
+			p.adjustLanes(ls, nil)
 			platform.Sleep(ctx, 5*time.Millisecond)
 			continue
 		}
-		fetches := p.cl.PollRecords(ctx, free)
+		// While a lane is held back, polls return in time to let it
+		// through before it starves.
+		pollCtx, cancel := ctx, context.CancelFunc(func() {})
+		if slices.Contains(ls.paused, true) {
+			pollCtx, cancel = context.WithTimeout(ctx, laneStarveAfter/4)
+		}
+		fetches := p.cl.PollRecords(pollCtx, free)
+		cancel()
 		if fetches.IsClientClosed() {
 			break
 		}
 		fetches.EachError(func(t string, part int32, err error) {
-			if !errors.Is(err, context.Canceled) {
+			if !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
 				p.log.Warn().Err(err).Str("topic", t).Int32("partition", part).Msg("fetch failed")
 			}
 		})
-		p.dispatch(ctx, fetches.Records())
+		records := fetches.Records()
+		p.dispatch(ctx, records)
+		polled := make(map[string]int, len(ls.topics))
+		for _, r := range records {
+			polled[r.Topic]++
+		}
+		p.adjustLanes(ls, polled)
 		p.cl.AllowRebalance()
 	}
 	stopCommitter()
@@ -206,30 +240,46 @@ func (p *Processor) run(ctx context.Context) error {
 	return nil
 }
 
+// topicPartition names an assigned partition of one of the lanes.
+type topicPartition struct {
+	topic string
+	part  int32
+}
+
+func flatten(m map[string][]int32) []topicPartition {
+	var out []topicPartition
+	for t, parts := range m {
+		for _, part := range parts {
+			out = append(out, topicPartition{t, part})
+		}
+	}
+	return out
+}
+
 func (p *Processor) assigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for _, part := range assigned[p.cfg.Topic] {
-		if p.parts[part] == nil {
-			p.parts[part] = newPartition(context.Background())
+	for _, tp := range flatten(assigned) {
+		if p.parts[tp] == nil {
+			p.parts[tp] = newPartition(context.Background())
 		}
 	}
 	p.joined.Store(true)
-	p.log.Info().Interface("partitions", assigned[p.cfg.Topic]).Msg("partitions assigned")
+	p.log.Info().Interface("partitions", assigned).Msg("partitions assigned")
 }
 
 // revoked lets the revoked partitions' messages in flight finish (so the
 // next owner doesn't call the carrier for them too), hands back the ones
 // that don't finish in time, and commits what is done.
 func (p *Processor) revoked(ctx context.Context, cl *kgo.Client, revoked map[string][]int32) {
-	parts := revoked[p.cfg.Topic]
+	parts := flatten(revoked)
 	if len(parts) == 0 {
 		return
 	}
 	p.waitIdle(parts, p.cfg.DrainTimeout)
 	p.mu.Lock()
-	for _, part := range parts {
-		if st := p.parts[part]; st != nil {
+	for _, tp := range parts {
+		if st := p.parts[tp]; st != nil {
 			st.cancel()
 		}
 	}
@@ -241,11 +291,11 @@ func (p *Processor) revoked(ctx context.Context, cl *kgo.Client, revoked map[str
 	defer cancel()
 	p.commit(commitCtx, parts)
 	p.mu.Lock()
-	for _, part := range parts {
-		delete(p.parts, part)
+	for _, tp := range parts {
+		delete(p.parts, tp)
 	}
 	p.mu.Unlock()
-	p.log.Info().Interface("partitions", parts).Msg("partitions revoked")
+	p.log.Info().Interface("partitions", revoked).Msg("partitions revoked")
 }
 
 // lost drops the partitions' work without committing: they already belong
@@ -253,22 +303,22 @@ func (p *Processor) revoked(ctx context.Context, cl *kgo.Client, revoked map[str
 func (p *Processor) lost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for _, part := range lost[p.cfg.Topic] {
-		if st := p.parts[part]; st != nil {
+	for _, tp := range flatten(lost) {
+		if st := p.parts[tp]; st != nil {
 			st.cancel()
-			delete(p.parts, part)
+			delete(p.parts, tp)
 		}
 	}
-	p.log.Warn().Interface("partitions", lost[p.cfg.Topic]).Msg("partitions lost; their work is dropped uncommitted")
+	p.log.Warn().Interface("partitions", lost).Msg("partitions lost; their work is dropped uncommitted")
 }
 
-func (p *Processor) waitIdle(parts []int32, timeout time.Duration) {
+func (p *Processor) waitIdle(parts []topicPartition, timeout time.Duration) {
 	deadline := time.Now().Add(timeout)
 	for {
 		busy := 0
 		p.mu.Lock()
-		for _, part := range parts {
-			if st := p.parts[part]; st != nil {
+		for _, tp := range parts {
+			if st := p.parts[tp]; st != nil {
 				busy += st.inFlight
 			}
 		}
@@ -285,22 +335,25 @@ func (p *Processor) commitLoop(ctx context.Context) {
 }
 
 // commit commits the finished prefix of the given partitions (all when nil).
-func (p *Processor) commit(ctx context.Context, only []int32) {
-	offsets := make(map[int32]kgo.EpochOffset)
+func (p *Processor) commit(ctx context.Context, only []topicPartition) {
+	offsets := make(map[string]map[int32]kgo.EpochOffset)
 	p.mu.Lock()
-	for part, st := range p.parts {
-		if only != nil && !contains(only, part) {
+	for tp, st := range p.parts {
+		if only != nil && !slices.Contains(only, tp) {
 			continue
 		}
 		if off, epoch, ok := st.toCommit(); ok {
-			offsets[part] = kgo.EpochOffset{Epoch: epoch, Offset: off}
+			if offsets[tp.topic] == nil {
+				offsets[tp.topic] = make(map[int32]kgo.EpochOffset)
+			}
+			offsets[tp.topic][tp.part] = kgo.EpochOffset{Epoch: epoch, Offset: off}
 		}
 	}
 	p.mu.Unlock()
 	if len(offsets) == 0 {
 		return
 	}
-	p.cl.CommitOffsetsSync(ctx, map[string]map[int32]kgo.EpochOffset{p.cfg.Topic: offsets},
+	p.cl.CommitOffsetsSync(ctx, offsets,
 		func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
 			if err != nil {
 				p.log.Warn().Err(err).Msg("offset commit failed; will retry")
@@ -313,19 +366,11 @@ func (p *Processor) commit(ctx context.Context, only []int32) {
 					if rp.ErrorCode != 0 {
 						continue
 					}
-					if st := p.parts[rp.Partition]; st != nil {
-						st.committed = max(st.committed, offsets[rp.Partition].Offset)
+					tp := topicPartition{t.Topic, rp.Partition}
+					if st := p.parts[tp]; st != nil {
+						st.committed = max(st.committed, offsets[t.Topic][rp.Partition].Offset)
 					}
 				}
 			}
 		})
-}
-
-func contains(xs []int32, x int32) bool {
-	for _, y := range xs {
-		if x == y {
-			return true
-		}
-	}
-	return false
 }

@@ -54,6 +54,7 @@ type Reporter struct {
 	breaker *gobreaker.CircuitBreaker[struct{}]
 	log     zerolog.Logger
 	fresh   chan Outcome
+	wake    chan struct{}
 	lc      platform.Lifecycle
 
 	reported     prometheus.Counter
@@ -75,7 +76,7 @@ func NewReporter(store *Store, cfg ReporterConfig, log zerolog.Logger, reg prome
 		cfg.BreakerTimeout = 2 * time.Second
 	}
 	r := &Reporter{
-		fresh: make(chan Outcome, 4*cfg.Batch*cfg.Concurrency),
+		fresh: make(chan Outcome, 4*cfg.Batch*cfg.Concurrency), wake: make(chan struct{}, 1),
 		store: store, cfg: cfg, log: log.With().Str("component", "reporter").Logger(),
 		api:      client.NewInternal(cfg.APIURL, cfg.Token, cfg.Timeout),
 		reported: prometheus.NewCounter(prometheus.CounterOpts{Name: "sms_reports_sent_total", Help: "Delivery reports acknowledged by the API."}),
@@ -97,6 +98,14 @@ func NewReporter(store *Store, cfg ReporterConfig, log zerolog.Logger, reg prome
 	})
 	reg.MustRegister(r.reported, r.failures, r.breakerState)
 	return r
+}
+
+// Wake asks for a sweep of the store now: receipts were settled.
+func (r *Reporter) Wake() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
 }
 
 // Enqueue hands over outcomes that were just recorded. It never blocks:
@@ -179,6 +188,12 @@ func (r *Reporter) loop(ctx context.Context) {
 				r.flush(context.WithoutCancel(ctx))
 				return
 			}
+		case <-r.wake:
+			lastSweep = time.Time{} // sweep next round
+			if backoff > 0 && !platform.Sleep(ctx, wait) {
+				r.flush(context.WithoutCancel(ctx))
+				return
+			}
 		case <-time.After(wait):
 		}
 	}
@@ -192,11 +207,11 @@ func (r *Reporter) reportFresh(ctx context.Context, outs []Outcome) (int, error)
 		r.failures.Inc()
 		return 0, err
 	}
-	ids := make([]string, len(outs))
+	keys := make([]reportKey, len(outs))
 	for i, o := range outs {
-		ids[i] = o.MessageID.String()
+		keys[i] = o.key()
 	}
-	r.store.Acknowledged(ids) // marked by the next Record, or flushed
+	r.store.Acknowledged(keys) // marked by the next Record, or flushed
 	r.reported.Add(float64(len(outs)))
 	return len(outs), nil
 }
@@ -234,7 +249,7 @@ func (r *Reporter) sweep(ctx context.Context, olderThan time.Duration) (int, err
 func (r *Reporter) post(ctx context.Context, outs []Outcome) error {
 	reports := make([]sms.DeliveryReport, len(outs))
 	for i, o := range outs {
-		reports[i] = sms.DeliveryReport{MessageID: o.MessageID, Status: o.Status, FailureReason: o.FailureReason, ProcessedAt: o.ProcessedAt, Traceparent: o.Traceparent}
+		reports[i] = o.report()
 	}
 	results, err := r.api.PostReports(ctx, reports)
 	if err != nil {
@@ -247,4 +262,19 @@ func (r *Reporter) post(ctx context.Context, outs []Outcome) error {
 		}
 	}
 	return nil
+}
+
+// report is what the API is told of o.
+func (o Outcome) report() sms.DeliveryReport {
+	r := sms.DeliveryReport{MessageID: o.MessageID, Status: o.Status, FailureReason: o.FailureReason, ProcessedAt: o.ProcessedAt,
+		Traceparent: o.Traceparent, Retry: o.Retry}
+	if o.Kind == kindReceipt {
+		r.Parts = o.PartReceipts
+		return r
+	}
+	if o.CarrierMessageID != nil {
+		r.CarrierMessageID = *o.CarrierMessageID
+	}
+	r.Attempts = o.AttemptLog
+	return r
 }

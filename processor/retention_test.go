@@ -162,7 +162,7 @@ func TestMonitorCountsWaitingReportsWhenScraped(t *testing.T) {
 	t.Parallel()
 	env := newKafkaEnv(t, 1)
 	store := NewStore(platformtest.NewDB(t))
-	m := newMonitor(env.cl, env.group, env.topic, store, testLogger(), prometheus.NewRegistry())
+	m := newMonitor(env.cl, env.group, []string{env.topic}, store, testLogger(), prometheus.NewRegistry())
 	if got := testutil.ToFloat64(m.waiting); got != 0 {
 		t.Fatalf("sms_reports_waiting = %v before any outcome, want 0", got)
 	}

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -40,7 +39,7 @@ type downStore struct {
 	failed atomic.Int64
 }
 
-func (s *downStore) Known(ctx context.Context, ids []uuid.UUID) (map[uuid.UUID]bool, error) {
+func (s *downStore) Known(ctx context.Context, ids []Try) (map[Try]bool, error) {
 	if s.down.Load() {
 		s.failed.Add(1)
 		return nil, errors.New("connect: connection refused")

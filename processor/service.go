@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -19,6 +20,8 @@ import (
 	"github.com/smsctl/smsctl/migrations"
 	"github.com/smsctl/smsctl/platform"
 	"github.com/smsctl/smsctl/processor/carrier"
+	"github.com/smsctl/smsctl/sms"
+	"github.com/smsctl/smsctl/sms/client"
 )
 
 // Service is the processor role: the consumer, the reporter and the
@@ -27,12 +30,15 @@ type Service struct {
 	cfg       config.Processor
 	log       zerolog.Logger
 	db        *sqlx.DB
+	store     *Store
 	processor *Processor
 	reporter  *Reporter
+	receiver  *Receiver
+	carrier   carrierService
 	monitor   *monitor
 	pruner    *pruner
 	http      *platform.HTTPListener
-	chores    platform.Lifecycle // lag monitor, pruner
+	chores    platform.Lifecycle // lag monitor, pruner, receipt timeout
 	closed    sync.Once
 }
 
@@ -49,28 +55,35 @@ func NewService(ctx context.Context, cfg config.Processor, log zerolog.Logger, t
 	}
 	reg := platform.NewRegistry()
 	store := NewStore(db)
-	sim := carrier.SimulatorConfig{MinDelay: cfg.SimMinDelay, MaxDelay: cfg.SimMaxDelay, FailureRate: cfg.SimFailureRate, TransientShare: cfg.SimTransientShare}
-	if cfg.SimLedger {
-		sim.Ledger = db
-	}
+	api := client.NewInternal(cfg.APIURL, cfg.InternalToken, 10*time.Second)
 	reporter := NewReporter(store, ReporterConfig{APIURL: cfg.APIURL, Token: cfg.InternalToken, Batch: cfg.ReportBatch, Concurrency: cfg.ReportConcurrency}, log, reg)
-	p, err := New(Config{
-		Brokers: cfg.Brokers, Topic: cfg.Topic, DLQTopic: cfg.DLQTopic, Group: cfg.Group,
-		MaxInFlight: cfg.MaxInFlight, MaxAttempts: cfg.MaxAttempts, RetryBackoff: cfg.RetryBackoff, DrainTimeout: cfg.ShutdownTimeout / 2,
-		Tracer: tp,
-	}, store, carrier.NewSimulator(sim), reporter, log, reg, append([]kgo.Opt{platform.KafkaMetrics(reg)}, extra...)...)
+	receiver := NewReceiver(store, reporter, api, log, reg)
+	car, err := newCarrier(cfg, db, receiver, log, reg, tp)
 	if err != nil {
 		db.Close()
 		return nil, err
 	}
-	s := &Service{cfg: cfg, log: log, db: db, processor: p, reporter: reporter,
-		monitor: newMonitor(p.Client(), cfg.Group, cfg.Topic, store, log, reg),
+	topics := sms.PriorityTopics(cfg.Topic)
+	lanes := []string{topics[sms.PriorityHigh], topics[sms.PriorityNormal], topics[sms.PriorityLow]}
+	p, err := New(Config{
+		Brokers: cfg.Brokers, Topic: cfg.Topic, DLQTopic: cfg.DLQTopic, Group: cfg.Group, Lanes: lanes,
+		MaxInFlight: cfg.MaxInFlight, MaxAttempts: cfg.MaxAttempts, RetryBackoff: cfg.RetryBackoff, DrainTimeout: cfg.ShutdownTimeout / 2,
+		Tracer: tp, Claimer: api,
+	}, store, car, reporter, log, reg, append([]kgo.Opt{platform.KafkaMetrics(reg)}, extra...)...)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	s := &Service{cfg: cfg, log: log, db: db, store: store, processor: p, reporter: reporter, receiver: receiver, carrier: car,
+		monitor: newMonitor(p.Client(), cfg.Group, lanes, store, log, reg),
 		pruner:  newPruner(store, cfg.DeliveryRetention, topicRetention(p.Client(), cfg.Topic), log, reg)}
 	e := platform.NewEcho(log, func(error) *platform.Problem { return nil })
 	e.Use(platform.HTTPMetrics(reg))
 	platform.RegisterHealth(e, map[string]platform.Check{
 		"postgres": db.PingContext,
-		"kafka":    func(ctx context.Context) error { return platform.PingKafka(ctx, p.Client()) },
+		// No bind up: not ready, and messages wait without spending attempts.
+		"carrier": func(context.Context) error { return car.Ready() },
+		"kafka":   func(ctx context.Context) error { return platform.PingKafka(ctx, p.Client()) },
 		"group": func(context.Context) error {
 			if !p.Joined() {
 				return errors.New("not joined yet")
@@ -93,8 +106,11 @@ func (s *Service) Addr() net.Addr { return s.http.Addr() }
 // Start starts the reporter, the chores (lag monitor, pruner), the health
 // listener and then the consumer.
 func (s *Service) Start(ctx context.Context) error {
-	if err := s.reporter.Start(ctx); err != nil {
-		return err
+	for _, svc := range []platform.Service{s.reporter, s.receiver, s.carrier} {
+		if err := svc.Start(ctx); err != nil {
+			s.Stop()
+			return err
+		}
 	}
 	if err := s.chores.Start(ctx, s.runChores); err != nil {
 		s.Stop()
@@ -116,6 +132,8 @@ func (s *Service) Start(ctx context.Context) error {
 // twice.
 func (s *Service) Stop() {
 	s.processor.Stop()
+	s.carrier.Stop()
+	s.receiver.Stop()
 	s.reporter.Stop()
 	_ = s.chores.Stop()
 	s.http.Stop()
@@ -141,6 +159,23 @@ func (s *Service) runChores(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { s.monitor.run(ctx, 5*time.Second) })
 	wg.Go(func() { s.pruner.run(ctx, time.Hour) })
+	wg.Go(func() {
+		// Receipts that never came: EXPIRED after the receipt timeout.
+		platform.Every(ctx, min(s.cfg.ReceiptTimeout/10, time.Minute), func(ctx context.Context) {
+			for ctx.Err() == nil {
+				n, err := s.store.ExpireUnreceipted(ctx, s.cfg.ReceiptTimeout, 1000)
+				if err != nil && ctx.Err() == nil {
+					s.log.Warn().Err(err).Msg("expiring messages without receipts failed")
+				}
+				if n > 0 {
+					s.reporter.Wake()
+				}
+				if err != nil || n < 1000 {
+					return
+				}
+			}
+		})
+	})
 	wg.Wait()
 	return nil
 }
@@ -178,4 +213,27 @@ func topicRetention(cl *kgo.Client, topic string) func(context.Context) (time.Du
 		}
 		return kafkaDefaultRetention, nil
 	}
+}
+
+// carrierService is a carrier with a lifecycle.
+type carrierService interface {
+	carrier.Carrier
+	platform.Service
+}
+
+// newCarrier builds the carrier cfg names, sending what it receives to sink.
+func newCarrier(cfg config.Processor, db *sqlx.DB, sink carrier.Sink, log zerolog.Logger, reg prometheus.Registerer, tp trace.TracerProvider) (carrierService, error) {
+	switch cfg.Carrier.Carrier {
+	case "smpp":
+		return newSMPPCarrier(cfg, sink, log, reg, tp)
+	}
+	sim := carrier.SimulatorConfig{MinDelay: cfg.SimMinDelay, MaxDelay: cfg.SimMaxDelay, FailureRate: cfg.SimFailureRate,
+		TransientShare: cfg.SimTransientShare, Sink: sink, Receipts: cfg.SimReceipts,
+		ReceiptMinDelay: cfg.SimReceiptMinDelay, ReceiptMaxDelay: cfg.SimReceiptMaxDelay,
+		UndeliveredRate: cfg.SimUndeliveredRate, ExpiredRate: cfg.SimExpiredRate,
+		ReplyRate: cfg.SimReplyRate, StopRate: cfg.SimStopRate, ReplyDelay: cfg.SimReplyDelay}
+	if cfg.SimLedger {
+		sim.Ledger = db
+	}
+	return carrier.NewSimulator(sim), nil
 }

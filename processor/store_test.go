@@ -168,7 +168,11 @@ func TestStoreKnown(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := store.Known(context.Background(), tc.ids)
+			tries := make([]Try, len(tc.ids))
+			for i, id := range tc.ids {
+				tries[i] = Try{MessageID: id}
+			}
+			got, err := store.Known(context.Background(), tries)
 			if err != nil {
 				t.Fatalf("Known: %v", err)
 			}
@@ -176,11 +180,14 @@ func TestStoreKnown(t *testing.T) {
 				t.Fatalf("Known = %v, want %v", got, tc.want)
 			}
 			for _, id := range tc.want {
-				if !got[id] {
+				if !got[Try{MessageID: id}] {
 					t.Errorf("Known misses recorded %s", id)
 				}
+				if got[Try{MessageID: id, Retry: 1}] {
+					t.Errorf("Known claims try 1 of %s, recorded only for try 0", id)
+				}
 			}
-			if got[unknown] {
+			if got[Try{MessageID: unknown}] {
 				t.Errorf("Known claims the unrecorded %s", unknown)
 			}
 		})
@@ -375,7 +382,7 @@ func TestRecordMarksAcknowledged(t *testing.T) {
 	if _, err := store.Record(ctx, first); err != nil {
 		t.Fatal(err)
 	}
-	store.Acknowledged([]string{first[0].MessageID.String(), first[1].MessageID.String()})
+	store.Acknowledged([]reportKey{first[0].key(), first[1].key()})
 	bad := sentOutcome(uuid.New(), at)
 	bad.Status = "LOST" // refused by the table's check
 	if _, err := store.Record(ctx, []Outcome{bad}); err == nil {
@@ -395,7 +402,7 @@ func TestRecordMarksAcknowledged(t *testing.T) {
 	if n, err := unreportedRows(store); err != nil || n != 2 {
 		t.Fatalf("Unreported after the next Record = %d, %v; want 2 (first[2] and the new one)", n, err)
 	}
-	store.Acknowledged([]string{first[2].MessageID.String()})
+	store.Acknowledged([]reportKey{first[2].key()})
 	if err := store.FlushReported(ctx); err != nil {
 		t.Fatal(err)
 	}

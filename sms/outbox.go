@@ -15,6 +15,8 @@ type OutboxRecord struct {
 	Traceparent string
 	Key         string
 	Payload     []byte
+	// Priority picks the topic the record goes to.
+	Priority Priority
 }
 
 // OutboxBatch is the outbox row of one committed insert and the records of
@@ -30,5 +32,11 @@ func NewOutboxRecord(m Message, traceparent string) (OutboxRecord, error) {
 	if err != nil {
 		return OutboxRecord{}, fmt.Errorf("encode send request: %w", err)
 	}
-	return OutboxRecord{MessageID: m.ID, Traceparent: traceparent, Key: m.Recipient, Payload: payload}, nil
+	return OutboxRecord{MessageID: m.ID, Traceparent: traceparent, Key: m.Recipient, Payload: payload, Priority: m.Priority}, nil
+}
+
+// PriorityTopics are the request topics of a base topic, one per lane, as
+// ADR-007 proposes: base.high, base (normal) and base.low.
+func PriorityTopics(base string) map[Priority]string {
+	return map[Priority]string{PriorityHigh: base + ".high", PriorityNormal: base, PriorityLow: base + ".low"}
 }

@@ -1,9 +1,12 @@
 package carrier
 
 import (
+	"container/heap"
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -23,17 +26,112 @@ type SimulatorConfig struct {
 	// Ledger, when not nil, records every call in processor.carrier_calls,
 	// so tests can count calls repeated after a crash.
 	Ledger *sqlx.DB
+	// Sink, when not nil, takes the receipts and replies the simulator
+	// sends back; without one it sends none.
+	Sink Sink
+	// Receipts makes the simulator send a receipt for every part it
+	// accepted, ReceiptMinDelay to ReceiptMaxDelay later: UNDELIVERED for
+	// a share UndeliveredRate of the messages, EXPIRED for ExpiredRate,
+	// DELIVERED for the rest.
+	Receipts                         bool
+	ReceiptMinDelay, ReceiptMaxDelay time.Duration
+	UndeliveredRate, ExpiredRate     float64
+	// ReplyRate is the share of recipients (of messages from a phone
+	// number) who answer after ReplyDelay; StopRate the share of answers
+	// that are STOP.
+	ReplyRate, StopRate float64
+	ReplyDelay          time.Duration
 }
 
 // Simulator stands in for an SMS carrier: it waits, then succeeds or fails
-// at the configured rates.
+// at the configured rates, and later sends receipts and replies to its
+// sink, as an SMSC would.
 type Simulator struct {
 	cfg SimulatorConfig
+	lc  platform.Lifecycle
+	// later holds what is sent back after a delay, until Stop.
+	later chan backLater
+	seq   atomic.Uint64
+}
+
+// backLater is a receipt or reply due at a time.
+type backLater struct {
+	at      time.Time
+	receipt *Receipt
+	reply   *Inbound
 }
 
 // NewSimulator returns a simulated carrier.
 func NewSimulator(cfg SimulatorConfig) *Simulator {
-	return &Simulator{cfg: cfg}
+	return &Simulator{cfg: cfg, later: make(chan backLater, 65536)}
+}
+
+// Start sends receipts and replies until Stop. A simulator that is not
+// started sends none.
+func (s *Simulator) Start(ctx context.Context) error { return s.lc.Start(ctx, s.run) }
+
+// Stop stops sending back; what was still to come is dropped, as an SMSC
+// that went away would drop it. Safe to call twice.
+func (s *Simulator) Stop() { _ = s.lc.Stop() }
+
+func (s *Simulator) run(ctx context.Context) error {
+	var pending backHeap
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		wait := time.Hour
+		if len(pending) > 0 {
+			wait = max(time.Until(pending[0].at), 0)
+		}
+		timer.Reset(wait)
+		select {
+		case <-ctx.Done():
+			return nil
+		case b := <-s.later:
+			heap.Push(&pending, b)
+		case <-timer.C:
+			for len(pending) > 0 && !pending[0].at.After(time.Now()) {
+				b := heap.Pop(&pending).(backLater)
+				if err := s.send(ctx, b); err != nil && ctx.Err() == nil {
+					// Not taken: try again shortly, as an SMSC resends.
+					b.at = time.Now().Add(time.Second)
+					heap.Push(&pending, b)
+				}
+			}
+		}
+	}
+}
+
+func (s *Simulator) send(ctx context.Context, b backLater) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if b.receipt != nil {
+		return s.cfg.Sink.Receipt(ctx, *b.receipt)
+	}
+	return s.cfg.Sink.Inbound(ctx, *b.reply)
+}
+
+// sendBack queues b, or drops it when the queue is full (an overloaded
+// SMSC drops receipts too; the processor's receipt timeout covers them).
+func (s *Simulator) sendBack(b backLater) {
+	select {
+	case s.later <- b:
+	default:
+	}
+}
+
+// backHeap orders what is sent back by time.
+type backHeap []backLater
+
+func (h backHeap) Len() int           { return len(h) }
+func (h backHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
+func (h backHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *backHeap) Push(x any)        { *h = append(*h, x.(backLater)) }
+func (h *backHeap) Pop() any {
+	old := *h
+	b := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return b
 }
 
 var permanentReasons = []string{"permanent: recipient number is not in service", "permanent: recipient blocked messages from this sender", "permanent: carrier rejected the message content"}
@@ -50,7 +148,50 @@ func (s *Simulator) Submit(ctx context.Context, req sms.SendRequest, attempt int
 	if err := s.deliver(ctx, req, attempt); err != nil {
 		return Accepted{}, err
 	}
-	return Accepted{}, nil
+	if s.cfg.Sink == nil || !s.cfg.Receipts {
+		return Accepted{}, nil
+	}
+	// Part ids in hex, as many SMSCs give them.
+	parts := make([]string, max(req.Segments, 1))
+	for i := range parts {
+		parts[i] = fmt.Sprintf("%X", s.seq.Add(1)<<8|uint64(rand.N(256)))
+	}
+	status := sms.StatusDelivered
+	switch x := rand.Float64(); {
+	case x < s.cfg.UndeliveredRate:
+		status = sms.StatusUndelivered
+	case x < s.cfg.UndeliveredRate+s.cfg.ExpiredRate:
+		status = sms.StatusExpired
+	}
+	now := time.Now()
+	for i, id := range parts {
+		st := sms.StatusDelivered
+		if i == len(parts)-1 {
+			st = status // the last part says how the message fared
+		}
+		at := now.Add(s.cfg.ReceiptMinDelay + randDuration(s.cfg.ReceiptMaxDelay-s.cfg.ReceiptMinDelay))
+		s.sendBack(backLater{at: at, receipt: &Receipt{CarrierID: id, Status: st, State: receiptState[st], DoneAt: at.UTC()}})
+	}
+	if s.cfg.ReplyRate > 0 && rand.Float64() < s.cfg.ReplyRate && strings.HasPrefix(req.Sender, "+") {
+		text := "Thanks!"
+		if rand.Float64() < s.cfg.StopRate {
+			text = "STOP"
+		}
+		at := now.Add(s.cfg.ReplyDelay)
+		s.sendBack(backLater{at: at, reply: &Inbound{From: req.Recipient, To: req.Sender, Text: text, ReceivedAt: at.UTC(),
+			CarrierID: fmt.Sprintf("sim-mo-%s-%d", req.MessageID, req.Retry)}})
+	}
+	return Accepted{PartIDs: parts, Receipts: true}, nil
+}
+
+// receiptState is the SMPP word a receipt uses for each status.
+var receiptState = map[sms.Status]string{sms.StatusDelivered: "DELIVRD", sms.StatusUndelivered: "UNDELIV", sms.StatusExpired: "EXPIRED"}
+
+func randDuration(span time.Duration) time.Duration {
+	if span <= 0 {
+		return 0
+	}
+	return rand.N(span)
 }
 
 // Ready is always nil: the simulator has no connection to lose.

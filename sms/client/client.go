@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -130,4 +132,39 @@ func (c *api) do(ctx context.Context, method, path string, body []byte, edit fun
 		return fmt.Errorf("%s %s: decode answer: %w", method, path, err)
 	}
 	return nil
+}
+
+// Cancel cancels a message that has not reached the carrier yet.
+func (c *Client) Cancel(ctx context.Context, id uuid.UUID) (sms.Message, error) {
+	var m sms.Message
+	err := c.do(ctx, http.MethodPost, "/v1/messages/"+id.String()+"/cancel", []byte("{}"), nil, &m)
+	return m, err
+}
+
+// Retry takes a FAILED, UNDELIVERED or EXPIRED message back to PENDING.
+func (c *Client) Retry(ctx context.Context, id uuid.UUID) (sms.Message, error) {
+	var m sms.Message
+	err := c.do(ctx, http.MethodPost, "/v1/messages/"+id.String()+"/retry", []byte("{}"), nil, &m)
+	return m, err
+}
+
+// Page is one page of a message list.
+type Page struct {
+	Messages  []sms.Message `json:"messages"`
+	NextAfter *string       `json:"next_after"`
+}
+
+// List reads one page of the account's messages, newest first: status
+// filters ("" for all), after continues a previous page ("" for the first).
+func (c *Client) List(ctx context.Context, status sms.Status, after string, size int) (Page, error) {
+	q := url.Values{"size": {strconv.Itoa(size)}}
+	if status != "" {
+		q.Set("status", string(status))
+	}
+	if after != "" {
+		q.Set("after", after)
+	}
+	var p Page
+	err := c.do(ctx, http.MethodGet, "/v1/messages?"+q.Encode(), nil, nil, &p)
+	return p, err
 }

@@ -36,3 +36,31 @@ func (c *Internal) PostReports(ctx context.Context, reports []sms.DeliveryReport
 	}
 	return res.Results, nil
 }
+
+// Dispatch claims messages for the carrier and returns the API's verdict
+// on each (see sms.Verdict).
+func (c *Internal) Dispatch(ctx context.Context, claims []sms.Claim) ([]sms.ClaimResult, error) {
+	body, err := json.Marshal(struct {
+		Claims []sms.Claim `json:"claims"`
+	}{claims})
+	if err != nil {
+		return nil, fmt.Errorf("encode claims: %w", err)
+	}
+	var res struct {
+		Results []sms.ClaimResult `json:"results"`
+	}
+	if err := c.do(ctx, http.MethodPost, "/v1/internal/dispatch", body, nil, &res); err != nil {
+		return nil, err
+	}
+	return res.Results, nil
+}
+
+// PostInbound hands an inbound message to the API.
+func (c *Internal) PostInbound(ctx context.Context, m sms.InboundReport) error {
+	body, err := json.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("encode inbound message: %w", err)
+	}
+	var res json.RawMessage
+	return c.do(ctx, http.MethodPost, "/v1/internal/inbound", body, nil, &res)
+}

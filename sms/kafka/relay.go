@@ -6,6 +6,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -52,7 +54,8 @@ type DeleteQueue interface {
 
 // RelayConfig tunes the outbox relay.
 type RelayConfig struct {
-	// Topic receives the send requests.
+	// Topic receives the send requests of normal priority; high and low
+	// ones go to Topic.high and Topic.low (sms.PriorityTopics).
 	Topic string
 	// Batch is the most records published per round.
 	Batch int
@@ -128,6 +131,7 @@ type Relay struct {
 	deletes  DeleteQueue
 	producer Producer
 	cfg      RelayConfig
+	topics   map[sms.Priority]string // by priority lane
 	log      zerolog.Logger
 	lc       platform.Lifecycle
 	wake     chan struct{}
@@ -148,7 +152,7 @@ type relayMetrics struct {
 // NewRelay returns a relay; its metrics are registered on reg.
 func NewRelay(outbox Outbox, producer Producer, cfg RelayConfig, log zerolog.Logger, reg prometheus.Registerer) *Relay {
 	cfg = cfg.withDefaults()
-	r := &Relay{outbox: outbox, producer: producer, cfg: cfg, log: log.With().Str("component", "outbox").Logger(),
+	r := &Relay{outbox: outbox, producer: producer, cfg: cfg, topics: sms.PriorityTopics(cfg.Topic), log: log.With().Str("component", "outbox").Logger(),
 		wake: make(chan struct{}, 1), fresh: make(chan sms.OutboxBatch, 4*cfg.Batch)}
 	r.metrics = relayMetrics{
 		published: prometheus.NewCounter(prometheus.CounterOpts{Name: "sms_queued_total", Help: "Messages published to Kafka by the outbox relay."}),
@@ -303,7 +307,11 @@ func (r *Relay) produce(ctx context.Context, records []sms.OutboxRecord) error {
 	for i, e := range records {
 		// The record continues the trace of the POST that accepted it; the
 		// client's kotel hook puts the context in the record's headers.
-		krs[i] = &kgo.Record{Topic: r.cfg.Topic, Key: []byte(e.Key), Value: e.Payload,
+		topic := r.topics[e.Priority]
+		if topic == "" {
+			topic = r.cfg.Topic
+		}
+		krs[i] = &kgo.Record{Topic: topic, Key: []byte(e.Key), Value: e.Payload,
 			Context: platform.WithTraceparent(ctx, e.Traceparent),
 			Headers: []kgo.RecordHeader{{Key: "message_id", Value: []byte(e.MessageID.String())}}}
 	}
@@ -315,8 +323,8 @@ func (r *Relay) produce(ctx context.Context, records []sms.OutboxRecord) error {
 			// client never drops the old id by itself (franz-go leaves
 			// this to the application), so every publish would fail until
 			// a restart. Forget the topic; the next publish looks it up.
-			r.log.Warn().Str("topic", r.cfg.Topic).Msg("topic was re-created; dropping the client's old topic id")
-			r.producer.PurgeTopicsFromProducing(r.cfg.Topic)
+			r.log.Warn().Str("topic", r.cfg.Topic).Msg("a request topic was re-created; dropping the client's old topic ids")
+			r.producer.PurgeTopicsFromProducing(slices.Collect(maps.Values(r.topics))...)
 		}
 		return fmt.Errorf("produce to %s: %w", r.cfg.Topic, err)
 	}

@@ -6,7 +6,9 @@ package server
 import (
 	"context"
 	"errors"
+	"maps"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -19,6 +21,7 @@ import (
 	"github.com/smsctl/smsctl/config"
 	"github.com/smsctl/smsctl/migrations"
 	"github.com/smsctl/smsctl/platform"
+	"github.com/smsctl/smsctl/sms"
 	"github.com/smsctl/smsctl/sms/apidoc"
 	smshttp "github.com/smsctl/smsctl/sms/http"
 	"github.com/smsctl/smsctl/sms/kafka"
@@ -193,13 +196,72 @@ func (s *Server) Run(ctx context.Context) error {
 	return err
 }
 
-// runChores keeps the topics created and forgets expired idempotency keys.
+// runChores keeps the topics created, releases scheduled messages when
+// they are due, retries failed ones (when configured), and forgets expired
+// idempotency keys.
 func (s *Server) runChores(ctx context.Context) error {
-	done := make(chan struct{})
-	go func() { defer close(done); s.ensureTopics(ctx) }()
+	var wg sync.WaitGroup
+	wg.Go(func() { s.ensureTopics(ctx) })
+	wg.Go(func() { s.schedule(ctx) })
+	if s.cfg.RetryFailedAfter > 0 {
+		wg.Go(func() { platform.Every(ctx, min(s.cfg.RetryFailedAfter/4, time.Minute), s.retryFailed) })
+	}
 	s.forgetIdempotencyKeys(ctx)
-	<-done
+	wg.Wait()
 	return nil
+}
+
+// releaseBatch is how many due messages one release statement moves.
+const releaseBatch = 1000
+
+// schedule releases scheduled messages as they fall due: at once while
+// whole batches are due, else when the next one is (looked up through the
+// index on what is due), at least every second so that messages scheduled
+// meanwhile by other replicas are not missed.
+func (s *Server) schedule(ctx context.Context) {
+	var backoff platform.Backoff
+	for ctx.Err() == nil {
+		n, err := s.store.ReleaseDue(ctx, releaseBatch)
+		if err != nil {
+			if ctx.Err() == nil {
+				s.log.Warn().Err(err).Msg("releasing scheduled messages failed; retrying")
+			}
+			platform.Sleep(ctx, backoff.Next())
+			continue
+		}
+		backoff = 0
+		if n > 0 {
+			s.relay.Wake()
+		}
+		if n == releaseBatch {
+			continue
+		}
+		wait := time.Second
+		if at, ok, err := s.store.NextDue(ctx); err == nil && ok {
+			wait = min(max(time.Until(at), 10*time.Millisecond), time.Second)
+		}
+		platform.Sleep(ctx, wait)
+	}
+}
+
+// retryFailed is one round of the scheduled retry of failed messages.
+func (s *Server) retryFailed(ctx context.Context) {
+	for ctx.Err() == nil {
+		n, err := s.store.RetryFailed(ctx, s.cfg.RetryFailedAfter, s.cfg.RetryFailedMax, releaseBatch)
+		if err != nil {
+			if ctx.Err() == nil {
+				s.log.Warn().Err(err).Msg("scheduled retry of failed messages failed")
+			}
+			return
+		}
+		if n > 0 {
+			s.log.Info().Int("messages", n).Msg("failed messages retried")
+			s.relay.Wake()
+		}
+		if n < releaseBatch {
+			return
+		}
+	}
 }
 
 // ensureTopics creates the topics, retrying while Kafka is away; the API
@@ -207,7 +269,8 @@ func (s *Server) runChores(ctx context.Context) error {
 func (s *Server) ensureTopics(ctx context.Context) {
 	for backoff := time.Second; ; backoff = min(2*backoff, 30*time.Second) {
 		tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		err := platform.EnsureTopics(tctx, s.kafka, s.cfg.Partitions, s.cfg.ReplicationFactor, s.cfg.Topic, s.cfg.DLQTopic)
+		topics := slices.Collect(maps.Values(sms.PriorityTopics(s.cfg.Topic)))
+		err := platform.EnsureTopics(tctx, s.kafka, s.cfg.Partitions, s.cfg.ReplicationFactor, append(topics, s.cfg.DLQTopic)...)
 		cancel()
 		if err == nil {
 			s.warnFewerPartitions(ctx)
