@@ -48,12 +48,18 @@ func TestEndToEnd(t *testing.T) {
 	cmd := exec.Command(binary, "send", "--from", "Acme", "--to", "+44 20 7946 0958", "--text", "hi", "--wait", "--timeout", "30s")
 	cmd.Env = append(cmd.Environ(), "SMS_API_URL=http://"+p.apiAddr, "SMS_API_KEY="+p.apiKey)
 	out, err := cmd.CombinedOutput()
-	// Exit 0 is SENT and exit 2 is FAILED: the status printed must agree.
+	// Exit 0 is DELIVERED and exit 2 is FAILED, UNDELIVERED or EXPIRED:
+	// the status printed last must agree.
+	last := string(out)
+	if i := strings.LastIndex(last, `"status": "`); i >= 0 {
+		last = last[i:]
+	}
 	switch code := cmd.ProcessState.ExitCode(); {
-	case code == 0 && strings.Contains(string(out), `"status": "SENT"`):
-	case code == 2 && strings.Contains(string(out), `"status": "FAILED"`):
+	case code == 0 && strings.HasPrefix(last, `"status": "DELIVERED"`):
+	case code == 2 && (strings.HasPrefix(last, `"status": "FAILED"`) || strings.HasPrefix(last, `"status": "UNDELIVERED"`) ||
+		strings.HasPrefix(last, `"status": "EXPIRED"`)):
 	default:
-		t.Fatalf("smsctl send --wait: exit %d (%v) with this output, want 0 and SENT or 2 and FAILED:\n%s", code, err, out)
+		t.Fatalf("smsctl send --wait: exit %d (%v) with this output, want 0 and DELIVERED or 2 and FAILED, UNDELIVERED or EXPIRED:\n%s", code, err, out)
 	}
 }
 

@@ -194,13 +194,15 @@ func finalCounts(t testing.TB, db *sqlx.DB) map[string]int {
 	return counts
 }
 
-// waitAllFinal waits until no message is PENDING and returns the time it took.
+// waitAllFinal waits until every message is settled (no message PENDING
+// or SCHEDULED: SENT ones may still wait for their receipts) and returns
+// the time it took.
 func waitAllFinal(t testing.TB, db *sqlx.DB, within time.Duration) time.Duration {
 	t.Helper()
 	start := time.Now()
 	eventually(t, within, "every message final", func() (bool, string) {
 		c := finalCounts(t, db)
-		return c["PENDING"] == 0, fmt.Sprint(c)
+		return c["PENDING"] == 0 && c["SCHEDULED"] == 0, fmt.Sprint(c)
 	})
 	return time.Since(start)
 }
@@ -220,14 +222,40 @@ func checkNoLoss(t testing.TB, db *sqlx.DB, accepted []uuid.UUID) {
 	if stored != len(accepted) {
 		t.Errorf("lost messages: %d accepted (202), %d stored", len(accepted), stored)
 	}
-	var c struct{ Pending, Sent, Failed int64 }
-	if err := db.QueryRow(`SELECT COALESCE(sum(pending),0), COALESCE(sum(sent),0), COALESCE(sum(failed),0) FROM sms.account_counters`).Scan(&c.Pending, &c.Sent, &c.Failed); err != nil {
+	// Counters and rows read in one statement: one snapshot, while
+	// receipts may still be moving messages.
+	var pairs []struct {
+		Status  string `db:"status"`
+		Rows    int64  `db:"rows"`
+		Counter int64  `db:"counter"`
+	}
+	err := db.Select(&pairs, `
+        WITH c AS (SELECT COALESCE(sum(scheduled),0) AS scheduled, COALESCE(sum(pending),0) AS pending, COALESCE(sum(sent),0) AS sent,
+                COALESCE(sum(delivered),0) AS delivered, COALESCE(sum(undelivered),0) AS undelivered, COALESCE(sum(failed),0) AS failed,
+                COALESCE(sum(expired),0) AS expired, COALESCE(sum(canceled),0) AS canceled FROM sms.account_counters),
+        r AS (SELECT status, count(*) AS n FROM sms.messages GROUP BY status)
+        SELECT s.status, COALESCE(r.n, 0) AS rows, s.counter FROM c CROSS JOIN LATERAL (VALUES
+            ('SCHEDULED', c.scheduled), ('PENDING', c.pending), ('SENT', c.sent), ('DELIVERED', c.delivered),
+            ('UNDELIVERED', c.undelivered), ('FAILED', c.failed), ('EXPIRED', c.expired), ('CANCELED', c.canceled)) AS s(status, counter)
+        LEFT JOIN r ON r.status = s.status`)
+	if err != nil {
 		t.Fatal(err)
 	}
-	rows := finalCounts(t, db)
-	if int64(rows["PENDING"]) != c.Pending || int64(rows["SENT"]) != c.Sent || int64(rows["FAILED"]) != c.Failed {
-		t.Errorf("counters disagree with rows: counters pending=%d sent=%d failed=%d, rows %v", c.Pending, c.Sent, c.Failed, rows)
+	for _, p := range pairs {
+		if p.Rows != p.Counter {
+			t.Errorf("counters disagree with rows: %+v", pairs)
+			break
+		}
 	}
+}
+
+// waitAllDone waits until every message is final: receipts in too.
+func waitAllDone(t testing.TB, db *sqlx.DB, within time.Duration) {
+	t.Helper()
+	eventually(t, within, "every message final, receipts in", func() (bool, string) {
+		c := finalCounts(t, db)
+		return c["PENDING"] == 0 && c["SCHEDULED"] == 0 && c["SENT"] == 0, fmt.Sprint(c)
+	})
 }
 
 // repeatedCarrierCalls counts carrier calls beyond the first for the same

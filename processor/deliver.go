@@ -55,8 +55,9 @@ func (p *Processor) deliver(st *partition, rec *kgo.Record, req sms.SendRequest)
 			break
 		}
 		start := time.Now()
-		attemptCtx, attemptSpan := p.tracer.Start(spanCtx, "carrier.attempt", trace.WithAttributes(attribute.Int("attempt", attempt)))
-		acc, err := p.carrier.Submit(attemptCtx, req, attempt)
+		_, attemptSpan := p.tracer.Start(spanCtx, "carrier.attempt", trace.WithAttributes(attribute.Int("attempt", attempt)))
+		// The partition's context (revoke, shutdown) with the attempt's span.
+		acc, err := p.carrier.Submit(trace.ContextWithSpan(ctx, attemptSpan), req, attempt)
 		if err != nil {
 			attemptSpan.SetStatus(codes.Error, err.Error())
 		}

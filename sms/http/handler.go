@@ -104,6 +104,8 @@ type Handler struct {
 }
 
 type apiMetrics struct {
+	// reached counts messages that a report moved to a status, by status.
+	reached   *prometheus.CounterVec
 	sent      prometheus.Counter
 	failed    *prometheus.CounterVec
 	duration  *prometheus.HistogramVec
@@ -122,6 +124,8 @@ func NewHandler(store Store, sender Sender, backlog Backlog, auth Authenticator,
 	h.metrics = apiMetrics{
 		accepted: prometheus.NewCounter(prometheus.CounterOpts{Name: "sms_accepted_total", Help: "Messages accepted (202) and committed."}),
 		sent:     prometheus.NewCounter(prometheus.CounterOpts{Name: "sms_sent_total", Help: "Messages that reached SENT."}),
+		reached: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sms_reports_applied_total",
+			Help: "Messages a delivery report moved, by the status it moved them to."}, []string{"status"}),
 		failed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sms_failed_total", Help: "Messages that reached FAILED, by reason class."},
 			[]string{"reason"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
@@ -130,7 +134,7 @@ func NewHandler(store Store, sender Sender, backlog Backlog, auth Authenticator,
 		}, []string{"status"}),
 		duplicate: prometheus.NewCounter(prometheus.CounterOpts{Name: "sms_reports_duplicate_total", Help: "Delivery reports for messages already final (changed nothing)."}),
 	}
-	reg.MustRegister(h.metrics.accepted, h.metrics.sent, h.metrics.failed, h.metrics.duration, h.metrics.duplicate)
+	reg.MustRegister(h.metrics.accepted, h.metrics.reached, h.metrics.sent, h.metrics.failed, h.metrics.duration, h.metrics.duplicate)
 	return h
 }
 

@@ -167,12 +167,14 @@ func (h *Handler) apply(ctx context.Context, reports []sms.DeliveryReport) ([]sm
 		}
 		switch r.Outcome {
 		case sms.ReportApplied:
-			if r.CreatedAt != nil {
+			if r.CreatedAt != nil && r.Status.Final() {
 				h.metrics.duration.WithLabelValues(string(r.Status)).Observe(now.Sub(*r.CreatedAt).Seconds())
 			}
-			if r.Status == sms.StatusSent {
+			h.metrics.reached.WithLabelValues(string(r.Status)).Inc()
+			switch r.Status {
+			case sms.StatusSent:
 				h.metrics.sent.Inc()
-			} else {
+			case sms.StatusFailed:
 				h.metrics.failed.WithLabelValues(sms.ReasonClass(r.FailureReason)).Inc()
 			}
 			h.log.Debug().Str("message_id", r.MessageID.String()).Str("status", string(r.Status)).Msg("delivery report applied")
