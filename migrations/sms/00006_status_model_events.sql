@@ -62,7 +62,7 @@ CREATE TABLE sms.suppressions (
 
 -- A batch request's Idempotency-Key keeps the whole answer it got.
 ALTER TABLE sms.idempotency_keys ALTER COLUMN message_id DROP NOT NULL;
-ALTER TABLE sms.idempotency_keys ADD COLUMN response jsonb;
+ALTER TABLE sms.idempotency_keys ADD COLUMN response bytea; -- as sent: jsonb would reorder it
 
 -- The history of messages accepted before this migration: what is known.
 INSERT INTO sms.message_events (message_id, sequence, type, status, occurred_at)

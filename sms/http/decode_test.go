@@ -21,7 +21,7 @@ func TestDecodeJSON(t *testing.T) {
 	}{
 		{"object", `{"sender":"a","recipient":"b","text":"c"}`, sms.SendInput{Sender: "a", Recipient: "b", Text: "c"}, nil, false},
 		{"surrounding whitespace", " \n{\"text\":\"c\"}\r\n\t", sms.SendInput{Text: "c"}, nil, false},
-		{"unknown fields are ignored", `{"text":"c","priority":"high"}`, sms.SendInput{Text: "c"}, nil, false},
+		{"unknown fields are ignored", `{"text":"c","channel":"whatsapp"}`, sms.SendInput{Text: "c"}, nil, false},
 		{"escapes", `{"text":"\u00e9\n\"\\"}`, sms.SendInput{Text: "é\n\"\\"}, nil, false},
 		{"a surrogate pair", `{"text":"\ud83d\ude00"}`, sms.SendInput{Text: "😀"}, nil, false},
 		{"upper case surrogate pair", `{"text":"\uD83D\uDE00 ok"}`, sms.SendInput{Text: "😀 ok"}, nil, false},

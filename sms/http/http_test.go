@@ -1209,7 +1209,7 @@ func TestListBadParameters(t *testing.T) {
 		{"size=", "size"},
 		{"size=10&size=10", "size"},
 		{"size=1e2", "size"},
-		{"status=DELIVERED", "status"},
+		{"status=LOST", "status"},
 		{"status=sent", "status"},
 		{"status=", "status"},
 		{"status=SENT&status=FAILED", "status"},

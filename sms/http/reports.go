@@ -21,11 +21,15 @@ import (
 // that a malformed id or timestamp is reported as a violation naming the
 // field, like every other invalid field, instead of failing the decode.
 type reportInput struct {
-	MessageID     string        `json:"message_id"`
-	Status        string        `json:"status"`
-	FailureReason *string       `json:"failure_reason"`
-	ProcessedAt   string        `json:"processed_at"`
-	Traceparent   notNullString `json:"traceparent"`
+	MessageID        string            `json:"message_id"`
+	Status           string            `json:"status"`
+	FailureReason    *string           `json:"failure_reason"`
+	ProcessedAt      string            `json:"processed_at"`
+	Traceparent      notNullString     `json:"traceparent"`
+	CarrierMessageID string            `json:"carrier_message_id"`
+	Attempts         []sms.Attempt     `json:"attempts"`
+	Parts            []sms.PartReceipt `json:"parts"`
+	Retry            int               `json:"retry"`
 }
 
 // notNullString is a string field that may be left out but not be null.
@@ -46,7 +50,11 @@ func (n *notNullString) UnmarshalJSON(b []byte) error {
 // report parses and validates in; violations are added to v with prefix
 // before each field name.
 func (in reportInput) report(prefix string, v *sms.ValidationError) sms.DeliveryReport {
-	r := sms.DeliveryReport{Status: sms.Status(in.Status), FailureReason: in.FailureReason, Traceparent: in.Traceparent.value}
+	r := sms.DeliveryReport{Status: sms.Status(in.Status), FailureReason: in.FailureReason, Traceparent: in.Traceparent.value,
+		CarrierMessageID: in.CarrierMessageID, Attempts: in.Attempts, Parts: in.Parts, Retry: in.Retry}
+	if in.Retry < 0 {
+		v.Add(prefix+"retry", "must be 0 or more")
+	}
 	bad := map[string]bool{}
 	if in.Traceparent.null {
 		v.Add(prefix+"traceparent", "must be a string when present, not null")

@@ -75,7 +75,7 @@ WITH locked AS (
 ), counted AS (` + countersShiftSQL("$3") + `
 ), outbox AS (
     INSERT INTO sms.outbox (batch_id, message_ids, traceparents)
-    SELECT (array_agg(id ORDER BY id))[1], array_agg(id ORDER BY id), array_agg(''::text) FROM upd HAVING count(*) > 0
+    SELECT $5, array_agg(id ORDER BY id), array_agg(''::text) FROM upd HAVING count(*) > 0
 )
 SELECT id FROM upd`
 
@@ -101,7 +101,9 @@ func (s *Store) Retry(ctx context.Context, accountID int64, id uuid.UUID) (sms.M
 func (s *Store) retry(ctx context.Context, accountID int64, ids []uuid.UUID, reason string) ([]uuid.UUID, error) {
 	var moved []uuid.UUID
 	err := s.withShard(ctx, func(shard int) error {
-		return s.db.SelectContext(ctx, &moved, retrySQL, pq.Array(uuidStrings(ids)), accountID, shard, reason)
+		// The outbox row gets an id of its own: the message's first row may
+		// still be there, named after it.
+		return s.db.SelectContext(ctx, &moved, retrySQL, pq.Array(uuidStrings(ids)), accountID, shard, reason, sms.NewID())
 	})
 	if err != nil {
 		return nil, storeErr("retry", err)
@@ -147,7 +149,7 @@ WITH due AS (
 ), counted AS (` + countersShiftSQL("$2") + `
 ), outbox AS (
     INSERT INTO sms.outbox (batch_id, message_ids, traceparents)
-    SELECT (array_agg(id ORDER BY id))[1], array_agg(id ORDER BY id), array_agg(''::text) FROM upd HAVING count(*) > 0
+    SELECT $3, array_agg(id ORDER BY id), array_agg(''::text) FROM upd HAVING count(*) > 0
 )
 SELECT count(*) FROM upd`
 
@@ -156,7 +158,7 @@ SELECT count(*) FROM upd`
 func (s *Store) ReleaseDue(ctx context.Context, limit int) (int, error) {
 	var n int
 	err := s.withShard(ctx, func(shard int) error {
-		return s.db.GetContext(ctx, &n, releaseSQL, limit, shard)
+		return s.db.GetContext(ctx, &n, releaseSQL, limit, shard, sms.NewID())
 	})
 	if err != nil {
 		return 0, storeErr("release scheduled messages", err)
