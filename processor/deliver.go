@@ -200,10 +200,23 @@ func (p *Processor) record(ctx context.Context) {
 		// Only what was stored is reported: an outcome another replica
 		// recorded first is that replica's to report, and reporting ours
 		// would tell the API something processor.deliveries does not say.
+		// SKIPPED outcomes are the processor's own record; the API
+		// already knows why it refused the claim.
 		if p.reporter != nil {
-			p.reporter.Enqueue(stored)
+			p.reporter.Enqueue(reportable(stored))
 		}
 	}
+}
+
+// reportable drops the outcomes the API is not told about.
+func reportable(outs []Outcome) []Outcome {
+	kept := outs[:0:0]
+	for _, o := range outs {
+		if o.Status != statusSkipped {
+			kept = append(kept, o)
+		}
+	}
+	return kept
 }
 
 // deadLetter sends a poison record to the dead-letter topic, then lets its

@@ -1,0 +1,163 @@
+package processor
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/smsctl/smsctl/platform/platformtest"
+	"github.com/smsctl/smsctl/processor/carrier"
+	"github.com/smsctl/smsctl/sms"
+)
+
+// sentWithParts is a SENT outcome whose carrier gave these part ids and
+// will send receipts.
+func sentWithParts(id uuid.UUID, parts ...string) Outcome {
+	o := sentOutcome(id, time.Now().UTC().Add(-time.Minute).Truncate(time.Microsecond))
+	o.Parts, o.ReceiptsExpected = parts, true
+	o.CarrierMessageID = &parts[0]
+	return o
+}
+
+func receipt(id string, st sms.Status) carrier.Receipt {
+	return carrier.Receipt{CarrierID: id, Status: st, State: "X", DoneAt: time.Now().UTC().Truncate(time.Microsecond)}
+}
+
+// finalStatus reads what a try's receipts came to ("" while unsettled).
+func finalStatus(tb testing.TB, s *Store, id uuid.UUID) sms.Status {
+	tb.Helper()
+	var st *string
+	if err := s.db.Get(&st, `SELECT final_status FROM processor.deliveries WHERE message_id = $1 AND retry = 0`, id); err != nil {
+		tb.Fatal(err)
+	}
+	if st == nil {
+		return ""
+	}
+	return sms.Status(*st)
+}
+
+// TestStoreReceipts checks how receipts settle a message: matched to its
+// parts whatever base the SMSC writes the id in, one receipt per part,
+// DELIVERED only when every part is, UNDELIVERED as soon as one part is,
+// EXPIRED when a part expired; receipts that come before the submit's
+// answer is recorded are kept and matched later; a repeated receipt
+// changes nothing.
+func TestStoreReceipts(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name     string
+		parts    []string
+		early    []carrier.Receipt // before the outcome is recorded
+		receipts []carrier.Receipt
+		want     sms.Status
+	}{
+		{name: "one part delivered", parts: []string{"1A2B"}, receipts: []carrier.Receipt{receipt("1A2B", sms.StatusDelivered)}, want: sms.StatusDelivered},
+		{name: "hex in the answer, decimal in the receipt", parts: []string{"1A2B"}, receipts: []carrier.Receipt{receipt("6699", sms.StatusDelivered)}, want: sms.StatusDelivered},
+		{name: "decimal in the answer, hex in the receipt", parts: []string{"6699"}, receipts: []carrier.Receipt{receipt("1a2b", sms.StatusDelivered)}, want: sms.StatusDelivered},
+		{name: "two parts, one receipt: not settled", parts: []string{"A1", "A2"}, receipts: []carrier.Receipt{receipt("A1", sms.StatusDelivered)}, want: ""},
+		{name: "two parts delivered", parts: []string{"B1", "B2"}, receipts: []carrier.Receipt{receipt("B1", sms.StatusDelivered), receipt("B2", sms.StatusDelivered)}, want: sms.StatusDelivered},
+		{name: "one part undelivered settles at once", parts: []string{"C1", "C2", "C3"}, receipts: []carrier.Receipt{receipt("C2", sms.StatusUndelivered)}, want: sms.StatusUndelivered},
+		{name: "a part expired", parts: []string{"D1", "D2"}, receipts: []carrier.Receipt{receipt("D1", sms.StatusDelivered), receipt("D2", sms.StatusExpired)}, want: sms.StatusExpired},
+		{name: "the receipt came before the answer", parts: []string{"E1"}, early: []carrier.Receipt{receipt("E1", sms.StatusDelivered)}, want: sms.StatusDelivered},
+		{name: "a repeated receipt counts once", parts: []string{"F1", "F2"}, receipts: []carrier.Receipt{receipt("F1", sms.StatusDelivered), receipt("F1", sms.StatusDelivered)}, want: ""},
+		{name: "the first final receipt of a part counts", parts: []string{"G1"}, receipts: []carrier.Receipt{receipt("G1", sms.StatusDelivered), receipt("G1", sms.StatusUndelivered)}, want: sms.StatusDelivered},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			store := NewStore(platformtest.NewDB(t))
+			ctx := context.Background()
+			if len(tc.early) > 0 {
+				if err := store.RecordReceipts(ctx, tc.early); err != nil {
+					t.Fatal(err)
+				}
+			}
+			id := uuid.New()
+			if _, err := store.Record(ctx, []Outcome{sentWithParts(id, tc.parts...)}); err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range tc.receipts {
+				if err := store.RecordReceipts(ctx, []carrier.Receipt{r}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got := finalStatus(t, store, id); got != tc.want {
+				t.Errorf("receipts came to %q, want %q", got, tc.want)
+			}
+			var receiptReports int
+			if err := store.db.Get(&receiptReports, `SELECT count(*) FROM processor.unreported WHERE kind = 'receipt'`); err != nil {
+				t.Fatal(err)
+			}
+			if want := map[bool]int{true: 1, false: 0}[tc.want != ""]; receiptReports != want {
+				t.Errorf("%d receipt reports queued, want %d", receiptReports, want)
+			}
+		})
+	}
+}
+
+// TestStoreReceiptReportWaitsForOutcome checks that a message's receipt
+// is reported only after its outcome: the API would ignore DELIVERED for
+// a message it still has as PENDING.
+func TestStoreReceiptReportWaitsForOutcome(t *testing.T) {
+	t.Parallel()
+	store := NewStore(platformtest.NewDB(t))
+	ctx := context.Background()
+	id := uuid.New()
+	if _, err := store.Record(ctx, []Outcome{sentWithParts(id, "77")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.RecordReceipts(ctx, []carrier.Receipt{receipt("77", sms.StatusDelivered)}); err != nil {
+		t.Fatal(err)
+	}
+	var order []string
+	report := func(outs []Outcome) error {
+		for _, o := range outs {
+			order = append(order, fmt.Sprintf("%s:%s", o.Kind, o.Status))
+			if o.Kind == kindReceipt && (len(o.PartReceipts) != 1 || o.PartReceipts[0].CarrierID != "77") {
+				t.Errorf("receipt report without its part: %+v", o.PartReceipts)
+			}
+		}
+		return nil
+	}
+	// Both are due, but only the outcome may go first.
+	if n, err := store.ReportBatch(ctx, 10, 0, report); err != nil || n != 1 {
+		t.Fatalf("first batch: %d, %v; want the outcome alone", n, err)
+	}
+	if n, err := store.ReportBatch(ctx, 10, 0, report); err != nil || n != 1 {
+		t.Fatalf("second batch: %d, %v; want the receipt", n, err)
+	}
+	if fmt.Sprint(order) != "[outcome:SENT receipt:DELIVERED]" {
+		t.Errorf("reported %v", order)
+	}
+}
+
+// TestStoreExpireUnreceipted checks the receipt timeout: a SENT message
+// whose receipts did not all come in time is settled EXPIRED, once.
+func TestStoreExpireUnreceipted(t *testing.T) {
+	t.Parallel()
+	store := NewStore(platformtest.NewDB(t))
+	ctx := context.Background()
+	old, fresh, settled := uuid.New(), uuid.New(), uuid.New()
+	outs := []Outcome{sentWithParts(old, "H1", "H2"), sentWithParts(fresh, "I1"), sentWithParts(settled, "J1")}
+	outs[1].ProcessedAt = time.Now().UTC()
+	if _, err := store.Record(ctx, outs); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.RecordReceipts(ctx, []carrier.Receipt{receipt("H1", sms.StatusDelivered), receipt("J1", sms.StatusDelivered)}); err != nil {
+		t.Fatal(err)
+	}
+	n, err := store.ExpireUnreceipted(ctx, 30*time.Second, 100)
+	if err != nil || n != 1 {
+		t.Fatalf("ExpireUnreceipted = %d, %v; want 1", n, err)
+	}
+	for id, want := range map[uuid.UUID]sms.Status{old: sms.StatusExpired, fresh: "", settled: sms.StatusDelivered} {
+		if got := finalStatus(t, store, id); got != want {
+			t.Errorf("%s came to %q, want %q", id, got, want)
+		}
+	}
+	if n, _ := store.ExpireUnreceipted(ctx, 30*time.Second, 100); n != 0 {
+		t.Errorf("a second round expired %d more", n)
+	}
+}
