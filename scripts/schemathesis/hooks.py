@@ -4,6 +4,11 @@
   pattern can state (see openapi.yaml): `phone`, a number that is possible
   for its country, and `cursor`, an opaque keyset cursor. Positive data uses
   them; negative data still breaks the patterns and lengths around them.
+* send_at (POST /v1/messages and each message of a batch): in bodies
+  generated as valid, a schema-valid send_at is moved into the window the
+  server accepts (60 s in the past to 35 days ahead of its clock), which no
+  schema can state. A batch's valid Idempotency-Key is replaced by one
+  derived from its body (see _batch_idempotency_key).
 * The known false positives: failures listed, with the reason each is not a
   fault of the server or the document, in known-false-positives.yaml are
   dropped (and counted at the end of the run); every other failure fails it.
@@ -24,17 +29,21 @@ from __future__ import annotations
 import ast
 import atexit
 import base64
+import hashlib
 import json
 import os
+import re
 import sys
 import threading
 from collections import Counter
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import schemathesis
 import requests
 import yaml
 from hypothesis import strategies as st
+from schemathesis.core.parameters import ParameterLocation
 
 # --- CPython's ast.parse is not thread-safe before 3.11.8 / 3.12.1 -----------
 _parse_lock = threading.Lock()
@@ -119,6 +128,83 @@ _cursor = st.builds(
     st.uuids(),
 )
 schemathesis.openapi.format("cursor", _cursor)
+
+# --- send_at: a time within the window the server accepts ----------------------
+# send_at must be at most 60 s in the past and at most 35 days ahead, judged
+# against the server's clock when the request arrives: a rule no schema can
+# state. A schema-valid send_at in a body generated as valid (every phase:
+# examples, coverage, fuzzing, stateful) is replaced by one inside the
+# window, derived from the drawn value so that a seed still repeats a run,
+# and written in the forms the document allows (Z or an offset, with or
+# without fractional seconds). Bodies generated as invalid are left alone.
+_SEND_AT = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$")
+_WINDOW = (-20, 35 * 24 * 3600 - 600)  # seconds from now: the slack minus transit, the horizon minus margin
+
+
+def _send_at_in_window(drawn: str) -> str:
+    h = int.from_bytes(hashlib.sha256(drawn.encode()).digest()[:8], "big")
+    lo, hi = _WINDOW
+    # A quarter of them within the next minute (PENDING at once or soon), the rest anywhere in the window.
+    offset = lo + h % 80 if h % 4 == 0 else lo + (h >> 2) % (hi - lo)
+    at = datetime.now(timezone.utc) + timedelta(seconds=offset, microseconds=(h >> 40) % 1_000_000)
+    tz = [timezone.utc, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-7))][(h >> 8) % 3]
+    text = at.astimezone(tz).isoformat(timespec=["seconds", "milliseconds", "microseconds"][(h >> 12) % 3])
+    return text.replace("+00:00", "Z")
+
+
+def _fix_send_at(message) -> bool:
+    if isinstance(message, dict) and isinstance(message.get("send_at"), str) and _SEND_AT.match(message["send_at"]):
+        message["send_at"] = _send_at_in_window(message["send_at"])
+        return True
+    return False
+
+
+@schemathesis.hook
+def before_add_examples(context, examples):
+    # The examples phase applies no map_case: its cases (the document's
+    # examples, all valid) come through here.
+    for case in examples:
+        map_case(context, case)
+
+
+@schemathesis.hook
+def map_case(context, case):
+    if case.method != "POST" or case.operation.path not in ("/v1/messages", "/v1/messages/batch"):
+        return case
+    meta = getattr(case, "meta", None)
+    if meta is not None and meta.is_negative_at(ParameterLocation.BODY):
+        return case
+    body = case.body
+    changed = False
+    if case.operation.path == "/v1/messages":
+        changed = _fix_send_at(body)
+    elif isinstance(body, dict) and isinstance(body.get("messages"), list):
+        for message in body["messages"]:
+            changed = _fix_send_at(message) or changed
+        _batch_idempotency_key(case, meta)
+    if changed and meta is not None:
+        meta.mark_dirty(ParameterLocation.BODY)
+    return case
+
+
+def _batch_idempotency_key(case, meta) -> None:
+    # A key is scoped to the account, not the route, and schemathesis keeps
+    # drawing the parameter's example: once POST /v1/messages used it, every
+    # batch carrying it got 422 (idempotency-key-reused), and few batches
+    # reached the batch's own logic. A valid key on a batch is replaced by
+    # one derived from the body: the same batch sent again is replayed (200,
+    # Idempotent-Replayed), a different one is stored. The 422 path stays
+    # tested on POST /v1/messages.
+    headers = case.headers or {}
+    key = headers.get("Idempotency-Key")
+    if not isinstance(key, str) or not re.fullmatch(r"[!-~]{1,255}", key):
+        return
+    if meta is not None and meta.is_negative_at(ParameterLocation.HEADER):
+        return
+    digest = hashlib.sha256(json.dumps(case.body, sort_keys=True, ensure_ascii=False).encode("utf-8", "surrogatepass"))
+    headers["Idempotency-Key"] = "batch-" + digest.hexdigest()[:40]
+    case.headers = headers
+
 
 # --- account isolation ---------------------------------------------------------
 
