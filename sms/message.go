@@ -3,6 +3,7 @@ package sms
 import (
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -33,9 +34,9 @@ type Message struct {
 	// DeliveredAt is when the receipt says the message reached the handset.
 	DeliveredAt *time.Time `json:"delivered_at" db:"delivered_at"`
 	// Retries counts the retries so far (explicit and scheduled).
-	Retries int `json:"retries" db:"retries"`
-	CreatedAt   time.Time  `json:"created_at" db:"created_at"`
-	UpdatedAt   time.Time  `json:"updated_at" db:"updated_at"`
+	Retries   int       `json:"retries" db:"retries"`
+	CreatedAt time.Time `json:"created_at" db:"created_at"`
+	UpdatedAt time.Time `json:"updated_at" db:"updated_at"`
 }
 
 // SendRequest is what the processor is asked to deliver for m.
@@ -145,8 +146,8 @@ type PartReceipt struct {
 
 // Claim asks to hand a message (one try of it) to the carrier.
 type Claim struct {
-	MessageID uuid.UUID `json:"message_id"`
-	Retry     int       `json:"retry"`
+	MessageID uuid.UUID `json:"message_id" db:"id"`
+	Retry     int       `json:"retry" db:"retry"`
 }
 
 // Verdict is the API's answer to a claim.
@@ -221,6 +222,8 @@ var ReportableStatuses = []Status{StatusSent, StatusDelivered, StatusUndelivered
 const (
 	MaxFailureReason = 1000
 	MaxTraceparent   = 128
+	// MaxRetry is the highest try number PostgreSQL's integer column holds.
+	MaxRetry = math.MaxInt32
 )
 
 // Validate checks a report; the violations name the fields.
@@ -240,14 +243,32 @@ func (r DeliveryReport) Validate() error {
 	case r.Status == StatusFailed && (r.FailureReason == nil || strings.TrimSpace(*r.FailureReason) == ""):
 		v.Add("failure_reason", "required when status is FAILED, and not only whitespace")
 	}
-	if len(r.CarrierMessageID) > 128 {
-		v.Add("carrier_message_id", "must be at most 128 characters")
+	switch {
+	case len(r.CarrierMessageID) > 128:
+		v.Add("carrier_message_id", "must be at most 128 bytes")
+	case strings.ContainsRune(r.CarrierMessageID, 0):
+		v.Add("carrier_message_id", "must not contain NUL characters")
+	}
+	if r.Retry < 0 || r.Retry > MaxRetry {
+		v.Add("retry", fmt.Sprintf("must be 0 to %d", MaxRetry))
 	}
 	if len(r.Attempts) > 100 {
 		v.Add("attempts", "must hold at most 100 attempts")
 	}
+	for i, a := range r.Attempts {
+		prefix := fmt.Sprintf("attempts[%d].", i)
+		refuseNUL(&v, prefix+"result", a.Result)
+		refuseNUL(&v, prefix+"error", a.Error)
+	}
 	if len(r.Parts) > 255 {
 		v.Add("parts", "must hold at most 255 parts")
+	}
+	for i, p := range r.Parts {
+		prefix := fmt.Sprintf("parts[%d].", i)
+		refuseNUL(&v, prefix+"carrier_id", p.CarrierID)
+		refuseNUL(&v, prefix+"status", string(p.Status))
+		refuseNUL(&v, prefix+"state", p.State)
+		refuseNUL(&v, prefix+"err", p.Err)
 	}
 	if utf8.RuneCountInString(r.Traceparent) > MaxTraceparent {
 		v.Add("traceparent", fmt.Sprintf("must be at most %d characters", MaxTraceparent))
@@ -256,6 +277,14 @@ func (r DeliveryReport) Validate() error {
 		v.Add("processed_at", "required, an RFC 3339 timestamp")
 	}
 	return v.Err()
+}
+
+// refuseNUL adds a violation when s holds a NUL, which PostgreSQL text
+// cannot store.
+func refuseNUL(v *ValidationError, field, s string) {
+	if strings.ContainsRune(s, 0) {
+		v.Add(field, "must not contain NUL characters")
+	}
 }
 
 // ReportOutcome is what applying one delivery report did.

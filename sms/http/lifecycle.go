@@ -1,6 +1,7 @@
 package http
 
 import (
+	"fmt"
 	"net/http"
 	"strconv"
 
@@ -77,8 +78,8 @@ func (h *Handler) dispatch(c echo.Context) error {
 		v.Add("claims", "must hold 1 to 5000 claims")
 	}
 	for i, cl := range req.Claims {
-		if cl.MessageID == [16]byte{} || cl.Retry < 0 {
-			v.Add("claims["+strconv.Itoa(i)+"]", "needs a message_id and a retry of 0 or more")
+		if cl.MessageID == [16]byte{} || cl.Retry < 0 || cl.Retry > sms.MaxRetry {
+			v.Add("claims["+strconv.Itoa(i)+"]", fmt.Sprintf("needs a message_id and a retry of 0 to %d", sms.MaxRetry))
 		}
 	}
 	if err := v.Err(); err != nil {

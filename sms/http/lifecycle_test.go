@@ -142,7 +142,9 @@ func (a *testAPI) reportFull(tb testing.TB, r sms.DeliveryReport) {
 func TestCancel(t *testing.T) {
 	t.Parallel()
 	a := newAPI(t)
-	cancel := func(id uuid.UUID) response { return a.do(t, http.MethodPost, "/v1/messages/"+id.String()+"/cancel", nil) }
+	cancel := func(id uuid.UUID) response {
+		return a.do(t, http.MethodPost, "/v1/messages/"+id.String()+"/cancel", nil)
+	}
 
 	pending := a.send(t, hello)
 	r := cancel(pending.ID)
@@ -169,7 +171,9 @@ func TestCancel(t *testing.T) {
 	if p.Type != ProblemBase+"not-cancelable" {
 		t.Errorf("problem type %q", p.Type)
 	}
-	wantProblem(t, cancel(pending.ID), http.StatusConflict) // already canceled: final
+	if p := wantProblem(t, cancel(pending.ID), http.StatusConflict); !strings.Contains(p.Detail, "CANCELED and final") {
+		t.Errorf("cancel of a canceled message says %q", p.Detail)
+	}
 	wantProblem(t, cancel(uuid.New()), http.StatusNotFound)
 
 	st := a.stats(t)
@@ -306,5 +310,60 @@ func TestBatchRateLimit(t *testing.T) {
 	}
 	if n := a.page(t, "/v1/messages").TotalCount; n != 8 {
 		t.Errorf("%d messages stored, want the first batch's 8", n)
+	}
+}
+
+// TestInternalEdgeInputs holds inputs the contract tests found answered
+// with 500s or wrong shapes: numbers past PostgreSQL's integer, offsets
+// past its ±15:59, NUL in the new report fields, a claim repeated in one
+// dispatch, and the batch route read with GET.
+func TestInternalEdgeInputs(t *testing.T) {
+	t.Parallel()
+	a := newAPI(t)
+	m := a.send(t, hello)
+	report := func(fields string) response {
+		return a.do(t, http.MethodPost, "/v1/internal/delivery-report",
+			`{"message_id":"`+m.ID.String()+`","status":"SENT","processed_at":"2026-01-01T00:00:00Z"`+fields+`}`, withInternalToken())
+	}
+	wantViolations(t, report(`,"retry":2147483648`), "retry")
+	wantViolations(t, a.do(t, http.MethodPost, "/v1/internal/dispatch", `{"claims":[{"message_id":"`+m.ID.String()+`","retry":2147483648}]}`, withInternalToken()), "claims[0]")
+	wantViolations(t, report(`,"carrier_message_id":"a\u0000b"`), "carrier_message_id")
+	wantViolations(t, report(`,"attempts":[{"attempt":1,"at":"2026-01-01T00:00:00Z","result":"accepted","error":"x\u0000"}]`), "attempts[0].error")
+	wantViolations(t, report(`,"parts":[{"carrier_id":"\u0000","status":"DELIVERED"}]`), "parts[0].carrier_id")
+
+	r := a.do(t, http.MethodPost, "/v1/internal/delivery-report",
+		`{"message_id":"`+m.ID.String()+`","status":"SENT","processed_at":"2026-01-01T12:00:00+16:00","attempts":[{"attempt":1,"at":"2026-01-01T12:00:00-17:30","result":"accepted"}]}`, withInternalToken())
+	want(t, r, http.StatusOK)
+	if got := decodeAs[sms.ReportResult](t, r); got.Status != sms.StatusSent || !got.Applied {
+		t.Errorf("a report at +16:00 answered %+v, want SENT applied", got)
+	}
+
+	other := a.send(t, hello)
+	r = a.do(t, http.MethodPost, "/v1/internal/dispatch", map[string]any{"claims": []sms.Claim{
+		{MessageID: other.ID}, {MessageID: m.ID, Retry: 0}, {MessageID: other.ID}, {MessageID: other.ID, Retry: 1}}}, withInternalToken())
+	want(t, r, http.StatusOK)
+	res := decodeAs[DispatchResponse](t, r).Results
+	var got []string
+	for _, x := range res {
+		got = append(got, x.MessageID.String()[:4]+":"+string(x.Verdict))
+	}
+	o, mm := other.ID.String()[:4], m.ID.String()[:4]
+	if w := []string{o + ":send", mm + ":skip", o + ":send", o + ":skip"}; strings.Join(got, " ") != strings.Join(w, " ") {
+		t.Errorf("dispatch answered %v, want %v (one answer per claim, in order)", got, w)
+	}
+
+	// Sent around the contract check: the document's router, like echo's,
+	// would take GET /v1/messages/batch for a message id.
+	for _, method := range []string{http.MethodGet, http.MethodHead, http.MethodPut} {
+		req, _ := http.NewRequest(method, a.url+"/v1/messages/batch", nil)
+		req.Header.Set("Authorization", "Bearer "+a.key)
+		res, err := a.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if allow := res.Header.Get("Allow"); res.StatusCode != http.StatusMethodNotAllowed || !strings.Contains(allow, http.MethodPost) || strings.Contains(allow, http.MethodGet) {
+			t.Errorf("%s /v1/messages/batch: %d, Allow %q; want 405 allowing POST", method, res.StatusCode, allow)
+		}
 	}
 }

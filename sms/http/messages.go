@@ -120,6 +120,11 @@ func messageID(c echo.Context) (uuid.UUID, error) {
 }
 
 func (h *Handler) get(c echo.Context) error {
+	// The router gives a GET of the batch route to /v1/messages/:id.
+	if c.Param("id") == "batch" {
+		c.Response().Header().Set(echo.HeaderAllow, http.MethodPost)
+		return echo.ErrMethodNotAllowed
+	}
 	id, err := messageID(c)
 	if err != nil {
 		return err

@@ -52,9 +52,6 @@ func (n *notNullString) UnmarshalJSON(b []byte) error {
 func (in reportInput) report(prefix string, v *sms.ValidationError) sms.DeliveryReport {
 	r := sms.DeliveryReport{Status: sms.Status(in.Status), FailureReason: in.FailureReason, Traceparent: in.Traceparent.value,
 		CarrierMessageID: in.CarrierMessageID, Attempts: in.Attempts, Parts: in.Parts, Retry: in.Retry}
-	if in.Retry < 0 {
-		v.Add(prefix+"retry", "must be 0 or more")
-	}
 	bad := map[string]bool{}
 	if in.Traceparent.null {
 		v.Add(prefix+"traceparent", "must be a string when present, not null")
@@ -78,7 +75,17 @@ func (in reportInput) report(prefix string, v *sms.ValidationError) sms.Delivery
 			v.Add(prefix+"processed_at", "must be a time after 0001-01-01T00:00:00Z")
 			bad["processed_at"] = true
 		}
-		r.ProcessedAt = at
+		// PostgreSQL refuses offsets beyond ±15:59, which RFC 3339 allows.
+		r.ProcessedAt = at.UTC()
+	}
+	for i := range r.Attempts {
+		r.Attempts[i].At = r.Attempts[i].At.UTC()
+	}
+	for i := range r.Parts {
+		if at := r.Parts[i].DoneAt; at != nil {
+			utc := at.UTC()
+			r.Parts[i].DoneAt = &utc
+		}
 	}
 	var ve *sms.ValidationError
 	if errors.As(r.Validate(), &ve) {

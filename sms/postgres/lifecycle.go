@@ -17,7 +17,7 @@ import (
 
 // cancelSQL cancels one of the account's messages if it is SCHEDULED, or
 // PENDING and not yet claimed by a processor for the carrier. It returns
-// the status the message had ('' if there is none) and whether it moved.
+// the status the message had (” if there is none) and whether it moved.
 var cancelSQL = `
 WITH locked AS (
     SELECT id, status, dispatched_at FROM sms.messages WHERE id = $1 AND account_id = $2 FOR UPDATE
@@ -48,8 +48,12 @@ func (s *Store) Cancel(ctx context.Context, accountID int64, id uuid.UUID) (sms.
 	case res.Before == "":
 		return sms.Message{}, sms.ErrNotFound
 	case !res.Moved:
+		why := "has reached the carrier"
+		if res.Before.Final() {
+			why = "final"
+		}
 		return sms.Message{}, &sms.Error{Code: sms.CodeConflict, Kind: "not-cancelable",
-			Message: fmt.Sprintf("the message is %s and has reached the carrier: only SCHEDULED messages, and PENDING ones not yet handed to the carrier, can be canceled", res.Before)}
+			Message: fmt.Sprintf("the message is %s and %s: only SCHEDULED messages, and PENDING ones not yet handed to the carrier, can be canceled", res.Before, why)}
 	}
 	return s.Get(ctx, accountID, id)
 }
@@ -184,12 +188,12 @@ func (s *Store) NextDue(ctx context.Context) (time.Time, bool, error) {
 // own record tells a repeat apart).
 var dispatchSQL = `
 WITH c AS (
-    SELECT * FROM unnest($1::uuid[], $2::int[]) AS c(id, retry)
+    SELECT * FROM unnest($1::uuid[], $2::int[]) WITH ORDINALITY AS c(id, retry, ord)
 ), locked AS (
     SELECT m.id, m.account_id, m.status, m.recipient, m.valid_until, m.dispatched_at, m.retries
     FROM sms.messages m WHERE m.id = ANY($1::uuid[]) ORDER BY m.id FOR UPDATE
 ), decided AS (
-    SELECT l.*, CASE
+    SELECT l.*, c.retry AS claimed_retry, CASE
         WHEN l.status <> 'PENDING' OR l.retries <> c.retry THEN 'skip'
         WHEN l.dispatched_at IS NOT NULL THEN 'send'
         WHEN EXISTS (SELECT 1 FROM sms.suppressions s WHERE s.account_id = l.account_id AND s.phone = l.recipient) THEN 'opted_out'
@@ -209,25 +213,44 @@ WITH c AS (
 ), ev AS (` + eventsInsertSQL + `
 ), counted AS (` + countersShiftSQL("$3") + `
 )
-SELECT c.id, COALESCE(d.verdict, 'skip') AS verdict FROM c LEFT JOIN decided d ON d.id = c.id`
+SELECT c.id, c.retry, COALESCE(d.verdict, 'skip') AS verdict
+FROM c LEFT JOIN decided d ON d.id = c.id AND d.claimed_retry = c.retry ORDER BY c.ord`
 
 // Dispatch claims messages for the carrier and says, for each, whether to
 // send it; see sms.Verdict.
+// Results come in the order of claims; a claim repeated in one call gets
+// the same answer as its first copy.
 func (s *Store) Dispatch(ctx context.Context, claims []sms.Claim) ([]sms.ClaimResult, error) {
-	ids, retries := make([]string, len(claims)), make([]int64, len(claims))
-	for i, c := range claims {
-		ids[i], retries[i] = c.MessageID.String(), int64(c.Retry)
+	var ids []string
+	var retries []int64
+	seen := make(map[sms.Claim]bool, len(claims))
+	for _, c := range claims {
+		if !seen[c] {
+			seen[c] = true
+			ids, retries = append(ids, c.MessageID.String()), append(retries, int64(c.Retry))
+		}
 	}
 	stmt, err := s.prepared(ctx, dispatchSQL)
 	if err != nil {
 		return nil, err
 	}
-	var out []sms.ClaimResult
+	var rows []struct {
+		sms.Claim
+		Verdict sms.Verdict `db:"verdict"`
+	}
 	err = s.withShard(ctx, func(shard int) error {
-		return stmt.SelectContext(ctx, &out, pq.Array(ids), pq.Array(retries), shard)
+		return stmt.SelectContext(ctx, &rows, pq.Array(ids), pq.Array(retries), shard)
 	})
 	if err != nil {
 		return nil, storeErr("dispatch", err)
+	}
+	verdicts := make(map[sms.Claim]sms.Verdict, len(rows))
+	for _, r := range rows {
+		verdicts[r.Claim] = r.Verdict
+	}
+	out := make([]sms.ClaimResult, len(claims))
+	for i, c := range claims {
+		out[i] = sms.ClaimResult{MessageID: c.MessageID, Verdict: verdicts[c]}
 	}
 	return out, nil
 }
@@ -259,4 +282,3 @@ func uuidStrings(ids []uuid.UUID) []string {
 	}
 	return out
 }
-
