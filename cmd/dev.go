@@ -62,10 +62,13 @@ func runDev(cmd *cobra.Command, _ []string) error {
 		return err
 	}
 	if api.InternalToken == "" {
-		buf := make([]byte, 16)
-		_, _ = rand.Read(buf)
-		api.InternalToken = hex.EncodeToString(buf)
+		api.InternalToken = randomToken()
 	}
+	if api.AdminToken == "" {
+		api.AdminToken = randomToken()
+	}
+	// Webhook receivers in development listen on this machine.
+	api.Webhooks.AllowPrivate = true
 	log, err := newLogger(cmd, api.Log)
 	if err != nil {
 		return err
@@ -130,6 +133,7 @@ smsctl dev is running.
   API:        %[1]s   (docs: %[1]s/docs, metrics: %[1]s/metrics)
   processor:  http://%[2]s/metrics
   API key:    %[3]s
+  console:    %[1]s/console   (sign in with the API key, or as operator with %[6]s)
   database:   %[5]s
               (messages and keys persist between runs; set SMS_DATABASE_URL to this for migrate and apikey)
 
@@ -139,8 +143,13 @@ Send a message:
        -d '{"sender":"+14155550100","recipient":"+14155552671","text":"Hello from smsctl"}'
   SMS_API_URL=%[1]s SMS_API_KEY=%[3]s %[4]s send --from +14155550100 --to +14155552671 --text "Hello" --wait
 
+Have each message's events POSTed, signed, to a local receiver:
+  curl -s -X POST %[1]s/v1/webhook-endpoints -H 'Authorization: Bearer %[3]s' \
+       -H 'Content-Type: application/json' -d '{"url":"http://127.0.0.1:9000/"}'
+  %[4]s webhook listen --addr 127.0.0.1:9000 --secret <the whsec_ secret that answer shows>
+
 Stop with Ctrl-C.
-`, apiURL, reachable(svc.Addr()), full, os.Args[0], api.DatabaseURL)
+`, apiURL, reachable(svc.Addr()), full, os.Args[0], api.DatabaseURL, api.AdminToken)
 
 	var wg sync.WaitGroup
 	var apiErr, procErr error
@@ -148,6 +157,13 @@ Stop with Ctrl-C.
 	wg.Go(func() { procErr = svc.Run(ctx) })
 	wg.Wait()
 	return errors.Join(apiErr, procErr)
+}
+
+// randomToken is a fresh 32-character hex token.
+func randomToken() string {
+	buf := make([]byte, 16)
+	_, _ = rand.Read(buf)
+	return hex.EncodeToString(buf)
 }
 
 // reachable turns a listener address like [::]:8080 into one a client can dial.

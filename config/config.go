@@ -46,6 +46,17 @@ type API struct {
 	// AdminToken signs an operator in to the console across every account.
 	// Defaults to empty: no operator sign-in. At least 16 characters.
 	AdminToken string `mapstructure:"admin-token" flag:"operator sign-in to the console, across accounts (at least 16 characters)"`
+	// ConsoleSessionSecret signs console sessions; the same on every
+	// replica, at least 32 characters. Defaults to empty: the key is
+	// derived from internal-token and admin-token, so whoever holds the
+	// processor's token could forge a session: set it in production.
+	ConsoleSessionSecret string `mapstructure:"console-session-secret" flag:"secret that signs console sessions, the same on every replica (at least 32 characters)"`
+	// ConsoleProcessorMetrics are the processors' /metrics URLs, where the
+	// console reads consumer lag and carrier binds. Defaults to none.
+	ConsoleProcessorMetrics []string `mapstructure:"console-processor-metrics" flag:"processors' /metrics URLs, comma-separated, for the console's overview"`
+	// ConsoleTrustForwardedProto marks the console's cookie Secure when a
+	// TLS-terminating proxy sets X-Forwarded-Proto: https. Defaults to false.
+	ConsoleTrustForwardedProto bool `mapstructure:"console-trust-forwarded-proto" flag:"trust X-Forwarded-Proto from a TLS-terminating proxy for the console's cookie"`
 	// HTTPAddr is where clients reach the API. Defaults to :8080.
 	HTTPAddr string `mapstructure:"http-addr" flag:"address of the public API"`
 	// InternalAddr, when set, serves the internal delivery-report endpoints on
@@ -134,6 +145,14 @@ func (c API) Validate() error {
 	var adminErr error
 	if c.AdminToken != "" && len(c.AdminToken) < 16 {
 		adminErr = errors.New("admin-token: must be at least 16 characters when set (SMS_ADMIN_TOKEN)")
+	}
+	if c.ConsoleSessionSecret != "" && len(c.ConsoleSessionSecret) < 32 {
+		adminErr = errors.Join(adminErr, errors.New("console-session-secret: must be at least 32 characters when set (SMS_CONSOLE_SESSION_SECRET)"))
+	}
+	for _, u := range c.ConsoleProcessorMetrics {
+		if p, err := url.Parse(u); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+			adminErr = errors.Join(adminErr, fmt.Errorf("console-processor-metrics: %q is not an http(s) URL such as http://processor:8081/metrics", u))
+		}
 	}
 	return errors.Join(
 		c.Log.validate(),

@@ -4,7 +4,8 @@
 # real Apache Kafka broker, the contract tester (schemathesis) against a
 # running API, the Go benchmarks at a short benchtime (so they keep
 # compiling and running), gosec, and the compose/Dockerfile syntax check.
-# PostgreSQL and Kafka are installed and started as needed.
+# PostgreSQL, Kafka and Chromium (for the console's browser test) are
+# installed and started as needed.
 #
 #   scripts/test.sh           # everything
 #   scripts/test.sh kfake     # vet + kfake lane only
@@ -21,6 +22,10 @@ step "PostgreSQL: $SMS_TEST_DATABASE_URL"
 # Databases left by runs that were killed before their cleanup.
 psql "$SMS_TEST_DATABASE_URL" -Atqc "select datname from pg_database where datname like 'smsctl_t_%' or datname like 'smsctl_tmpl_%'" |
   while read -r name; do psql "$SMS_TEST_DATABASE_URL" -qc "drop database if exists $name with (force)" >/dev/null 2>&1 || true; done
+
+step "Chromium for the console's browser tests"
+export SMS_CHROMIUM
+SMS_CHROMIUM="$(scripts/chromium.sh)"
 
 if [ "$lane" = all ] || [ "$lane" = kfake ]; then
   step "go vet"

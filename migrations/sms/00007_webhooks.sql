@@ -55,9 +55,7 @@ CREATE TABLE sms.webhook_deliveries (
 CREATE INDEX webhook_deliveries_due ON sms.webhook_deliveries (endpoint_id, next_attempt_at) WHERE state = 'pending';
 -- Earlier events of the same message still pending for the endpoint.
 CREATE INDEX webhook_deliveries_order ON sms.webhook_deliveries (message_id, endpoint_id, sequence)
-    WHERE state = 'pending' AND message_id IS NOT NULL;
--- Deliveries in flight per endpoint (the per-endpoint cap).
-CREATE INDEX webhook_deliveries_leased ON sms.webhook_deliveries (endpoint_id, leased_until) WHERE leased_until IS NOT NULL;
+    WHERE state = 'pending';
 -- An endpoint's deliveries by time (replay).
 CREATE INDEX webhook_deliveries_endpoint_created ON sms.webhook_deliveries (endpoint_id, created_at);
 
@@ -80,8 +78,27 @@ CREATE INDEX webhook_attempts_endpoint ON sms.webhook_attempts (endpoint_id, att
 -- A time as the API writes it: RFC 3339 in UTC, whatever the session's
 -- TimeZone.
 -- +goose StatementBegin
-CREATE FUNCTION sms.webhook_time(t timestamptz) RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+CREATE FUNCTION sms.webhook_time(t timestamptz) RETURNS text LANGUAGE sql STABLE PARALLEL SAFE AS $$
     SELECT to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+$$;
+-- +goose StatementEnd
+
+-- webhook_message_body is the body of a message event's webhook:
+-- {type, timestamp, data} where data is the message m as the API returns
+-- it, with the event's status and sequence, and its detail as
+-- event_detail when it has one.
+-- +goose StatementBegin
+CREATE FUNCTION sms.webhook_message_body(m sms.messages, p_type text, p_status text, p_sequence integer,
+    p_occurred timestamptz, p_detail jsonb) RETURNS jsonb LANGUAGE sql STABLE AS $$
+    SELECT jsonb_build_object('type', p_type, 'timestamp', sms.webhook_time(p_occurred), 'data',
+        jsonb_build_object(
+            'id', m.id, 'sender', m.sender, 'recipient', m.recipient, 'text', m.text, 'status', p_status,
+            'failure_reason', m.failure_reason, 'encoding', m.encoding, 'segments', m.segments,
+            'priority', m.priority, 'send_at', sms.webhook_time(m.send_at), 'validity_period', m.validity_period,
+            'carrier_message_id', m.carrier_message_id, 'delivered_at', sms.webhook_time(m.delivered_at),
+            'retries', m.retries, 'created_at', sms.webhook_time(m.created_at),
+            'updated_at', sms.webhook_time(m.updated_at), 'sequence', p_sequence)
+        || CASE WHEN p_detail IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('event_detail', p_detail) END)
 $$;
 -- +goose StatementEnd
 
@@ -127,19 +144,11 @@ BEGIN
     SELECT q.id, q.id, q.endpoint_id, q.account_id, q.type, q.message_id, q.sequence, q.payload, q.due
     FROM (
         SELECT gen_random_uuid() AS id, w.id AS endpoint_id, m.account_id, e.type, e.message_id, e.sequence,
-            jsonb_build_object('type', e.type, 'timestamp', sms.webhook_time(e.occurred_at), 'data',
-                jsonb_build_object(
-                    'id', m.id, 'sender', m.sender, 'recipient', m.recipient, 'text', m.text, 'status', e.status,
-                    'failure_reason', m.failure_reason, 'encoding', m.encoding, 'segments', m.segments,
-                    'priority', m.priority, 'send_at', sms.webhook_time(m.send_at), 'validity_period', m.validity_period,
-                    'carrier_message_id', m.carrier_message_id, 'delivered_at', sms.webhook_time(m.delivered_at),
-                    'retries', m.retries, 'created_at', sms.webhook_time(m.created_at),
-                    'updated_at', sms.webhook_time(m.updated_at), 'sequence', e.sequence)
-                || CASE WHEN e.detail IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('event_detail', e.detail) END
-            ) AS payload,
-            GREATEST(now(), (SELECT max(p.next_attempt_at) FROM sms.webhook_deliveries p
+            sms.webhook_message_body(m, e.type, e.status, e.sequence, e.occurred_at, e.detail) AS payload,
+            GREATEST(now(), (SELECT p.next_attempt_at FROM sms.webhook_deliveries p
                 WHERE p.message_id = e.message_id AND p.endpoint_id = w.id AND p.state = 'pending'
-                    AND p.sequence < e.sequence AND p.leased_until IS NULL)) AS due
+                    AND p.sequence < e.sequence AND p.leased_until IS NULL
+                ORDER BY p.sequence DESC LIMIT 1)) AS due
         FROM new_events e
         JOIN sms.messages m ON m.id = e.message_id
         JOIN sms.webhook_endpoints w ON w.account_id = m.account_id AND w.enabled
@@ -158,6 +167,7 @@ CREATE TRIGGER message_events_webhooks AFTER INSERT ON sms.message_events
 DROP TRIGGER message_events_webhooks ON sms.message_events;
 DROP FUNCTION sms.webhook_fanout();
 DROP FUNCTION sms.queue_webhook(bigint, text, timestamptz, jsonb);
+DROP FUNCTION sms.webhook_message_body(sms.messages, text, text, integer, timestamptz, jsonb);
 DROP TABLE sms.webhook_attempts;
 DROP TABLE sms.webhook_deliveries;
 DROP TABLE sms.webhook_endpoints;

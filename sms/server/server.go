@@ -1,5 +1,6 @@
 // Package server assembles the API role: the PostgreSQL store, the
-// group-commit writer, the outbox relay to Kafka and the HTTP API, on one
+// group-commit writer, the outbox relay to Kafka, the scheduler, the
+// webhook dispatcher, the HTTP API and the operator console, on one
 // database pool and one Kafka producer, started and stopped in order.
 package server
 
@@ -23,9 +24,11 @@ import (
 	"github.com/smsctl/smsctl/platform"
 	"github.com/smsctl/smsctl/sms"
 	"github.com/smsctl/smsctl/sms/apidoc"
+	"github.com/smsctl/smsctl/sms/console"
 	smshttp "github.com/smsctl/smsctl/sms/http"
 	"github.com/smsctl/smsctl/sms/kafka"
 	"github.com/smsctl/smsctl/sms/postgres"
+	"github.com/smsctl/smsctl/sms/webhook"
 )
 
 // Server is the API role.
@@ -37,6 +40,7 @@ type Server struct {
 	store    *postgres.Store
 	writer   *postgres.Writer
 	relay    *kafka.Relay
+	webhooks *webhook.Dispatcher
 	http     *platform.HTTPListener
 	internal *platform.HTTPListener
 	chores   platform.Lifecycle // topics, expired idempotency keys
@@ -105,6 +109,32 @@ func New(ctx context.Context, cfg config.API, log zerolog.Logger, tp trace.Trace
 	}
 	h.Register(e, internal)
 
+	hooks := postgres.NewWebhooks(db)
+	guard := webhook.Guard{AllowPrivate: cfg.Webhooks.AllowPrivate}
+	// Stop waits for attempts in flight at most a quarter of the shutdown
+	// budget; those cut off are sent again by whichever replica is next.
+	s.webhooks, err = webhook.NewDispatcher(hooks, cfg.Webhooks, log, reg, webhook.Options{DrainTimeout: cfg.ShutdownTimeout / 4})
+	if err != nil {
+		s.close()
+		return nil, err
+	}
+	smshttp.NewWebhooks(hooks, guard, s.webhooks.Wake).Register(e, h.ClientMiddleware()...)
+
+	con, err := console.New(console.Deps{
+		DB: db, Store: s.store, Sender: s.writer, Keys: keys, Backlog: s.relay,
+		Webhooks: hooks, URLGuard: guard, WakeWebhooks: s.webhooks.Wake,
+		DeadLetters: console.NewKafkaDeadLetters(cl, cfg.Brokers, cfg.DLQTopic, cfg.Topic, log),
+		Log:         log,
+	}, console.Config{
+		SessionKey: consoleKey(cfg), AdminToken: cfg.AdminToken, TrustForwardedProto: cfg.ConsoleTrustForwardedProto,
+		MaxBacklog: cfg.OutboxMaxBacklog, ProcessorMetricsURLs: cfg.ConsoleProcessorMetrics,
+	})
+	if err != nil {
+		s.close()
+		return nil, err
+	}
+	con.Register(e) // on the public listener: operators reach it as clients do
+
 	if s.http, err = platform.NewHTTPListener(cfg.HTTPAddr, e, cfg.ShutdownTimeout); err != nil {
 		s.close()
 		return nil, err
@@ -117,6 +147,15 @@ func New(ctx context.Context, cfg config.API, log zerolog.Logger, tp trace.Trace
 		}
 	}
 	return s, nil
+}
+
+// consoleKey signs console sessions: the dedicated secret when set, else a
+// key derived from the tokens (which the processor's operators also hold).
+func consoleKey(cfg config.API) []byte {
+	if cfg.ConsoleSessionSecret != "" {
+		return console.DeriveSessionKey(cfg.ConsoleSessionSecret)
+	}
+	return console.DeriveSessionKey(cfg.InternalToken, cfg.AdminToken)
 }
 
 // Addr is where the API listens.
@@ -140,7 +179,7 @@ func (s *Server) listeners() []*platform.HTTPListener {
 
 // Start starts the writer, the relay, the chores and then the listeners.
 func (s *Server) Start(ctx context.Context) error {
-	for _, svc := range []platform.Service{s.writer, s.relay} {
+	for _, svc := range []platform.Service{s.writer, s.relay, s.webhooks} {
 		if err := svc.Start(ctx); err != nil {
 			s.Stop()
 			return err
@@ -167,6 +206,7 @@ func (s *Server) Stop() {
 	for _, l := range s.listeners() {
 		l.Stop()
 	}
+	s.webhooks.Stop()
 	s.writer.Stop()
 	s.relay.Stop()
 	_ = s.chores.Stop()

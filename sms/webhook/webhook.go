@@ -130,6 +130,19 @@ type Delivery struct {
 	CreatedAt time.Time
 }
 
+// ClaimRequest asks the store for due deliveries.
+type ClaimRequest struct {
+	// Limit is the most deliveries to take.
+	Limit int
+	// PerEndpoint bounds the deliveries of one endpoint this dispatcher
+	// holds (in flight or queued behind them), Held counting those it
+	// holds already.
+	PerEndpoint int
+	Held        map[uuid.UUID]int
+	// Lease is how long the deliveries taken stay with this dispatcher.
+	Lease time.Duration
+}
+
 // Outcome is what an attempt did to its delivery.
 type Outcome string
 
@@ -168,18 +181,18 @@ type Result struct {
 
 // Attempt is one entry of an endpoint's delivery log.
 type Attempt struct {
-	WebhookID     uuid.UUID  `json:"webhook_id"`
-	EventType     string     `json:"event_type"`
-	MessageID     *uuid.UUID `json:"message_id"`
-	Attempt       int        `json:"attempt"`
-	State         string     `json:"state"`
-	StatusCode    *int       `json:"status_code"`
-	Error         *string    `json:"error"`
-	LatencyMS     int        `json:"latency_ms"`
-	AttemptedAt   time.Time  `json:"attempted_at"`
-	NextAttemptAt *time.Time `json:"next_attempt_at"`
+	WebhookID     uuid.UUID  `json:"webhook_id" db:"webhook_id"`
+	EventType     string     `json:"event_type" db:"event_type"`
+	MessageID     *uuid.UUID `json:"message_id" db:"message_id"`
+	Attempt       int        `json:"attempt" db:"attempt"`
+	State         string     `json:"state" db:"state"`
+	StatusCode    *int       `json:"status_code" db:"status_code"`
+	Error         *string    `json:"error" db:"error"`
+	LatencyMS     int        `json:"latency_ms" db:"latency_ms"`
+	AttemptedAt   time.Time  `json:"attempted_at" db:"attempted_at"`
+	NextAttemptAt *time.Time `json:"next_attempt_at" db:"next_attempt_at"`
 	// DeliveryID places the entry in the log's order.
-	DeliveryID uuid.UUID `json:"-"`
+	DeliveryID uuid.UUID `json:"-" db:"delivery_id"`
 }
 
 // AttemptFilter selects a page of an endpoint's log, newest first.
@@ -243,7 +256,8 @@ type QueueStats struct {
 	Oldest time.Time
 }
 
-// Secret errors and the Kind of a refused URL.
+// The Kinds of the errors about webhook endpoints (problem types at the
+// HTTP edge).
 const (
 	// KindURLRefused is the Kind of the 422 for an endpoint URL that is
 	// not https, or reaches an internal address.
