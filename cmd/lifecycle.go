@@ -110,10 +110,14 @@ func selectMessages(ctx context.Context, api *client.Client, status sms.Status, 
 
 func newRetry() *cobra.Command {
 	return newMessageAction("retry", "Send FAILED, UNDELIVERED or EXPIRED messages again", sms.StatusFailed,
-		func(ctx context.Context, api *client.Client, id uuid.UUID) (sms.Message, error) { return api.Retry(ctx, id) })
+		func(ctx context.Context, api *client.Client, id uuid.UUID) (sms.Message, error) {
+			return api.Retry(ctx, id)
+		})
 }
 
 func newCancel() *cobra.Command {
 	return newMessageAction("cancel", "Cancel messages that have not reached the carrier", sms.StatusScheduled,
-		func(ctx context.Context, api *client.Client, id uuid.UUID) (sms.Message, error) { return api.Cancel(ctx, id) })
+		func(ctx context.Context, api *client.Client, id uuid.UUID) (sms.Message, error) {
+			return api.Cancel(ctx, id)
+		})
 }

@@ -120,8 +120,12 @@ func (p *Processor) deliver(st *partition, rec *kgo.Record, req sms.SendRequest)
 		default:
 			p.metrics.calls.WithLabelValues("permanent").Inc()
 			reason := cerr.Reason
-			if strings.TrimSpace(reason) == "" {
+			switch {
+			case strings.TrimSpace(reason) == "":
 				reason = "permanent: the carrier gave no reason"
+			case !strings.HasPrefix(reason, "permanent:"):
+				// The scheduled retry (ADR-007) leaves these alone by the prefix.
+				reason = "permanent: " + reason
 			}
 			reason = failureReason(reason)
 			out.AttemptLog = append(out.AttemptLog, sms.Attempt{Attempt: attempt, At: start.UTC(), Result: "permanent", Error: errText(err)})
