@@ -9,6 +9,7 @@ import (
 
 	"github.com/smsctl/smsctl/platform"
 	"github.com/smsctl/smsctl/sms"
+	"github.com/smsctl/smsctl/sms/webhook"
 )
 
 // ProblemBase is the prefix of the problem types of the API's own errors:
@@ -75,5 +76,14 @@ func ProblemFor(err error) *platform.Problem {
 
 // titles are the problem titles of the kinds that have their own type.
 var titles = map[string]string{
-	"idempotency-key-reused": "Idempotency key reused",
+	"idempotency-key-reused":     "Idempotency key reused",
+	"batch-too-large":            "Batch too large",
+	"not-cancelable":             "Message not cancelable",
+	"not-retryable":              "Message not retryable",
+	"opted-out":                  "Recipient opted out",
+	"outbox-backlog":             "Too many messages waiting",
+	"stopping":                   "Server stopping",
+	webhook.KindURLRefused:       "Webhook URL refused",
+	webhook.KindTooManyEndpoints: "Too many webhook endpoints",
+	webhook.KindEndpointDisabled: "Webhook endpoint disabled",
 }
