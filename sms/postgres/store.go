@@ -578,7 +578,9 @@ WITH r AS (
     UPDATE sms.messages m SET status = mv.status,
         failure_reason = CASE WHEN mv.status IN ('SENT', 'DELIVERED') THEN m.failure_reason ELSE NULLIF(mv.reason, '') END,
         carrier_message_id = COALESCE(NULLIF(mv.carrier_id, ''), m.carrier_message_id),
-        delivered_at = CASE WHEN mv.status = 'DELIVERED' THEN mv.at ELSE m.delivered_at END,
+        -- Receipts' done dates have minute precision (SMPP): never before
+        -- the message was known to be at the carrier.
+        delivered_at = CASE WHEN mv.status = 'DELIVERED' THEN GREATEST(mv.at, m.updated_at) ELSE m.delivered_at END,
         updated_at = now(), last_seq = m.last_seq + jsonb_array_length(mv.events)
     FROM moves mv WHERE m.id = mv.id
     RETURNING m.id, m.account_id, mv.old, m.status, m.failure_reason, m.created_at, m.last_seq, mv.events
