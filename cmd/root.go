@@ -59,7 +59,7 @@ names as keys), in that order of precedence.`,
 		Version:       version,
 	}
 	root.PersistentFlags().String("config", "", "config file (YAML, TOML or JSON) with flag names as keys (SMS_CONFIG)")
-	root.AddCommand(newServe(), newMigrate(), newSend(), newRetry(), newCancel(), newDev(), newAPIKey(), newWebhook(), newVersion(version), newHealth())
+	root.AddCommand(newServe(), newMigrate(), newSend(), newRetry(), newCancel(), newDev(), newAPIKey(), newNumber(), newWebhook(), newVersion(version), newHealth())
 	return root
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -92,6 +93,15 @@ func (h *Handler) sendBatch(c echo.Context) error {
 		if err != nil {
 			results[i].Status, results[i].Problem = h.problem(c, i, err)
 			continue
+		}
+		if h.cfg.OptOuts != nil {
+			if err := h.cfg.OptOuts.Check(c.Request().Context(), account, d.Recipient); err != nil {
+				if !errors.Is(err, sms.ErrOptedOut) {
+					return err // the store is down: the whole batch gets its 503
+				}
+				results[i].Status, results[i].Problem = h.problem(c, i, err)
+				continue
+			}
 		}
 		drafts = append(drafts, sms.NewMessage{AccountID: account, Draft: d, Traceparent: trace})
 		valid = append(valid, i)

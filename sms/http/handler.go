@@ -85,6 +85,19 @@ type Config struct {
 	AuthFailureBurst int
 	// Tracer records spans for applied reports; nil records nothing.
 	Tracer trace.TracerProvider
+	// OptOuts refuses sends to recipients who opted out (422, problem type
+	// .../opted-out). Nil checks nothing at acceptance; the processor's
+	// claim still ends such messages FAILED opted_out.
+	OptOuts OptOuts
+}
+
+// OptOuts says whether an account's recipient opted out (replied STOP, or
+// is on the account's suppression list); *postgres.Suppressions is the
+// implementation, answering from memory.
+type OptOuts interface {
+	// Check returns an error matching sms.ErrOptedOut when the recipient
+	// opted out, nil when not, or the store's error.
+	Check(ctx context.Context, accountID int64, phone string) error
 }
 
 // Handler serves the SMS API.

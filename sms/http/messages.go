@@ -24,6 +24,11 @@ func (h *Handler) send(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if h.cfg.OptOuts != nil {
+		if err := h.cfg.OptOuts.Check(c.Request().Context(), accountOf(c), draft.Recipient); err != nil {
+			return err
+		}
+	}
 	if h.backlog != nil && h.backlog.Backlog() >= h.cfg.MaxBacklog {
 		return sms.ErrBacklogFull
 	}

@@ -183,20 +183,22 @@ func (s *Store) NextDue(ctx context.Context) (time.Time, bool, error) {
 // dispatchSQL is the processor's claim of messages for the carrier. Each
 // (id, retry) gets a verdict: send (and the message is claimed: a cancel
 // is too late from now on), opted_out or expired (the message ends FAILED
-// or EXPIRED here), or skip (canceled, already past PENDING, or a report of
+// or EXPIRED here; an automatic reply to STOP, START or HELP, marked
+// keyword_reply, is never opted_out: it must reach the recipient who just
+// opted out), or skip (canceled, already past PENDING, or a report of
 // an older try). A message claimed before is sent again (the processor's
 // own record tells a repeat apart).
 var dispatchSQL = `
 WITH c AS (
     SELECT * FROM unnest($1::uuid[], $2::int[]) WITH ORDINALITY AS c(id, retry, ord)
 ), locked AS (
-    SELECT m.id, m.account_id, m.status, m.recipient, m.valid_until, m.dispatched_at, m.retries
+    SELECT m.id, m.account_id, m.status, m.recipient, m.valid_until, m.dispatched_at, m.retries, m.keyword_reply
     FROM sms.messages m WHERE m.id = ANY($1::uuid[]) ORDER BY m.id FOR UPDATE
 ), decided AS (
     SELECT l.*, c.retry AS claimed_retry, CASE
         WHEN l.status <> 'PENDING' OR l.retries <> c.retry THEN 'skip'
         WHEN l.dispatched_at IS NOT NULL THEN 'send'
-        WHEN EXISTS (SELECT 1 FROM sms.suppressions s WHERE s.account_id = l.account_id AND s.phone = l.recipient) THEN 'opted_out'
+        WHEN NOT l.keyword_reply AND EXISTS (SELECT 1 FROM sms.suppressions s WHERE s.account_id = l.account_id AND s.phone = l.recipient) THEN 'opted_out'
         WHEN l.valid_until IS NOT NULL AND l.valid_until < now() THEN 'expired'
         ELSE 'send' END AS verdict
     FROM locked l JOIN c ON c.id = l.id

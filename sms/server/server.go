@@ -33,18 +33,20 @@ import (
 
 // Server is the API role.
 type Server struct {
-	cfg      config.API
-	log      zerolog.Logger
-	db       *sqlx.DB
-	kafka    *kgo.Client
-	store    *postgres.Store
-	writer   *postgres.Writer
-	relay    *kafka.Relay
-	webhooks *webhook.Dispatcher
-	http     *platform.HTTPListener
-	internal *platform.HTTPListener
-	chores   platform.Lifecycle // topics, expired idempotency keys
-	closed   sync.Once
+	cfg    config.API
+	log    zerolog.Logger
+	db     *sqlx.DB
+	kafka  *kgo.Client
+	store  *postgres.Store
+	writer *postgres.Writer
+	relay  *kafka.Relay
+	// suppressions answers the send path's opt-out check from memory.
+	suppressions *postgres.Suppressions
+	webhooks     *webhook.Dispatcher
+	http         *platform.HTTPListener
+	internal     *platform.HTTPListener
+	chores       platform.Lifecycle // topics, expired idempotency keys
+	closed       sync.Once
 }
 
 // New connects to PostgreSQL and Kafka, builds the API and binds its
@@ -85,9 +87,11 @@ func New(ctx context.Context, cfg config.API, log zerolog.Logger, tp trace.Trace
 	s.relay.DeleteThrough(s.store)
 	s.writer = postgres.NewWriter(s.store, cfg.WriterWorkers, cfg.WriterBatch, reg)
 	keys := postgres.NewKeys(db, cfg.KeyCacheTTL)
+	s.suppressions = postgres.NewSuppressions(db, cfg.DatabaseURL, log)
 	h := smshttp.NewHandler(s.store, s.writer, s.relay, keys, smshttp.Config{
 		InternalToken: cfg.InternalToken, MaxBacklog: cfg.OutboxMaxBacklog, RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst,
 		AuthFailureRate: cfg.AuthFailureRate, AuthFailureBurst: cfg.AuthFailureBurst, Tracer: tp,
+		OptOuts: s.suppressions,
 	}, log, reg)
 
 	httpMetrics := platform.HTTPMetrics(reg) // one set of series for both listeners
@@ -108,6 +112,8 @@ func New(ctx context.Context, cfg config.API, log zerolog.Logger, tp trace.Trace
 		internal.Use(httpMetrics, platform.TraceHTTP(tp))
 	}
 	h.Register(e, internal)
+	smshttp.NewInbound(postgres.NewInbound(s.store, s.suppressions), log, reg).
+		Register(e, internal, h.ClientMiddleware(), h.InternalMiddleware())
 
 	hooks := postgres.NewWebhooks(db)
 	guard := webhook.Guard{AllowPrivate: cfg.Webhooks.AllowPrivate}
@@ -121,7 +127,7 @@ func New(ctx context.Context, cfg config.API, log zerolog.Logger, tp trace.Trace
 	smshttp.NewWebhooks(hooks, guard, s.webhooks.Wake).Register(e, h.ClientMiddleware()...)
 
 	con, err := console.New(console.Deps{
-		DB: db, Store: s.store, Sender: s.writer, Keys: keys, Backlog: s.relay,
+		DB: db, Store: s.store, Sender: s.writer, Keys: keys, Backlog: s.relay, OptOuts: s.suppressions,
 		Webhooks: hooks, URLGuard: guard, WakeWebhooks: s.webhooks.Wake,
 		DeadLetters: console.NewKafkaDeadLetters(cl, cfg.Brokers, cfg.DLQTopic, cfg.Topic, log),
 		Log:         log,
@@ -177,9 +183,10 @@ func (s *Server) listeners() []*platform.HTTPListener {
 	return []*platform.HTTPListener{s.http}
 }
 
-// Start starts the writer, the relay, the chores and then the listeners.
+// Start starts the writer, the relay, the webhook dispatcher, the opt-out
+// cache, the chores and then the listeners.
 func (s *Server) Start(ctx context.Context) error {
-	for _, svc := range []platform.Service{s.writer, s.relay, s.webhooks} {
+	for _, svc := range []platform.Service{s.writer, s.relay, s.webhooks, s.suppressions} {
 		if err := svc.Start(ctx); err != nil {
 			s.Stop()
 			return err
@@ -208,6 +215,7 @@ func (s *Server) Stop() {
 	}
 	s.webhooks.Stop()
 	s.writer.Stop()
+	s.suppressions.Stop()
 	s.relay.Stop()
 	_ = s.chores.Stop()
 	s.close()
