@@ -3,14 +3,21 @@ package processor
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/rs/zerolog"
 
 	"github.com/smsctl/smsctl/platform/platformtest"
 	"github.com/smsctl/smsctl/processor/carrier"
 	"github.com/smsctl/smsctl/sms"
+	"github.com/smsctl/smsctl/sms/client"
 )
 
 // sentWithParts is a SENT outcome whose carrier gave these part ids and
@@ -159,5 +166,37 @@ func TestStoreExpireUnreceipted(t *testing.T) {
 	}
 	if n, _ := store.ExpireUnreceipted(ctx, 30*time.Second, 100); n != 0 {
 		t.Errorf("a second round expired %d more", n)
+	}
+}
+
+// TestReceiverInboundRefusedForGood checks that an inbound message the API
+// refuses as invalid is acknowledged (dropped, counted) rather than handed
+// back to the SMSC to resend forever, while one it could not take now is
+// handed back.
+func TestReceiverInboundRefusedForGood(t *testing.T) {
+	t.Parallel()
+	var status atomic.Int64
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/problem+json")
+		w.WriteHeader(int(status.Load()))
+		fmt.Fprintf(w, `{"type":"about:blank","title":"x","status":%d,"detail":"text: required"}`, status.Load())
+	}))
+	defer api.Close()
+	reg := prometheus.NewRegistry()
+	r := NewReceiver(nil, nil, client.NewInternal(api.URL, testToken, 5*time.Second), zerolog.Nop(), reg)
+	in := carrier.Inbound{From: "+14155552671", To: "+14155550100", Text: "", CarrierID: "c1", ReceivedAt: time.Now()}
+
+	for _, c := range []struct {
+		status   int
+		handBack bool
+	}{{400, false}, {422, false}, {503, true}, {429, true}, {401, true}} {
+		status.Store(int64(c.status))
+		err := r.Inbound(t.Context(), in)
+		if (err != nil) != c.handBack {
+			t.Errorf("API answering %d: Inbound returned %v; want an error (the SMSC keeps it): %v", c.status, err, c.handBack)
+		}
+	}
+	if got := testutil.ToFloat64(r.inbounds.WithLabelValues("refused")); got != 2 {
+		t.Errorf("sms_inbound_total{result=refused} = %v, want 2", got)
 	}
 }

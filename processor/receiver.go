@@ -3,6 +3,7 @@ package processor
 import (
 	"context"
 	"errors"
+	"net/http"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
@@ -10,6 +11,7 @@ import (
 	"github.com/smsctl/smsctl/platform"
 	"github.com/smsctl/smsctl/processor/carrier"
 	"github.com/smsctl/smsctl/sms"
+	"github.com/smsctl/smsctl/sms/client"
 )
 
 // InboundSink hands an inbound message to the API; *client.Internal is
@@ -32,7 +34,7 @@ type Receiver struct {
 	queue    chan receiptReq
 
 	receipts *prometheus.CounterVec
-	inbounds prometheus.Counter
+	inbounds *prometheus.CounterVec
 }
 
 type receiptReq struct {
@@ -47,7 +49,8 @@ func NewReceiver(store *Store, reporter *Reporter, inbound InboundSink, log zero
 		queue: make(chan receiptReq, 4096),
 		receipts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sms_receipts_total",
 			Help: "Delivery receipts recorded, by the status they give the part."}, []string{"status"}),
-		inbounds: prometheus.NewCounter(prometheus.CounterOpts{Name: "sms_inbound_total", Help: "Inbound messages handed to the API."}),
+		inbounds: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sms_inbound_total",
+			Help: "Inbound messages handed to the API (result taken), or dropped because it refused them for good (refused)."}, []string{"result"}),
 	}
 	reg.MustRegister(r.receipts, r.inbounds)
 	return r
@@ -82,10 +85,25 @@ func (r *Receiver) Inbound(ctx context.Context, m carrier.Inbound) error {
 		return errors.New("inbound messages are not taken here")
 	}
 	err := r.inbound.PostInbound(ctx, sms.InboundReport{From: m.From, To: m.To, Text: m.Text, ReceivedAt: m.ReceivedAt, CarrierMessageID: m.CarrierID})
-	if err == nil {
-		r.inbounds.Inc()
+	var apiErr *client.APIError
+	switch {
+	case err == nil:
+		r.inbounds.WithLabelValues("taken").Inc()
+	case errors.As(err, &apiErr) && refusedForGood(apiErr.Problem.Status):
+		// The same message would be refused again: acknowledge it to the
+		// SMSC, which would otherwise resend it forever.
+		r.inbounds.WithLabelValues("refused").Inc()
+		r.log.Warn().Err(err).Str("carrier_id", m.CarrierID).Msg("inbound message refused by the API; dropped")
+		return nil
 	}
 	return err
+}
+
+// refusedForGood tells a 4xx that no retry changes (a malformed message)
+// from one that passes (timeouts, rate limits).
+func refusedForGood(status int) bool {
+	return status >= 400 && status < 500 && status != http.StatusRequestTimeout && status != http.StatusTooManyRequests &&
+		status != http.StatusUnauthorized // a wrong token is the operator's to fix; the SMSC keeps the message meanwhile
 }
 
 // Start records receipts until Stop.

@@ -30,6 +30,8 @@ const MaxReportBatchBytes = 8 << 20
 // implementation.
 type Store interface {
 	InsertIdempotent(ctx context.Context, m sms.NewMessage, key string) (msg sms.Message, replayed bool, err error)
+	// Replayed returns what an earlier, identical request under key stored.
+	Replayed(ctx context.Context, m sms.NewMessage, key string) (msg sms.Message, ok bool, err error)
 	Get(ctx context.Context, accountID int64, id uuid.UUID) (sms.Message, error)
 	List(ctx context.Context, accountID int64, f sms.Filter) (sms.Page, error)
 	Stats(ctx context.Context, accountID int64) (sms.Stats, error)

@@ -24,25 +24,38 @@ func (h *Handler) send(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	ctx := c.Request().Context()
+	key := c.Request().Header.Get("Idempotency-Key")
+	nm := sms.NewMessage{AccountID: accountOf(c), Draft: draft, Traceparent: platform.Traceparent(ctx)}
 	if h.cfg.OptOuts != nil {
-		if err := h.cfg.OptOuts.Check(c.Request().Context(), accountOf(c), draft.Recipient); err != nil {
-			return err
+		if err := h.cfg.OptOuts.Check(ctx, nm.AccountID, draft.Recipient); err != nil {
+			// A retry of a request accepted before the STOP gets its
+			// answer again, not a refusal (the message itself ends FAILED
+			// opted_out at the claim).
+			if key == "" || !errors.Is(err, sms.ErrOptedOut) {
+				return err
+			}
+			orig, ok, lookupErr := h.store.Replayed(ctx, nm, key)
+			if lookupErr != nil || !ok {
+				return errors.Join(err, lookupErr)
+			}
+			c.Response().Header().Set("Idempotent-Replayed", "true")
+			c.Response().Header().Set(echo.HeaderLocation, "/v1/messages/"+orig.ID.String())
+			return c.JSON(http.StatusAccepted, orig)
 		}
 	}
 	if h.backlog != nil && h.backlog.Backlog() >= h.cfg.MaxBacklog {
 		return sms.ErrBacklogFull
 	}
-	key := c.Request().Header.Get("Idempotency-Key")
-	nm := sms.NewMessage{AccountID: accountOf(c), Draft: draft, Traceparent: platform.Traceparent(c.Request().Context())}
 	var msg sms.Message
 	if key != "" {
 		var replayed bool
-		msg, replayed, err = h.store.InsertIdempotent(c.Request().Context(), nm, key)
+		msg, replayed, err = h.store.InsertIdempotent(ctx, nm, key)
 		if replayed {
 			c.Response().Header().Set("Idempotent-Replayed", "true")
 		}
 	} else {
-		msg, err = h.sender.Insert(c.Request().Context(), nm)
+		msg, err = h.sender.Insert(ctx, nm)
 	}
 	if err != nil {
 		return err

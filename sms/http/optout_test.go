@@ -16,7 +16,16 @@ import (
 func TestSendOptedOut(t *testing.T) {
 	t.Parallel()
 	a := newInboundAPI(t, false, func(cfg *Config, s *postgres.Suppressions) { cfg.OptOuts = s })
+	// Accepted before the STOP: its retry is answered as it was, not refused.
+	early := sms.SendInput{Sender: ourNumber, Recipient: handset, Text: "before the STOP"}
+	first := a.do(t, http.MethodPost, "/v1/messages", a.key, early, withHeader("Idempotency-Key", "k-early"))
+	want(t, first, http.StatusAccepted)
 	a.handOver(t, "STOP", "mo-stop")
+	retried := a.do(t, http.MethodPost, "/v1/messages", a.key, early, withHeader("Idempotency-Key", "k-early"))
+	want(t, retried, http.StatusAccepted)
+	if retried.Header.Get("Idempotent-Replayed") != "true" || decodeAs[sms.Message](t, retried).ID != decodeAs[sms.Message](t, first).ID {
+		t.Errorf("retry of a send accepted before the STOP: %v, want the original replayed", retried)
+	}
 	before := count(t, a.db, "messages")
 	wantOptedOut(t, a.sendTo(t, a.key, handset), handset)
 	r := a.do(t, http.MethodPost, "/v1/messages", a.key, sms.SendInput{Sender: ourNumber, Recipient: handset, Text: "x"},

@@ -337,6 +337,30 @@ func (s *Store) InsertIdempotent(ctx context.Context, in sms.NewMessage, key str
 	return m, false, nil
 }
 
+// Replayed returns the message an earlier request with this idempotency
+// key stored, when it was the same request and the key has not expired:
+// what a retry of an accepted request is answered with even where a new
+// request would now be refused (the recipient opted out meanwhile).
+func (s *Store) Replayed(ctx context.Context, in sms.NewMessage, key string) (sms.Message, bool, error) {
+	var prev struct {
+		Hash      []byte     `db:"request_hash"`
+		MessageID *uuid.UUID `db:"message_id"`
+	}
+	err := s.db.GetContext(ctx, &prev, `SELECT request_hash, message_id FROM sms.idempotency_keys
+        WHERE account_id = $1 AND key = $2 AND created_at >= now() - $3::interval`,
+		in.AccountID, key, fmt.Sprintf("%d seconds", int(sms.IdempotencyTTL.Seconds())))
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return sms.Message{}, false, nil
+	case err != nil:
+		return sms.Message{}, false, storeErr("read idempotency key", err)
+	case prev.MessageID == nil || string(prev.Hash) != string(sms.RequestHash(in.Draft)):
+		return sms.Message{}, false, nil
+	}
+	m, err := s.Get(ctx, in.AccountID, *prev.MessageID)
+	return m, err == nil, err
+}
+
 // InsertBatchIdempotent stores a batch under an idempotency key and keeps
 // the answer respond builds for it, in one transaction. A key seen in the
 // last 24 hours with the same request (hash) replays the kept answer; with
