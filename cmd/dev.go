@@ -127,6 +127,11 @@ func runDev(cmd *cobra.Command, _ []string) error {
 	if err != nil {
 		return err
 	}
+	// The example sender is the dev account's number, so that replies to
+	// it (the simulator's, with SMS_SIM_REPLY_RATE) are the account's.
+	if _, _, err := postgres.NewInbound(postgres.NewStore(db), nil).AddNumber(ctx, "dev", devNumber); err != nil {
+		log.Warn().Err(err).Str("number", devNumber).Msg("the example number stays another account's")
+	}
 	apiURL := "http://" + reachable(srv.Addr())
 	fmt.Fprintf(cmd.OutOrStdout(), `
 smsctl dev is running.
@@ -158,6 +163,9 @@ Stop with Ctrl-C.
 	wg.Wait()
 	return errors.Join(apiErr, procErr)
 }
+
+// devNumber is the sender of the examples smsctl dev prints.
+const devNumber = "+14155550100"
 
 // randomToken is a fresh 32-character hex token.
 func randomToken() string {
