@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -198,5 +199,51 @@ func TestReceiverInboundRefusedForGood(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(r.inbounds.WithLabelValues("refused")); got != 2 {
 		t.Errorf("sms_inbound_total{result=refused} = %v, want 2", got)
+	}
+}
+
+// TestStoreReceiptRacesOutcome records each receipt at the same time as
+// its message's outcome, from two transactions: whichever commits first,
+// the receipt must end up matched and the message settled (a receipt
+// stored unmatched while the parts were being stored, and parts that
+// looked for receipts while the receipt was being stored, would otherwise
+// miss each other for good).
+func TestStoreReceiptRacesOutcome(t *testing.T) {
+	t.Parallel()
+	db := platformtest.NewDB(t)
+	db.SetMaxOpenConns(16)
+	store := NewStore(db)
+	ctx := context.Background()
+	const n = 300
+	ids := make([]uuid.UUID, n)
+	var wg sync.WaitGroup
+	for i := range ids {
+		ids[i] = uuid.New()
+		part := fmt.Sprintf("R%04X", i)
+		rec := receipt(part, sms.StatusDelivered)
+		if i%2 == 0 { // the other base: matched through the alternative form
+			rec.CarrierID = fmt.Sprintf("%d", 0xA0000+i)
+			part = fmt.Sprintf("%X", 0xA0000+i)
+		}
+		wg.Go(func() {
+			if _, err := store.Record(ctx, []Outcome{sentWithParts(ids[i], part)}); err != nil {
+				t.Error(err)
+			}
+		})
+		wg.Go(func() {
+			if err := store.RecordReceipts(ctx, []carrier.Receipt{rec}); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	unsettled := 0
+	for _, id := range ids {
+		if finalStatus(t, store, id) != sms.StatusDelivered {
+			unsettled++
+		}
+	}
+	if unsettled > 0 {
+		t.Errorf("%d of %d messages unsettled after their receipt and outcome were recorded at once", unsettled, n)
 	}
 }

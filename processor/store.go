@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"hash/fnv"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -249,6 +251,9 @@ func recordParts(ctx context.Context, tx *sqlx.Tx, ids, msgs []string, retries, 
 			alts[i] = forms[1]
 		}
 	}
+	if err := lockCarrierIDs(ctx, tx, ids, alts); err != nil {
+		return err
+	}
 	err := tx.SelectContext(ctx, &matched, `
         WITH p AS (
             INSERT INTO processor.carrier_parts (carrier_id, message_id, retry, part)
@@ -270,6 +275,35 @@ func recordParts(ctx context.Context, tx *sqlx.Tx, ids, msgs []string, retries, 
 		tries[i] = Try{m.ID, m.Retry}
 	}
 	return settle(ctx, tx, tries)
+}
+
+// carrierIDLocks is the namespace (the upper 32 bits) of the advisory
+// locks on carrier ids.
+const carrierIDLocks = 0x534d5343 // "SMSC"
+
+// lockCarrierIDs takes a transaction-scoped lock on each carrier id (in
+// every form given), in one order. Storing a try's parts and storing a
+// receipt for one of them each look for the other: without the lock, two
+// transactions doing so at once would each miss the other's uncommitted
+// row, leaving the receipt unmatched for good. With it, the second waits
+// for the first to commit, and its next statement sees the first's rows.
+func lockCarrierIDs(ctx context.Context, tx sqlx.ExecerContext, forms ...[]string) error {
+	var keys []int64
+	for _, ids := range forms {
+		for _, id := range ids {
+			if id != "" {
+				h := fnv.New32a()
+				_, _ = h.Write([]byte(id))
+				keys = append(keys, carrierIDLocks<<32|int64(h.Sum32()))
+			}
+		}
+	}
+	slices.Sort(keys)
+	keys = slices.Compact(keys)
+	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) AS k`, pq.Array(keys)); err != nil {
+		return fmt.Errorf("lock carrier ids: %w", err)
+	}
+	return nil
 }
 
 // settleSQL settles tries whose receipts say enough: UNDELIVERED as soon as
@@ -327,6 +361,9 @@ func (s *Store) RecordReceipts(ctx context.Context, rs []carrier.Receipt) error 
 		statuses[i], states[i], errs[i], done[i] = string(r.Status), r.State, r.Err, r.DoneAt.Format(time.RFC3339Nano)
 	}
 	return s.inTx(ctx, func(tx *sqlx.Tx) error {
+		if err := lockCarrierIDs(ctx, tx, ids, alts); err != nil {
+			return err
+		}
 		var matched []struct {
 			ID    uuid.UUID `db:"message_id"`
 			Retry int       `db:"retry"`
