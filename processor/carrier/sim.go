@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -51,7 +52,10 @@ type Simulator struct {
 	lc  platform.Lifecycle
 	// later holds what is sent back after a delay, until Stop.
 	later chan backLater
-	seq   atomic.Uint64
+	// prefix starts every part id this simulator gives, so that replicas
+	// (each counting seq from 0) never give the same id.
+	prefix uint32
+	seq    atomic.Uint64
 }
 
 // backLater is a receipt or reply due at a time.
@@ -63,7 +67,7 @@ type backLater struct {
 
 // NewSimulator returns a simulated carrier.
 func NewSimulator(cfg SimulatorConfig) *Simulator {
-	return &Simulator{cfg: cfg, later: make(chan backLater, 65536)}
+	return &Simulator{cfg: cfg, later: make(chan backLater, 65536), prefix: rand.Uint32() >> 8}
 }
 
 // Start sends receipts and replies until Stop. A simulator that is not
@@ -74,7 +78,27 @@ func (s *Simulator) Start(ctx context.Context) error { return s.lc.Start(ctx, s.
 // that went away would drop it. Safe to call twice.
 func (s *Simulator) Stop() { _ = s.lc.Stop() }
 
+// sendBackWorkers is how many receipts and replies are handed to the sink
+// at once: the sink commits them in groups, so one at a time would cap
+// them at one per commit.
+const sendBackWorkers = 32
+
 func (s *Simulator) run(ctx context.Context) error {
+	due := make(chan backLater)
+	var wg sync.WaitGroup
+	for range sendBackWorkers {
+		wg.Go(func() {
+			for b := range due {
+				if err := s.send(ctx, b); err != nil && ctx.Err() == nil {
+					// Not taken: try again shortly, as an SMSC resends.
+					b.at = time.Now().Add(time.Second)
+					s.sendBack(b)
+				}
+			}
+		})
+	}
+	defer wg.Wait()
+	defer close(due)
 	var pending backHeap
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
@@ -91,11 +115,11 @@ func (s *Simulator) run(ctx context.Context) error {
 			heap.Push(&pending, b)
 		case <-timer.C:
 			for len(pending) > 0 && !pending[0].at.After(time.Now()) {
-				b := heap.Pop(&pending).(backLater)
-				if err := s.send(ctx, b); err != nil && ctx.Err() == nil {
-					// Not taken: try again shortly, as an SMSC resends.
-					b.at = time.Now().Add(time.Second)
-					heap.Push(&pending, b)
+				select {
+				case due <- pending[0]:
+					heap.Pop(&pending)
+				case <-ctx.Done():
+					return nil
 				}
 			}
 		}
@@ -151,10 +175,11 @@ func (s *Simulator) Submit(ctx context.Context, req sms.SendRequest, attempt int
 	if s.cfg.Sink == nil || !s.cfg.Receipts {
 		return Accepted{}, nil
 	}
-	// Part ids in hex, as many SMSCs give them.
+	// Part ids in hex, as many SMSCs give them: 64 bits, this
+	// simulator's prefix, then a count with a random byte.
 	parts := make([]string, max(req.Segments, 1))
 	for i := range parts {
-		parts[i] = fmt.Sprintf("%X", s.seq.Add(1)<<8|uint64(rand.N(256)))
+		parts[i] = fmt.Sprintf("%06X%010X", s.prefix, (s.seq.Add(1)<<8|uint64(rand.N(256)))&(1<<40-1))
 	}
 	status := sms.StatusDelivered
 	switch x := rand.Float64(); {
