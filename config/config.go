@@ -35,6 +35,12 @@ type Kafka struct {
 	Partitions int32 `mapstructure:"kafka-partitions" flag:"partitions when the API creates the topics"`
 	// ReplicationFactor is used when the topic is created. Defaults to 1.
 	ReplicationFactor int16 `mapstructure:"kafka-replication-factor" flag:"replication factor when the API creates the topics"`
+	// MinInsyncReplicas is the topics' min.insync.replicas when the API
+	// creates them: with acks=all, a write is acknowledged once this many
+	// replicas have it. Defaults to 0: the replication factor minus one
+	// when it is 3 or more (one broker may die without losing an
+	// acknowledged record, and writes go on), else the brokers' default.
+	MinInsyncReplicas int16 `mapstructure:"kafka-min-insync-replicas" flag:"min.insync.replicas when the API creates the topics (0: replication factor - 1 from a factor of 3)"`
 }
 
 // API configures `smsctl serve api`.
@@ -102,6 +108,13 @@ type API struct {
 	RateLimit float64 `mapstructure:"rate-limit" flag:"requests per second allowed per API key (sustained)"`
 	// RateBurst is the burst allowed per API key. Defaults to 2000.
 	RateBurst int `mapstructure:"rate-burst" flag:"requests allowed per API key in a burst"`
+	// RateLimitShared keeps each key's bucket in PostgreSQL for every API
+	// replica (a client spreading requests over replicas gets its limit,
+	// not a multiple); false keeps one bucket per replica. Defaults to true.
+	RateLimitShared bool `mapstructure:"rate-limit-shared" flag:"share each API key's rate limit across API replicas through PostgreSQL"`
+	// RateLimitChunk is how many tokens a replica takes from a shared
+	// bucket at once (0: rate-limit/20, at most rate-burst/10).
+	RateLimitChunk int `mapstructure:"rate-limit-chunk" flag:"tokens an API replica takes from a shared rate-limit bucket at once (0: automatic)"`
 	// AuthFailureRate is how many failed authentications per second a
 	// client address may sustain once past AuthFailureBurst; beyond it,
 	// keys the API has not verified before get 429 without a database
@@ -112,6 +125,18 @@ type API struct {
 	AuthFailureBurst int `mapstructure:"auth-failure-burst" flag:"failed authentications allowed per client address in a burst"`
 	// ShutdownTimeout bounds the graceful shutdown. Defaults to 20s.
 	ShutdownTimeout time.Duration `mapstructure:"shutdown-timeout" flag:"time allowed for a graceful shutdown"`
+}
+
+// TopicMinInsync is the min.insync.replicas the API gives the topics it
+// creates, or 0 for the brokers' default.
+func (k Kafka) TopicMinInsync() int16 {
+	switch {
+	case k.MinInsyncReplicas > 0:
+		return k.MinInsyncReplicas
+	case k.ReplicationFactor >= 3:
+		return k.ReplicationFactor - 1
+	}
+	return 0
 }
 
 // DefaultAPI returns the API configuration with every default filled in.
@@ -134,6 +159,7 @@ func DefaultAPI() API {
 		RequeueAfter:     5 * time.Minute,
 		RateLimit:        1000,
 		RateBurst:        2000,
+		RateLimitShared:  true,
 		AuthFailureRate:  1,
 		AuthFailureBurst: 20,
 		ShutdownTimeout:  20 * time.Second,
@@ -176,6 +202,7 @@ func (c API) Validate() error {
 		atLeast("requeue-after", c.RequeueAfter, MinRequeueAfter),
 		positiveFloat("rate-limit", c.RateLimit),
 		positive("rate-burst", c.RateBurst),
+		between("rate-limit-chunk", c.RateLimitChunk, 0, max(c.RateBurst, 1)),
 		positiveFloat("auth-failure-rate", c.AuthFailureRate),
 		positive("auth-failure-burst", c.AuthFailureBurst),
 		atLeast("shutdown-timeout", c.ShutdownTimeout, MinShutdownTimeout),
@@ -405,6 +432,9 @@ func (k Kafka) validate(brokersRequired bool) error {
 	}
 	if k.Partitions < 1 {
 		errs = append(errs, fmt.Errorf("kafka-partitions: must be at least 1, got %d", k.Partitions))
+	}
+	if k.MinInsyncReplicas < 0 || k.MinInsyncReplicas > k.ReplicationFactor {
+		errs = append(errs, fmt.Errorf("kafka-min-insync-replicas: must be 0 (automatic) to the replication factor (%d), got %d", k.ReplicationFactor, k.MinInsyncReplicas))
 	}
 	if k.ReplicationFactor < 1 {
 		errs = append(errs, fmt.Errorf("kafka-replication-factor: must be at least 1, got %d", k.ReplicationFactor))

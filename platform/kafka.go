@@ -34,8 +34,14 @@ func NewKafkaClient(brokers []string, logger zerolog.Logger, opts ...kgo.Opt) (*
 
 // EnsureTopics creates topics that do not exist yet.
 func EnsureTopics(ctx context.Context, cl *kgo.Client, partitions int32, replication int16, topics ...string) error {
+	return EnsureTopicsWith(ctx, cl, partitions, replication, nil, topics...)
+}
+
+// EnsureTopicsWith is EnsureTopics with topic configs (such as
+// min.insync.replicas) for the topics it creates.
+func EnsureTopicsWith(ctx context.Context, cl *kgo.Client, partitions int32, replication int16, configs map[string]*string, topics ...string) error {
 	adm := kadm.NewClient(cl)
-	resp, err := adm.CreateTopics(ctx, partitions, replication, nil, topics...)
+	resp, err := adm.CreateTopics(ctx, partitions, replication, configs, topics...)
 	if err != nil {
 		return fmt.Errorf("create topics: %w", err)
 	}

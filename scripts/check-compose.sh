@@ -41,7 +41,9 @@
 # its dependencies (~1-2 minutes), later runs take a second.
 #
 # If a `docker compose` (v2) CLI plugin happens to be installed, its
-# `docker compose config -q` runs as well.
+# `docker compose config -q` runs as well; if HAProxy is installed, so does
+# `haproxy -c` on deploy/haproxy.cfg (the proxy in front of the API
+# replicas).
 #
 # Exit status: 0 valid, 1 invalid files, 2 usage or tool error.
 
@@ -520,6 +522,19 @@ if docker compose version >/dev/null 2>&1; then
   else
     echo "INVALID according to docker compose config -q:" >&2
     echo "$out" >&2
+    status=1
+  fi
+fi
+
+# Bonus: the proxy's configuration, when HAProxy is installed here
+# (apt-get install haproxy). Outside Docker the replicas' name does not
+# resolve: those warnings are expected, errors are not.
+if [ -f "$ROOT/deploy/haproxy.cfg" ] && command -v haproxy >/dev/null 2>&1; then
+  if out="$(haproxy -c -f "$ROOT/deploy/haproxy.cfg" 2>&1)"; then
+    echo "ok   haproxy -c: $ROOT/deploy/haproxy.cfg ($(haproxy -v | head -1 | cut -d' ' -f1-3))"
+  else
+    echo "INVALID according to haproxy -c:" >&2
+    grep -v "could not resolve address" <<<"$out" >&2
     status=1
   fi
 fi

@@ -80,6 +80,12 @@ type Config struct {
 	// RateLimit and RateBurst bound requests per API key.
 	RateLimit float64
 	RateBurst int
+	// SharedLimits, when set, keeps the per-key buckets where every API
+	// replica takes from them (SharedLimiter); nil keeps them in this
+	// process.
+	SharedLimits SharedBuckets
+	// RateLimitChunk is SharedLimitConfig.Chunk (0: its default).
+	RateLimitChunk int
 	// AuthFailureRate and AuthFailureBurst bound failed authentications
 	// per client address: past the burst, keys this process has not
 	// verified before get 429 without a lookup.
@@ -110,7 +116,7 @@ type Handler struct {
 	sender  Sender
 	backlog Backlog
 	auth    Authenticator
-	limits  *limiter
+	limits  keyLimiter
 	// failures counts failed authentications per client address.
 	failures *limiter
 	cfg      Config
@@ -136,6 +142,9 @@ func NewHandler(store Store, sender Sender, backlog Backlog, auth Authenticator,
 	h := &Handler{store: store, sender: sender, backlog: backlog, auth: auth, cfg: cfg, log: log,
 		limits: newLimiter(cfg.RateLimit, cfg.RateBurst), failures: newLimiter(cfg.AuthFailureRate, cfg.AuthFailureBurst),
 		tracer: cfg.Tracer.Tracer("github.com/smsctl/smsctl/sms"), phones: sms.NewPhoneCache(100_000)}
+	if cfg.SharedLimits != nil {
+		h.limits = NewSharedLimiter(cfg.SharedLimits, SharedLimitConfig{Rate: cfg.RateLimit, Burst: cfg.RateBurst, Chunk: cfg.RateLimitChunk}, log)
+	}
 	h.metrics = apiMetrics{
 		accepted: prometheus.NewCounter(prometheus.CounterOpts{Name: "sms_accepted_total", Help: "Messages accepted (202) and committed."}),
 		sent:     prometheus.NewCounter(prometheus.CounterOpts{Name: "sms_sent_total", Help: "Messages that reached SENT."}),

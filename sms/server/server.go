@@ -10,6 +10,7 @@ import (
 	"maps"
 	"net"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -88,8 +89,13 @@ func New(ctx context.Context, cfg config.API, log zerolog.Logger, tp trace.Trace
 	s.writer = postgres.NewWriter(s.store, cfg.WriterWorkers, cfg.WriterBatch, reg)
 	keys := postgres.NewKeys(db, cfg.KeyCacheTTL)
 	s.suppressions = postgres.NewSuppressions(db, cfg.DatabaseURL, log)
+	var shared smshttp.SharedBuckets
+	if cfg.RateLimitShared {
+		shared = postgres.NewRateLimits(db)
+	}
 	h := smshttp.NewHandler(s.store, s.writer, s.relay, keys, smshttp.Config{
 		InternalToken: cfg.InternalToken, MaxBacklog: cfg.OutboxMaxBacklog, RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst,
+		SharedLimits: shared, RateLimitChunk: cfg.RateLimitChunk,
 		AuthFailureRate: cfg.AuthFailureRate, AuthFailureBurst: cfg.AuthFailureBurst, Tracer: tp,
 		OptOuts: s.suppressions,
 	}, log, reg)
@@ -318,7 +324,12 @@ func (s *Server) ensureTopics(ctx context.Context) {
 	for backoff := time.Second; ; backoff = min(2*backoff, 30*time.Second) {
 		tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		topics := slices.Collect(maps.Values(sms.PriorityTopics(s.cfg.Topic)))
-		err := platform.EnsureTopics(tctx, s.kafka, s.cfg.Partitions, s.cfg.ReplicationFactor, append(topics, s.cfg.DLQTopic)...)
+		var configs map[string]*string
+		if n := s.cfg.TopicMinInsync(); n > 0 {
+			v := strconv.Itoa(int(n))
+			configs = map[string]*string{"min.insync.replicas": &v}
+		}
+		err := platform.EnsureTopicsWith(tctx, s.kafka, s.cfg.Partitions, s.cfg.ReplicationFactor, configs, append(topics, s.cfg.DLQTopic)...)
 		cancel()
 		if err == nil {
 			s.warnFewerPartitions(ctx)
