@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
 
 	"github.com/smsctl/smsctl/sms"
@@ -57,7 +58,14 @@ func (h *Handler) retry(c echo.Context) error {
 
 // DispatchRequest is the body of POST /v1/internal/dispatch.
 type DispatchRequest struct {
-	Claims []sms.Claim `json:"claims"`
+	Claims []claimBody `json:"claims"`
+}
+
+// claimBody is one claim as sent: pointers, so that a missing or null
+// message_id or retry is refused rather than read as zero.
+type claimBody struct {
+	MessageID *uuid.UUID `json:"message_id"`
+	Retry     *int       `json:"retry"`
 }
 
 // DispatchResponse answers each claim, in the order of the request.
@@ -77,15 +85,18 @@ func (h *Handler) dispatch(c echo.Context) error {
 	if len(req.Claims) == 0 || len(req.Claims) > MaxClaims {
 		v.Add("claims", "must hold 1 to 5000 claims")
 	}
+	claims := make([]sms.Claim, len(req.Claims))
 	for i, cl := range req.Claims {
-		if cl.MessageID == [16]byte{} || cl.Retry < 0 || cl.Retry > sms.MaxRetry {
+		if cl.MessageID == nil || *cl.MessageID == (uuid.UUID{}) || cl.Retry == nil || *cl.Retry < 0 || *cl.Retry > sms.MaxRetry {
 			v.Add("claims["+strconv.Itoa(i)+"]", fmt.Sprintf("needs a message_id and a retry of 0 to %d", sms.MaxRetry))
+			continue
 		}
+		claims[i] = sms.Claim{MessageID: *cl.MessageID, Retry: *cl.Retry}
 	}
 	if err := v.Err(); err != nil {
 		return err
 	}
-	res, err := h.store.Dispatch(c.Request().Context(), req.Claims)
+	res, err := h.store.Dispatch(c.Request().Context(), claims)
 	if err != nil {
 		return err
 	}
