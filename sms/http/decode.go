@@ -58,6 +58,11 @@ func DecodeJSON(body []byte, dst any) error {
 	if hasLoneSurrogate(body) {
 		return sms.Invalid("body", "must not contain an unpaired UTF-16 surrogate escape (\\uD800 to \\uDFFF); it is not a character")
 	}
+	// encoding/json leaves a struct untouched for null: it would pass
+	// as an empty object, and PUT would reset settings to their defaults.
+	if bytes.Equal(bytes.TrimSpace(body), []byte("null")) {
+		return sms.Malformed("expected a JSON object, got null")
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	if err := dec.Decode(dst); err != nil {
 		if errors.Is(err, io.EOF) {

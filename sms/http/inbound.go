@@ -115,7 +115,7 @@ func (h *Inbound) receive(c echo.Context) error {
 			v.Add("received_at", "must be an RFC 3339 timestamp")
 			badTime = true
 		}
-		r.ReceivedAt = at
+		r.ReceivedAt = at.UTC() // PostgreSQL refuses offsets past ±15:59
 	}
 	r, err := r.Normalize()
 	var ve *sms.ValidationError
@@ -235,6 +235,7 @@ func parseInboundFilter(rawQuery string) (sms.InboundFilter, error) {
 			v.Add(name, "must be one RFC 3339 timestamp")
 			return nil
 		}
+		t = t.UTC() // PostgreSQL refuses offsets past ±15:59
 		return &t
 	}
 	f.From, f.To = phone("from"), phone("to")

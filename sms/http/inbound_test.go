@@ -266,7 +266,7 @@ func TestInternalInbound(t *testing.T) {
 	}
 
 	unrouted := a.do(t, http.MethodPost, "/v1/internal/inbound", testInternalToken, map[string]any{
-		"from": handset, "to": "+1 415 555 0199", "text": "hi", "received_at": "2026-01-01T00:00:00Z", "carrier_message_id": "mo-x"})
+		"from": handset, "to": "+1 415 555 0199", "text": "hi", "received_at": "2026-01-01T00:00:00-22:20", "carrier_message_id": "mo-x"}) // an offset PostgreSQL refuses
 	want(t, unrouted, http.StatusOK)
 	if res := decodeAs[sms.InboundResult](t, unrouted); res.AccountRouted || res.Keyword != nil {
 		t.Errorf("%v: want unrouted", unrouted)
@@ -373,6 +373,10 @@ func TestInboundMessagesRoute(t *testing.T) {
 	}
 	if p := page(a.key, "?to="+url.QueryEscape(ourNumber)+"&since=2026-02-01T10:02:00Z&until=2026-02-01T10:05:00Z"); !slices.Equal(idsOf(p), ids[2:5]) {
 		t.Errorf("10:02 to 10:05: %v, want %v", idsOf(p), ids[2:5])
+	}
+	// The same window with offsets PostgreSQL refuses (past ±15:59).
+	if p := page(a.key, "?to="+url.QueryEscape(ourNumber)+"&since="+url.QueryEscape("2026-02-02T02:22:00+16:20")+"&until="+url.QueryEscape("2026-01-31T12:05:00-22:00")); !slices.Equal(idsOf(p), ids[2:5]) {
+		t.Errorf("10:02 to 10:05 with offsets ±16:20 and -22:00: %v, want %v", idsOf(p), ids[2:5])
 	}
 	if p := page(a.otherKey, ""); p.TotalCount != 0 || len(p.InboundMessages) != 0 {
 		t.Errorf("the other account lists %+v", p)
@@ -511,6 +515,8 @@ func TestKeywordSettingsRoutes(t *testing.T) {
 		!slices.Equal(s.StartWords, sms.DefaultStartWords) {
 		t.Errorf("after PUT: %v", r)
 	}
+	// null is not "every field left out": it would reset the settings.
+	wantProblem(t, a.do(t, http.MethodPut, "/v1/keyword-settings", a.key, json.RawMessage("null")), http.StatusBadRequest)
 	wantViolations(t, a.do(t, http.MethodPut, "/v1/keyword-settings", a.key, map[string]any{"stop_words": []string{"QUIT"}, "help_reply": "stop"}), "stop_words")
 	wantViolations(t, a.do(t, http.MethodPut, "/v1/keyword-settings", a.key, map[string]any{"stop_words": []string{"STOP", "ARRET"}, "help_reply": "arret"}), "help_reply")
 	// The other account keeps the defaults.

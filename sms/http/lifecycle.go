@@ -62,7 +62,7 @@ type DispatchRequest struct {
 }
 
 // claimBody is one claim as sent: pointers, so that a missing or null
-// message_id or retry is refused rather than read as zero.
+// message_id is refused rather than read as the nil UUID.
 type claimBody struct {
 	MessageID *uuid.UUID `json:"message_id"`
 	Retry     *int       `json:"retry"`
@@ -87,11 +87,15 @@ func (h *Handler) dispatch(c echo.Context) error {
 	}
 	claims := make([]sms.Claim, len(req.Claims))
 	for i, cl := range req.Claims {
-		if cl.MessageID == nil || *cl.MessageID == (uuid.UUID{}) || cl.Retry == nil || *cl.Retry < 0 || *cl.Retry > sms.MaxRetry {
+		retry := 0 // absent or null: the first try, as the document says
+		if cl.Retry != nil {
+			retry = *cl.Retry
+		}
+		if cl.MessageID == nil || *cl.MessageID == (uuid.UUID{}) || retry < 0 || retry > sms.MaxRetry {
 			v.Add("claims["+strconv.Itoa(i)+"]", fmt.Sprintf("needs a message_id and a retry of 0 to %d", sms.MaxRetry))
 			continue
 		}
-		claims[i] = sms.Claim{MessageID: *cl.MessageID, Retry: *cl.Retry}
+		claims[i] = sms.Claim{MessageID: *cl.MessageID, Retry: retry}
 	}
 	if err := v.Err(); err != nil {
 		return err

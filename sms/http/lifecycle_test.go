@@ -327,10 +327,14 @@ func TestInternalEdgeInputs(t *testing.T) {
 	}
 	wantViolations(t, report(`,"retry":2147483648`), "retry")
 	wantViolations(t, a.do(t, http.MethodPost, "/v1/internal/dispatch", `{"claims":[{"message_id":"`+m.ID.String()+`","retry":2147483648}]}`, withInternalToken()), "claims[0]")
-	// A null or missing retry is not read as 0 (schemathesis found it).
-	wantViolations(t, a.do(t, http.MethodPost, "/v1/internal/dispatch", `{"claims":[{"message_id":"`+m.ID.String()+`","retry":null}]}`, withInternalToken()), "claims[0]")
-	wantViolations(t, a.do(t, http.MethodPost, "/v1/internal/dispatch", `{"claims":[{"message_id":"`+m.ID.String()+`"}]}`, withInternalToken()), "claims[0]")
+	// A null or missing message_id is refused, not read as the nil UUID;
+	// a null retry is the first try, as the document says.
 	wantViolations(t, a.do(t, http.MethodPost, "/v1/internal/dispatch", `{"claims":[{"message_id":null,"retry":0}]}`, withInternalToken()), "claims[0]")
+	wantViolations(t, a.do(t, http.MethodPost, "/v1/internal/dispatch", `{"claims":[{"retry":0}]}`, withInternalToken()), "claims[0]")
+	fresh := a.send(t, hello)
+	if r := a.do(t, http.MethodPost, "/v1/internal/dispatch", `{"claims":[{"message_id":"`+fresh.ID.String()+`","retry":null}]}`, withInternalToken()); r.Status != http.StatusOK || !strings.Contains(string(r.Body), `"verdict":"send"`) {
+		t.Fatalf("dispatch with retry null: %d %s", r.Status, r.Body)
+	}
 	wantViolations(t, report(`,"carrier_message_id":"a\u0000b"`), "carrier_message_id")
 	wantViolations(t, report(`,"attempts":[{"attempt":1,"at":"2026-01-01T00:00:00Z","result":"accepted","error":"x\u0000"}]`), "attempts[0].error")
 	wantViolations(t, report(`,"parts":[{"carrier_id":"\u0000","status":"DELIVERED"}]`), "parts[0].carrier_id")

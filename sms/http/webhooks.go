@@ -261,7 +261,8 @@ func (h *Webhooks) replay(c echo.Context) error {
 	case req.Since.After(time.Now()):
 		return sms.Invalid("since", "must not be in the future")
 	}
-	n, err := h.store.Replay(c.Request().Context(), accountOf(c), id, *req.Since)
+	// UTC: PostgreSQL refuses offsets past ±15:59, which RFC 3339 allows.
+	n, err := h.store.Replay(c.Request().Context(), accountOf(c), id, req.Since.UTC())
 	if err != nil {
 		return err
 	}

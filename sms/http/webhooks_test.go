@@ -162,6 +162,10 @@ func TestWebhookEndpointsAPI(t *testing.T) {
 	if status, _ := a.call(t, 1, "POST", "/v1/webhook-endpoints/"+id+"/replay", `{"since": "2020-01-01T00:00:00Z"}`, &replay); status != http.StatusAccepted || replay.Queued == nil {
 		t.Errorf("replay: %d %+v", status, replay)
 	}
+	// An offset PostgreSQL refuses (past ±15:59) is still a valid time.
+	if status, _ := a.call(t, 1, "POST", "/v1/webhook-endpoints/"+id+"/replay", `{"since": "2000-11-13T23:39:59.268-22:20"}`, &replay); status != http.StatusAccepted {
+		t.Errorf("replay since -22:20: %d %+v", status, replay)
+	}
 	var log struct {
 		Deliveries []map[string]any `json:"deliveries"`
 		NextAfter  *string          `json:"next_after"`
