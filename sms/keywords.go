@@ -367,8 +367,11 @@ func (r InboundReport) Normalize() (InboundReport, error) {
 	case strings.ContainsRune(r.Text, 0):
 		v.Add("text", "must not contain NUL characters")
 	}
-	if r.ReceivedAt.IsZero() {
+	switch {
+	case r.ReceivedAt.IsZero():
 		v.Add("received_at", "required, an RFC 3339 timestamp")
+	case !StorableTime(r.ReceivedAt):
+		v.Add("received_at", storableTimeRule)
 	}
 	out.ReceivedAt = r.ReceivedAt.UTC().Truncate(time.Microsecond)
 	id := strings.TrimSpace(r.CarrierMessageID)

@@ -259,6 +259,9 @@ func (r DeliveryReport) Validate() error {
 		prefix := fmt.Sprintf("attempts[%d].", i)
 		refuseNUL(&v, prefix+"result", a.Result)
 		refuseNUL(&v, prefix+"error", a.Error)
+		if !a.At.IsZero() && !StorableTime(a.At) {
+			v.Add(prefix+"at", storableTimeRule)
+		}
 	}
 	if len(r.Parts) > 255 {
 		v.Add("parts", "must hold at most 255 parts")
@@ -269,14 +272,30 @@ func (r DeliveryReport) Validate() error {
 		refuseNUL(&v, prefix+"status", string(p.Status))
 		refuseNUL(&v, prefix+"state", p.State)
 		refuseNUL(&v, prefix+"err", p.Err)
+		if p.DoneAt != nil && !StorableTime(*p.DoneAt) {
+			v.Add(prefix+"done_at", storableTimeRule)
+		}
 	}
 	if utf8.RuneCountInString(r.Traceparent) > MaxTraceparent {
 		v.Add("traceparent", fmt.Sprintf("must be at most %d characters", MaxTraceparent))
 	}
-	if r.ProcessedAt.IsZero() {
+	switch {
+	case r.ProcessedAt.IsZero():
 		v.Add("processed_at", "required, an RFC 3339 timestamp")
+	case !StorableTime(r.ProcessedAt):
+		v.Add("processed_at", storableTimeRule)
 	}
 	return v.Err()
+}
+
+const storableTimeRule = "must be between 0001-01-01 and 9999-12-31 in UTC"
+
+// StorableTime reports whether t, in UTC, falls in years 1 to 9999: RFC
+// 3339 offsets can carry 0001-01-01T00:00:00+01:00 into year 0, which
+// PostgreSQL refuses.
+func StorableTime(t time.Time) bool {
+	y := t.UTC().Year()
+	return y >= 1 && y <= 9999
 }
 
 // refuseNUL adds a violation when s holds a NUL, which PostgreSQL text

@@ -1624,6 +1624,10 @@ func TestDeliveryReports(t *testing.T) {
 			{"empty reason on a SENT report", `{"message_id":"` + id + `","status":"SENT","failure_reason":"","processed_at":"` + now + `"}`, []string{"failure_reason"}},
 			{"NUL in the reason", `{"message_id":"` + id + `","status":"FAILED","failure_reason":"a\u0000b","processed_at":"` + now + `"}`, []string{"failure_reason"}},
 			{"the zero time", `{"message_id":"` + id + `","status":"SENT","processed_at":"0001-01-01T00:00:00Z"}`, []string{"processed_at"}},
+			// Valid RFC 3339 in year 0 once in UTC, which PostgreSQL refuses (schemathesis found it).
+			{"before year 1 in UTC", `{"message_id":"` + id + `","status":"SENT","processed_at":"0001-01-01T00:00:00+01:00"}`, []string{"processed_at"}},
+			{"an attempt before year 1 in UTC", `{"message_id":"` + id + `","status":"SENT","processed_at":"` + now + `","attempts":[{"attempt":1,"at":"0001-01-01T00:30:00+01:00","result":"accepted"}]}`, []string{"attempts[0].at"}},
+			{"a part done after 9999 in UTC", `{"message_id":"` + id + `","status":"SENT","processed_at":"` + now + `","parts":[{"carrier_id":"c1","status":"DELIVERED","done_at":"9999-12-31T23:00:00-05:00"}]}`, []string{"parts[0].done_at"}},
 			{"traceparent null", `{"message_id":"` + id + `","status":"SENT","processed_at":"` + now + `","traceparent":null}`, []string{"traceparent"}},
 			{"bad uuid", `{"message_id":"not-a-uuid","status":"SENT","processed_at":"` + now + `"}`, []string{"message_id"}},
 			{"uuid without dashes", `{"message_id":"` + strings.Repeat("a", 32) + `","status":"SENT","processed_at":"` + now + `"}`, []string{"message_id"}},

@@ -300,6 +300,7 @@ func TestInternalInbound(t *testing.T) {
 		{"text too long", with("text", strings.Repeat("a", 1601)), []string{"text"}},
 		{"text with NUL", with("text", "a\x00"), []string{"text"}},
 		{"received_at not RFC 3339", with("received_at", "yesterday"), []string{"received_at"}},
+		{"received_at in year 0 in UTC", with("received_at", "0001-01-01T00:00:00+01:00"), []string{"received_at"}},
 		{"carrier id too long", with("carrier_message_id", strings.Repeat("i", 129)), []string{"carrier_message_id"}},
 		{"text of the wrong type", with("text", 5), []string{"text"}},
 	} {

@@ -71,9 +71,6 @@ func (in reportInput) report(prefix string, v *sms.ValidationError) sms.Delivery
 		case err != nil:
 			v.Add(prefix+"processed_at", "must be an RFC 3339 timestamp")
 			bad["processed_at"] = true
-		case at.IsZero():
-			v.Add(prefix+"processed_at", "must be a time after 0001-01-01T00:00:00Z")
-			bad["processed_at"] = true
 		}
 		// PostgreSQL refuses offsets beyond ±15:59, which RFC 3339 allows.
 		r.ProcessedAt = at.UTC()
