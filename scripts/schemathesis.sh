@@ -4,10 +4,15 @@
 # against a real `smsctl serve api` on a throwaway PostgreSQL database, with
 # every check, positive and negative data, the examples, coverage, fuzzing
 # and stateful (links) phases, two accounts that must not see each other's
-# messages, and the internal token on the internal routes. Fails on any
+# messages, webhook endpoints, inbound messages and suppressions, and the
+# internal token on the internal routes. The API runs with
+# SMS_WEBHOOK_ALLOW_PRIVATE=true, so that webhook endpoints on loopback are
+# accepted: hooks.py points them at a receiver of its own and checks every
+# webhook request it gets (signature, body). Account A owns a number
+# (+14155550100), so inbound hand-overs to it are routed. Fails on any
 # failure not listed in scripts/schemathesis/known-false-positives.yaml.
 #
-#   scripts/schemathesis.sh                  # the whole run (1 to 2 minutes)
+#   scripts/schemathesis.sh                  # the whole run (3 to 4 minutes)
 #   scripts/schemathesis.sh --max-examples 5 # extra arguments go to `schemathesis run`
 #
 # Environment (all optional):
@@ -100,6 +105,8 @@ export SMS_DATABASE_URL=$db_url SMS_LOG_LEVEL=warn SMS_LOG_FORMAT=json
 key_a=$("$smsctl" apikey create --account schemathesis-a 2>/dev/null | tail -n 1)
 key_b=$("$smsctl" apikey create --account schemathesis-b 2>/dev/null | tail -n 1)
 [[ $key_a == sms_* && $key_b == sms_* ]] || die "apikey create did not print a key"
+number_a=+14155550100
+"$smsctl" number add --account schemathesis-a "$number_a" >"$work/number.log" 2>&1 || { cat "$work/number.log" >&2; die "number add failed"; }
 
 # --- Kafka ------------------------------------------------------------------
 if [ -n "${SMS_TEST_KAFKA_BROKERS:-}" ]; then
@@ -115,7 +122,7 @@ base=http://127.0.0.1:$port
 internal_token=$(python3 -c 'import secrets; print(secrets.token_hex(24))')
 SMS_HTTP_ADDR=127.0.0.1:$port SMS_KAFKA_BROKERS=$brokers SMS_INTERNAL_TOKEN=$internal_token \
   SMS_RATE_LIMIT=1000000 SMS_RATE_BURST=1000000 SMS_AUTH_FAILURE_RATE=1000000 SMS_AUTH_FAILURE_BURST=1000000 \
-  SMS_LOG_LEVEL=info \
+  SMS_WEBHOOK_ALLOW_PRIVATE=true SMS_LOG_LEVEL=info \
   "$smsctl" serve api >"$reports/server.log" 2>&1 &
 server_pid=$!
 for _ in $(seq 1 150); do
@@ -138,7 +145,8 @@ cat >"$work/auth.json" <<EOF
   ]
 }
 EOF
-export SMS_ST_AUTH_FILE=$work/auth.json SMS_ST_KEY_A=$key_a SMS_ST_KEY_B=$key_b SMS_ST_INTERNAL_TOKEN=$internal_token
+export SMS_ST_AUTH_FILE=$work/auth.json SMS_ST_KEY_A=$key_a SMS_ST_KEY_B=$key_b SMS_ST_INTERNAL_TOKEN=$internal_token \
+  SMS_ST_NUMBER_A=$number_a
 
 seed=${SMS_SCHEMATHESIS_SEED:-$((RANDOM * 32768 + RANDOM))}
 examples=${SMS_SCHEMATHESIS_EXAMPLES:-150}

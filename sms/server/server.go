@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
+	"github.com/labstack/echo/v4"
 	"github.com/rs/zerolog"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/plugin/kotel"
@@ -46,6 +47,8 @@ type Server struct {
 	webhooks     *webhook.Dispatcher
 	http         *platform.HTTPListener
 	internal     *platform.HTTPListener
+	routes       []*echo.Route // every route served, both listeners'
+
 	chores       platform.Lifecycle // topics, expired idempotency keys
 	closed       sync.Once
 }
@@ -146,6 +149,10 @@ func New(ctx context.Context, cfg config.API, log zerolog.Logger, tp trace.Trace
 		return nil, err
 	}
 	con.Register(e) // on the public listener: operators reach it as clients do
+	s.routes = e.Routes()
+	if internal != e {
+		s.routes = append(s.routes, internal.Routes()...)
+	}
 
 	if s.http, err = platform.NewHTTPListener(cfg.HTTPAddr, e, cfg.ShutdownTimeout); err != nil {
 		s.close()

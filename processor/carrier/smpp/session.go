@@ -37,9 +37,10 @@ var (
 )
 
 // session is one bound connection: gosmpp's Session, the submit_sm
-// awaiting their response (matched by sequence number here, not by
-// gosmpp's window, whose v0.3.1 faults are in notes/research.md), and the
-// deliver_sm awaiting the sink.
+// awaiting their response (matched by sequence number here rather than by
+// gosmpp's window, so that a timeout or a dropped connection answers each
+// waiting submit exactly once, in one place), and the deliver_sm awaiting
+// the sink.
 type session struct {
 	sess *gosmpp.Session
 	log  zerolog.Logger

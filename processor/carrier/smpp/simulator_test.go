@@ -17,7 +17,7 @@ import (
 )
 
 // These tests run the carrier against an independent SMSC, OpenSMPP's
-// simulator, started by scripts/smsc.sh (notes/smsc.md describes how it
+// simulator, started by scripts/smsc.sh (its header describes how it
 // behaves). It answers about three PDUs a second per bind and sends
 // receipts in batches every 5 s, so the tests send little.
 
