@@ -49,8 +49,8 @@ type Server struct {
 	internal     *platform.HTTPListener
 	routes       []*echo.Route // every route served, both listeners'
 
-	chores       platform.Lifecycle // topics, expired idempotency keys
-	closed       sync.Once
+	chores platform.Lifecycle // topics, expired idempotency keys
+	closed sync.Once
 }
 
 // New connects to PostgreSQL and Kafka, builds the API and binds its
