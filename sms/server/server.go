@@ -47,10 +47,9 @@ type Server struct {
 	webhooks     *webhook.Dispatcher
 	http         *platform.HTTPListener
 	internal     *platform.HTTPListener
-	routes       []*echo.Route // every route served, both listeners'
-
-	chores platform.Lifecycle // topics, expired idempotency keys
-	closed sync.Once
+	routes       []*echo.Route      // every route served, both listeners'
+	chores       platform.Lifecycle // topics, expired idempotency keys
+	closed       sync.Once
 }
 
 // New connects to PostgreSQL and Kafka, builds the API and binds its
