@@ -249,3 +249,90 @@ func TestSimulatorLedgerCountsCallsInProgress(t *testing.T) {
 
 // deliverErr keeps the error of a Submit.
 func deliverErr(_ Accepted, err error) error { return err }
+
+// collectSink keeps what a simulator sends back.
+type collectSink struct {
+	receipts chan Receipt
+	replies  chan Inbound
+}
+
+func (c collectSink) Receipt(_ context.Context, r Receipt) error { c.receipts <- r; return nil }
+func (c collectSink) Inbound(_ context.Context, m Inbound) error { c.replies <- m; return nil }
+
+// TestSimulatorReceiptsAndReplies: the receipt knobs at their extremes
+// give every message the status they name, one receipt per part, under the
+// part ids Submit returned; the reply knobs make every recipient answer,
+// STOP or not, from the recipient to the sender.
+func TestSimulatorReceiptsAndReplies(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name                     string
+		undelivered, expired     float64
+		replyRate, stopRate      float64
+		wantStatus               sms.Status
+		wantState, wantReplyText string
+	}{
+		{"all delivered, no replies", 0, 0, 0, 0, sms.StatusDelivered, "DELIVRD", ""},
+		{"all undelivered, every reply STOP", 1, 0, 1, 1, sms.StatusUndelivered, "UNDELIV", "STOP"},
+		{"all expired, every reply not STOP", 0, 1, 1, 0, sms.StatusExpired, "EXPIRED", "Thanks!"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			sink := collectSink{receipts: make(chan Receipt, 100), replies: make(chan Inbound, 100)}
+			sim := NewSimulator(SimulatorConfig{Sink: sink, Receipts: true, UndeliveredRate: tc.undelivered, ExpiredRate: tc.expired,
+				ReplyRate: tc.replyRate, StopRate: tc.stopRate})
+			if err := sim.Start(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(sim.Stop)
+			const messages = 5
+			want := map[string]sms.Status{} // part id -> status
+			for i := range messages {
+				req := testRequest(i)
+				req.Segments = 2
+				acc, err := sim.Submit(context.Background(), req, 1)
+				if err != nil || !acc.Receipts || len(acc.PartIDs) != 2 {
+					t.Fatalf("Submit: %+v, %v; want two part ids with receipts", acc, err)
+				}
+				want[acc.PartIDs[0]] = sms.StatusDelivered // only the last part says how it fared
+				want[acc.PartIDs[1]] = tc.wantStatus
+			}
+			for range 2 * messages {
+				select {
+				case r := <-sink.receipts:
+					status, ok := want[r.CarrierID]
+					if !ok || r.Status != status || (status == tc.wantStatus && r.State != tc.wantState) {
+						t.Errorf("receipt %+v: want part of %v with status %s", r, want, status)
+					}
+					delete(want, r.CarrierID)
+				case <-time.After(30 * time.Second):
+					t.Fatalf("receipts still missing for %v", want)
+				}
+			}
+			wantReplies := 0
+			if tc.replyRate > 0 {
+				wantReplies = messages
+			}
+			for range wantReplies {
+				select {
+				case m := <-sink.replies:
+					if m.Text != tc.wantReplyText || m.To != "+4915112345678" || !strings.HasPrefix(m.From, "+49151") {
+						t.Errorf("reply %+v: want %q from the recipient to the sender", m, tc.wantReplyText)
+					}
+				case <-time.After(30 * time.Second):
+					t.Fatal("a reply is missing")
+				}
+			}
+			if tc.replyRate == 0 {
+				// Replies are sent at the same time as receipts: with every
+				// receipt in, a reply would have been too.
+				select {
+				case m := <-sink.replies:
+					t.Errorf("reply %+v with ReplyRate 0", m)
+				default:
+				}
+			}
+		})
+	}
+}
