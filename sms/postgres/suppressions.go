@@ -12,6 +12,7 @@ import (
 	"github.com/jmoiron/sqlx"
 	"github.com/lib/pq"
 	"github.com/rs/zerolog"
+
 	"github.com/smsctl/smsctl/platform"
 	"github.com/smsctl/smsctl/sms"
 )
