@@ -174,9 +174,23 @@ func (p *platform) startAPI(extraEnv ...string) *proc {
 
 func (p *platform) startProcessor(name string, extraEnv ...string) *proc {
 	p.t.Helper()
+	pr, _ := p.startProcessorAt(name, true, extraEnv...)
+	return pr
+}
+
+// startProcessorAt starts a processor and returns it with the address of
+// its /healthz, /readyz and /metrics. With ready false it waits for
+// /healthz only: a processor that cannot bind its carrier is alive but
+// never ready.
+func (p *platform) startProcessorAt(name string, ready bool, extraEnv ...string) (*proc, string) {
+	p.t.Helper()
 	addr := freeAddr(p.t)
+	path := "/readyz"
+	if !ready {
+		path = "/healthz"
+	}
 	env := append([]string{"SMS_PROCESSOR_HTTP_ADDR=" + addr}, extraEnv...)
-	return p.start(name, "http://"+addr+"/readyz", env, "serve", "processor")
+	return p.start(name, "http://"+addr+path, env, "serve", "processor"), addr
 }
 
 // stop sends SIGTERM and waits for a clean exit.
