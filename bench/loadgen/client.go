@@ -32,6 +32,10 @@ type rawPoster struct {
 	r      *bufio.Reader
 	buf    []byte
 	dialer net.Dialer
+	// keep is how many leading bytes of each answer's body are kept in
+	// kept (0: none), for callers that read a count from the answer.
+	keep int
+	kept []byte
 }
 
 func newRawPoster(target *url.URL, auth string) *rawPoster {
@@ -77,7 +81,8 @@ func (p *rawPoster) post(body []byte, deadline time.Time) (int, error) {
 		p.close()
 		return 0, err
 	}
-	code, keep, err := readResponse(p.r)
+	p.kept = p.kept[:0]
+	code, keep, err := readResponseKeep(p.r, &p.kept, p.keep)
 	if err != nil {
 		p.close()
 		return 0, err
@@ -92,6 +97,28 @@ var errBadResponse = errors.New("malformed HTTP response")
 
 // readResponse reads one HTTP/1.1 response and discards its body.
 func readResponse(r *bufio.Reader) (code int, keepAlive bool, err error) {
+	return readResponseKeep(r, nil, 0)
+}
+
+// discardKeep discards n bytes of r, first appending up to limit of them
+// (in total) to *kept.
+func discardKeep(r *bufio.Reader, n int, kept *[]byte, limit int) error {
+	if kept != nil && len(*kept) < limit {
+		take := min(n, limit-len(*kept))
+		start := len(*kept)
+		*kept = append(*kept, make([]byte, take)...)
+		if _, err := io.ReadFull(r, (*kept)[start:]); err != nil {
+			return err
+		}
+		n -= take
+	}
+	_, err := r.Discard(n)
+	return err
+}
+
+// readResponseKeep reads one HTTP/1.1 response, appends up to limit bytes
+// of its body to *kept (when kept is not nil) and discards the rest.
+func readResponseKeep(r *bufio.Reader, kept *[]byte, limit int) (code int, keepAlive bool, err error) {
 	line, err := r.ReadSlice('\n')
 	if err != nil {
 		return 0, false, err
@@ -154,12 +181,15 @@ func readResponse(r *bufio.Reader) (code int, keepAlive bool, err error) {
 					}
 				}
 			}
-			if _, err := r.Discard(int(n) + 2); err != nil {
+			if err := discardKeep(r, int(n), kept, limit); err != nil {
+				return 0, false, err
+			}
+			if _, err := r.Discard(2); err != nil {
 				return 0, false, err
 			}
 		}
 	case length >= 0:
-		if _, err := r.Discard(int(length)); err != nil {
+		if err := discardKeep(r, int(length), kept, limit); err != nil {
 			return 0, false, err
 		}
 	case code == http.StatusNoContent || code == http.StatusNotModified || code < 200:

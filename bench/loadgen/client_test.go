@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -58,5 +59,38 @@ func TestBody(t *testing.T) {
 	want := `{"sender":"+14155550101","recipient":"+447911000001","text":"hi #3"}`
 	if got != want {
 		t.Fatalf("body = %s, want %s", got, want)
+	}
+}
+
+func TestRawPosterKeepsBodyPrefix(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body := `{"accepted":998,"rejected":2,"results":[` + strings.Repeat(`{"index":0},`, 2000) + `{}]}`
+		if r.URL.Query().Get("mode") == "chunked" {
+			w.WriteHeader(http.StatusOK)
+			w.(http.Flusher).Flush()
+			for i := 0; i < len(body); i += 7 {
+				w.Write([]byte(body[i:min(i+7, len(body))]))
+				w.(http.Flusher).Flush()
+			}
+			return
+		}
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		w.Write([]byte(body))
+	}))
+	defer srv.Close()
+	for _, mode := range []string{"", "chunked"} {
+		u, _ := url.Parse(srv.URL + "/v1/messages/batch?mode=" + mode)
+		p := newRawPoster(u, "Bearer k")
+		p.keep = 64
+		for range 2 {
+			code, err := p.post([]byte(`{}`), time.Now().Add(5*time.Second))
+			if err != nil || code != http.StatusOK {
+				t.Fatalf("mode %q: %d, %v", mode, code, err)
+			}
+			if a, r := batchCounts(p.kept); a != 998 || r != 2 || len(p.kept) != 64 {
+				t.Fatalf("mode %q: accepted %d rejected %d from %q", mode, a, r, p.kept)
+			}
+		}
+		p.close()
 	}
 }

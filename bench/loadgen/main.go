@@ -8,6 +8,10 @@
 //	loadgen drain      wait until no message is PENDING; how long it took
 //	loadgen counts     stored messages per sender and by status (the loss check)
 //	loadgen warmkafka  produce to and consume from a scratch topic (broker JIT warm-up)
+//	loadgen batch      closed-loop POST /v1/messages/batch; messages accepted per second
+//	loadgen track      post a few messages of each priority, time each until final
+//	loadgen sched      watch scheduled messages being released (stats by_status)
+//	loadgen waitsql    poll a counting query until it is low enough
 //
 // Every subcommand prints its results as key=value lines on stdout, for the
 // script, and progress on stderr.
@@ -37,6 +41,14 @@ func main() {
 		err = cmdCounts(args)
 	case "warmkafka":
 		err = cmdWarmKafka(args)
+	case "batch":
+		err = cmdBatch(args)
+	case "track":
+		err = cmdTrack(args)
+	case "sched":
+		err = cmdSched(args)
+	case "waitsql":
+		err = cmdWaitSQL(args)
 	default:
 		usage()
 	}
@@ -47,7 +59,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: loadgen run|lag|waitready|drain|counts|warmkafka [flags]  (-h for each)")
+	fmt.Fprintln(os.Stderr, "usage: loadgen run|lag|waitready|drain|counts|warmkafka|batch|track|sched|waitsql [flags]  (-h for each)")
 	os.Exit(2)
 }
 

@@ -123,8 +123,10 @@ func (g *generator) fail(i int, err error) {
 // sample is one look at end-to-end progress while load runs.
 type sample struct {
 	T        float64 // seconds since the first intended send
-	Pending  int64   // API counters
-	Final    int64   // SENT + FAILED, API counters
+	Pending  int64   // PENDING + SCHEDULED, API counters
+	Final    int64   // past PENDING (SENT and every final status), API counters
+	Receipt  int64   // settled by a receipt: DELIVERED + UNDELIVERED + EXPIRED
+	Deliv    int64   // DELIVERED
 	Lag      int64   // consumer-group lag, -1 if unknown
 	InFlight float64 // processor's sms_processor_in_flight, -1 if unknown
 	Reports  float64 // outcomes recorded by the processor, not yet acknowledged by the API (processor.deliveries), -1 if unknown
@@ -177,14 +179,14 @@ func scrapeGauges(ctx context.Context, c *http.Client, url string, names ...stri
 }
 
 func (m *monitor) take(ctx context.Context, start time.Time) {
-	s := sample{T: time.Since(start).Seconds(), Lag: -1, InFlight: -1, Reports: -1, Outbox: -1, Pending: -1, Final: -1, OK: m.ok.Load()}
+	s := sample{T: time.Since(start).Seconds(), Lag: -1, InFlight: -1, Reports: -1, Outbox: -1, Pending: -1, Final: -1, Receipt: -1, Deliv: -1, OK: m.ok.Load()}
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	var wg sync.WaitGroup
 	if m.db != nil {
 		wg.Go(func() {
-			if p, sent, failed, err := counters(ctx, m.db); err == nil {
-				s.Pending, s.Final = p, sent+failed
+			if st, err := counters(ctx, m.db); err == nil {
+				s.Pending, s.Final, s.Receipt, s.Deliv = st.NotFinal(), st.Final(), st.Receipted(), st.Delivered
 			}
 			var n int64
 			if err := m.db.QueryRowContext(ctx, `SELECT count(*) FROM processor.unreported`).Scan(&n); err == nil {
@@ -469,9 +471,9 @@ func writeSamples(path string, samples []sample) error {
 		return err
 	}
 	w := bufio.NewWriter(f)
-	fmt.Fprintln(w, "t_s,pending,final,outbox,lag,in_flight,reports_waiting,ok202")
+	fmt.Fprintln(w, "t_s,pending,final,outbox,lag,in_flight,reports_waiting,ok202,receipted,delivered")
 	for _, s := range samples {
-		fmt.Fprintf(w, "%.3f,%d,%d,%.0f,%d,%.0f,%.0f,%d\n", s.T, s.Pending, s.Final, s.Outbox, s.Lag, s.InFlight, s.Reports, s.OK)
+		fmt.Fprintf(w, "%.3f,%d,%d,%.0f,%d,%.0f,%.0f,%d,%d,%d\n", s.T, s.Pending, s.Final, s.Outbox, s.Lag, s.InFlight, s.Reports, s.OK, s.Receipt, s.Deliv)
 	}
 	if err := w.Flush(); err != nil {
 		f.Close()
@@ -514,6 +516,8 @@ func reportWindow(samples []sample, from, to float64) {
 	kv("accepted_rps_sampled", float64(b.OK-a.OK)/(b.T-a.T))
 	if a, b, ok := ends(func(s sample) bool { return s.Final >= 0 }); ok {
 		kv("final_rps_window", float64(b.Final-a.Final)/(b.T-a.T))
+		kv("receipted_rps_window", float64(b.Receipt-a.Receipt)/(b.T-a.T))
+		kv("delivered_rps_window", float64(b.Deliv-a.Deliv)/(b.T-a.T))
 		kv("pending_start", a.Pending)
 		kv("pending_end", b.Pending)
 	}

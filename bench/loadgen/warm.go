@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -54,7 +55,7 @@ func cmdWarmKafka(args []string) error {
 			}
 		}
 	})
-	produced := 0
+	produced, retries := 0, 0
 	tick := time.NewTicker(time.Duration(float64(time.Second) * float64(*batch) / float64(*rate)))
 	defer tick.Stop()
 	for ctx.Err() == nil {
@@ -65,6 +66,13 @@ func cmdWarmKafka(args []string) error {
 		if err := prod.ProduceSync(ctx, rs...).FirstErr(); err != nil {
 			if ctx.Err() != nil {
 				break
+			}
+			// A topic just created automatically may take a while to get
+			// its leader on a busy machine: retry what a producer retries.
+			if kerr.IsRetriable(err) || errors.Is(err, kerr.UnknownTopicOrPartition) {
+				retries++
+				time.Sleep(100 * time.Millisecond)
+				continue
 			}
 			return fmt.Errorf("produce: %w", err)
 		}
@@ -77,5 +85,6 @@ func cmdWarmKafka(args []string) error {
 	wg.Wait()
 	kv("produced", produced)
 	kv("consumed", consumed)
+	kv("produce_retries", retries)
 	return nil
 }
