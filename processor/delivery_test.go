@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -233,3 +234,51 @@ func TestProcessorPriorityLanes(t *testing.T) {
 }
 
 func isExists(err error) bool { return errors.Is(err, kerr.TopicAlreadyExists) }
+
+// limitedClaimer refuses a request of more claims than the API takes, as
+// the API does (400), and keeps the size of each request.
+type limitedClaimer struct {
+	fakeClaimer
+	sizes []int
+}
+
+func (l *limitedClaimer) Dispatch(ctx context.Context, claims []sms.Claim) ([]sms.ClaimResult, error) {
+	l.mu.Lock()
+	l.sizes = append(l.sizes, len(claims))
+	l.mu.Unlock()
+	if len(claims) > sms.MaxClaims {
+		return nil, fmt.Errorf("API answered 400: claims must hold 1 to %d claims, got %d", sms.MaxClaims, len(claims))
+	}
+	return l.fakeClaimer.Dispatch(ctx, claims)
+}
+
+// knowsNothing is a store with no outcome recorded.
+type knowsNothing struct{ Outcomes }
+
+func (knowsNothing) Known(context.Context, []Try) (map[Try]bool, error) { return nil, nil }
+
+// TestDecideClaimsInChunks: one fetch can hold more records than one
+// dispatch request may claim (a backlog and a large in-flight window);
+// they are claimed in requests the API takes. One request for all of them
+// was refused every time, and the processor retried it forever.
+func TestDecideClaimsInChunks(t *testing.T) {
+	t.Parallel()
+	claimer := &limitedClaimer{}
+	p := &Processor{store: knowsNothing{}, claimer: claimer}
+	todo := make([]work, 2*sms.MaxClaims+1)
+	for i := range todo {
+		todo[i].req = sms.SendRequest{MessageID: uuid.New()}
+	}
+	verdicts, err := p.decide(t.Context(), todo)
+	if err != nil {
+		t.Fatalf("decide: %v (requests of %v claims)", err, claimer.sizes)
+	}
+	if want := []int{sms.MaxClaims, sms.MaxClaims, 1}; !slices.Equal(claimer.sizes, want) {
+		t.Errorf("claim requests of %v claims, want %v", claimer.sizes, want)
+	}
+	for _, w := range todo {
+		if v := verdicts[w.req.MessageID]; v != sms.VerdictSend {
+			t.Fatalf("message %s: verdict %q, want send", w.req.MessageID, v)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -217,15 +218,20 @@ func (p *Processor) decide(ctx context.Context, todo []work) (map[uuid.UUID]sms.
 	if len(claims) == 0 || p.claimer == nil {
 		return verdicts, nil
 	}
-	cctx, cancel := context.WithTimeout(ctx, claimTimeout)
-	defer cancel()
-	res, err := p.claimer.Dispatch(cctx, claims)
-	if err != nil {
-		return nil, fmt.Errorf("claim: %w", err)
-	}
-	for _, r := range res {
-		if _, ok := verdicts[r.MessageID]; ok {
-			verdicts[r.MessageID] = r.Verdict
+	// One fetch can hold more records than the API takes claims in one
+	// request. Claims are idempotent, so when a later chunk fails, the
+	// retry of the whole set claims the earlier ones again harmlessly.
+	for chunk := range slices.Chunk(claims, sms.MaxClaims) {
+		cctx, cancel := context.WithTimeout(ctx, claimTimeout)
+		res, err := p.claimer.Dispatch(cctx, chunk)
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("claim: %w", err)
+		}
+		for _, r := range res {
+			if _, ok := verdicts[r.MessageID]; ok {
+				verdicts[r.MessageID] = r.Verdict
+			}
 		}
 	}
 	return verdicts, nil

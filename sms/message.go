@@ -144,6 +144,9 @@ type PartReceipt struct {
 	DoneAt    *time.Time `json:"done_at,omitempty"`
 }
 
+// MaxClaims is the most claims one dispatch request may hold.
+const MaxClaims = 5000
+
 // Claim asks to hand a message (one try of it) to the carrier.
 type Claim struct {
 	MessageID uuid.UUID `json:"message_id" db:"id"`

@@ -74,7 +74,7 @@ type DispatchResponse struct {
 }
 
 // MaxClaims is the most claims in one dispatch request.
-const MaxClaims = 5000
+const MaxClaims = sms.MaxClaims
 
 func (h *Handler) dispatch(c echo.Context) error {
 	var req DispatchRequest
