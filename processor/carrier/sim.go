@@ -67,7 +67,7 @@ type backLater struct {
 
 // NewSimulator returns a simulated carrier.
 func NewSimulator(cfg SimulatorConfig) *Simulator {
-	return &Simulator{cfg: cfg, later: make(chan backLater, 65536), prefix: rand.Uint32() >> 8}
+	return &Simulator{cfg: cfg, later: make(chan backLater, 4096), prefix: rand.Uint32() >> 8}
 }
 
 // Start sends receipts and replies until Stop. A simulator that is not
@@ -80,8 +80,14 @@ func (s *Simulator) Stop() { _ = s.lc.Stop() }
 
 // sendBackWorkers is how many receipts and replies are handed to the sink
 // at once: the sink commits them in groups, so one at a time would cap
-// them at one per commit.
-const sendBackWorkers = 32
+// them at one per commit. With 32, receipts fell behind a processor
+// sending at full speed (make bench, phase 3), as if the carrier were slow.
+const sendBackWorkers = 256
+
+// maxPending bounds what waits to be sent back; beyond it receipts and
+// replies are dropped, as an overloaded SMSC drops them (the processor's
+// receipt timeout covers them).
+const maxPending = 1 << 20
 
 func (s *Simulator) run(ctx context.Context) error {
 	due := make(chan backLater)
@@ -112,12 +118,16 @@ func (s *Simulator) run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case b := <-s.later:
-			heap.Push(&pending, b)
+			pending.add(b)
 		case <-timer.C:
+			// Keep taking new ones while the workers are busy: a queue left
+			// unread would fill, and everything sent after would be dropped.
 			for len(pending) > 0 && !pending[0].at.After(time.Now()) {
 				select {
 				case due <- pending[0]:
 					heap.Pop(&pending)
+				case b := <-s.later:
+					pending.add(b)
 				case <-ctx.Done():
 					return nil
 				}
@@ -146,6 +156,13 @@ func (s *Simulator) sendBack(b backLater) {
 
 // backHeap orders what is sent back by time.
 type backHeap []backLater
+
+// add queues b unless maxPending wait already.
+func (h *backHeap) add(b backLater) {
+	if len(*h) < maxPending {
+		heap.Push(h, b)
+	}
+}
 
 func (h backHeap) Len() int           { return len(h) }
 func (h backHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -334,5 +335,54 @@ func TestSimulatorReceiptsAndReplies(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// blockedSink takes nothing until released, then counts receipts and
+// closes all when it has want of them.
+type blockedSink struct {
+	release  chan struct{}
+	want     int64
+	receipts atomic.Int64
+	all      chan struct{}
+}
+
+func (b *blockedSink) Receipt(ctx context.Context, _ Receipt) error {
+	select {
+	case <-b.release:
+		if b.receipts.Add(1) == b.want {
+			close(b.all)
+		}
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (b *blockedSink) Inbound(context.Context, Inbound) error { return nil }
+
+// TestSimulatorKeepsReceiptsWhileSinkIsBusy: while every sender waits on
+// the sink, new receipts are still taken and queued, not dropped. The
+// simulator used to stop reading its queue then, and once that filled
+// (under a processor at full speed) every later receipt was lost.
+func TestSimulatorKeepsReceiptsWhileSinkIsBusy(t *testing.T) {
+	t.Parallel()
+	const n = 3 * 4096 // three times the simulator's queue
+	sink := &blockedSink{release: make(chan struct{}), want: n, all: make(chan struct{})}
+	sim := NewSimulator(SimulatorConfig{Sink: sink, Receipts: true})
+	if err := sim.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sim.Stop)
+	for i := range n {
+		if _, err := sim.Submit(context.Background(), testRequest(i), 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(sink.release)
+	select {
+	case <-sink.all:
+	case <-time.After(time.Minute):
+		t.Errorf("%d receipts reached the sink in a minute, want all %d", sink.receipts.Load(), n)
 	}
 }
