@@ -86,8 +86,9 @@ const sendBackWorkers = 256
 
 // maxPending bounds what waits to be sent back; beyond it receipts and
 // replies are dropped, as an overloaded SMSC drops them (the processor's
-// receipt timeout covers them).
-const maxPending = 1 << 20
+// receipt timeout covers them). At about 150 bytes each, 1<<18 hold
+// under 40 MB.
+const maxPending = 1 << 18
 
 func (s *Simulator) run(ctx context.Context) error {
 	due := make(chan backLater)
