@@ -45,9 +45,9 @@ func registerFlags(fs *pflag.FlagSet, v reflect.Value) {
 		case f.Type.Kind() == reflect.Int:
 			fs.Int(name, int(fv.Int()), usage)
 		case f.Type.Kind() == reflect.Int16:
-			fs.Int16(name, int16(fv.Int()), usage)
+			fs.Int16(name, fv.Interface().(int16), usage)
 		case f.Type.Kind() == reflect.Int32:
-			fs.Int32(name, int32(fv.Int()), usage)
+			fs.Int32(name, fv.Interface().(int32), usage)
 		case f.Type.Kind() == reflect.Int64:
 			fs.Int64(name, fv.Int(), usage)
 		case f.Type.Kind() == reflect.Float64:

@@ -197,7 +197,7 @@ func (s *Simulator) Submit(ctx context.Context, req sms.SendRequest, attempt int
 	// simulator's prefix, then a count with a random byte.
 	parts := make([]string, max(req.Segments, 1))
 	for i := range parts {
-		parts[i] = fmt.Sprintf("%06X%010X", s.prefix, (s.seq.Add(1)<<8|uint64(rand.N(256)))&(1<<40-1))
+		parts[i] = fmt.Sprintf("%06X%010X", s.prefix, (s.seq.Add(1)<<8|rand.N[uint64](256))&(1<<40-1))
 	}
 	status := sms.StatusDelivered
 	switch x := rand.Float64(); {

@@ -81,7 +81,7 @@ func (w *Webhooks) CreateEndpoint(ctx context.Context, accountID int64, in webho
 	defer func() { _ = tx.Rollback() }()
 	// The count and the insert under one lock per account, so that
 	// concurrent creations don't pass the limit together.
-	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtext('sms.webhook_endpoints'), $1::int)`, int32(accountID)); err != nil {
+	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('sms.webhook_endpoints', $1))`, accountID); err != nil {
 		return webhook.Endpoint{}, storeErr("lock the account's endpoints", err)
 	}
 	var row endpointRow

@@ -5,9 +5,12 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"maps"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -315,6 +318,26 @@ func TestWebhookEndpoints(t *testing.T) {
 	}
 	if _, err := w.CreateEndpoint(ctx, 3, webhook.EndpointInput{URL: ptr("https://h.example.com/x")}); sms.ErrorCode(err) != sms.CodeUnprocessable {
 		t.Errorf("endpoint %d: %v, want unprocessable", webhook.MaxEndpoints+1, err)
+	}
+
+	// Created all at once, the limit still holds: the count and the
+	// insert run under the account's lock.
+	var created atomic.Int64
+	var wg sync.WaitGroup
+	for i := range 2 * webhook.MaxEndpoints {
+		wg.Go(func() {
+			_, err := w.CreateEndpoint(ctx, 4, webhook.EndpointInput{URL: ptr(fmt.Sprintf("https://h.example.com/at-once/%d", i))})
+			switch {
+			case err == nil:
+				created.Add(1)
+			case sms.ErrorCode(err) != sms.CodeUnprocessable:
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if got := created.Load(); got != webhook.MaxEndpoints {
+		t.Errorf("%d endpoints created at once, want the limit, %d", got, webhook.MaxEndpoints)
 	}
 }
 
