@@ -4,7 +4,8 @@
 #
 # On this machine it: makes sure PostgreSQL runs (scripts/postgres.sh) and
 # recreates database smsctl_bench; starts a real Apache Kafka broker
-# (scripts/kafka.sh, own state dir and port); migrates; creates an API key;
+# (scripts/kafka.sh, own state dir and port; BENCH_KAFKA_NODES=3: a
+# three-broker KRaft cluster instead); migrates; creates an API key;
 # starts `serve api` and `serve processor` as separate processes; measures;
 # stops everything with SIGTERM; prints one markdown table, also written to
 # bench/results/<UTC timestamp>.md (logs and raw outputs next to it).
@@ -46,6 +47,14 @@
 #   BENCH_REQUEST_TIMEOUT=30s  the generator's per-request timeout (quick: 10s)
 #   BENCH_API_PORT=18080 BENCH_PROCESSOR_PORT=18081 BENCH_ECHO_PORT=18090
 #   BENCH_KAFKA_PORT=29092 (controller: +1) BENCH_KAFKA_STATE=/tmp/smsctl-bench-kafka
+#   BENCH_KAFKA_NODES=1      3: cluster mode, scripts/kafka.sh with SMS_KAFKA_NODES=3
+#                            (node N on PORT+2(N-1), controller on the port after:
+#                            PORT..PORT+5; state in STATE/node-N); the API creates
+#                            the topics with replication factor 3 and
+#                            min.insync.replicas 2 (SMS_KAFKA_REPLICATION_FACTOR,
+#                            SMS_KAFKA_MIN_INSYNC_REPLICAS; both roles produce with
+#                            acks=all), checked before phase 0; the kafka CPU is the
+#                            sum of the three brokers' JVMs. 2 gives RF 2, min ISR 1.
 #   BENCH_KAFKA_WARMUP=30s   produce and fetch on a scratch topic before measuring (quick: 10s)
 #   BENCH_KAFKA_JVM_OPTS     default -XX:TieredStopAtLevel=4: the broker gets
 #                            the full JIT (the test rails stop at C1 for a
@@ -148,6 +157,7 @@ ECHO_PORT="${BENCH_ECHO_PORT:-18090}"
 KAFKA_PORT="${BENCH_KAFKA_PORT:-29092}"
 KAFKA_STATE="${BENCH_KAFKA_STATE:-/tmp/smsctl-bench-kafka}"
 KAFKA_JVM_OPTS="${BENCH_KAFKA_JVM_OPTS--XX:TieredStopAtLevel=4}"
+KAFKA_NODES="${BENCH_KAFKA_NODES:-1}"
 DB_NAME=smsctl_bench
 SMSCTL="${BENCH_SMSCTL:-$ROOT/bin/smsctl}"
 PROFILE="${BENCH_PROFILE:-0}"
@@ -188,6 +198,11 @@ for v in READY_SAMPLES WRK_THREADS WRK_CONNS LATENCY_RATE LOADGEN_PROCS LOADGEN_
   INBOUND_CONNS MO_COUNT MO_PAR SUPP_COUNT SUPP_RATE MAX_IN_FLIGHT; do
   [[ "${!v}" =~ ^[0-9]+$ ]] || die "BENCH_$v must be a whole number (got '${!v}')"
 done
+[[ "$KAFKA_NODES" =~ ^[1-9]$ ]] || die "BENCH_KAFKA_NODES must be a number of brokers from 1 to 9 (got '$KAFKA_NODES'; 3 is the cluster mode)"
+# The topics' replication the cluster mode asks the API for (scripts/kafka.sh
+# gives its own internal topics the same): RF min(3, nodes), min ISR 2 (1 with 2 nodes).
+KAFKA_RF=$(( KAFKA_NODES < 3 ? KAFKA_NODES : 3 ))
+KAFKA_MIN_ISR=$(( KAFKA_RF >= 3 ? 2 : 1 ))
 
 # ---------------------------------------------------------------- cleanup
 
@@ -250,7 +265,7 @@ stop_pid() {
 }
 
 smsc() { SMS_SMSC_STATE="$SMSC_STATE" SMS_SMSC_PORT="$SMSC_PORT" SMS_SMSC_RECEIPT_RULES="" SMS_SMSC_HEAP_OPTS="$SMSC_HEAP" "$ROOT/scripts/smsc.sh" "$@"; }
-kafka() { SMS_KAFKA_STATE="$KAFKA_STATE" SMS_KAFKA_PORT="$KAFKA_PORT" SMS_KAFKA_JVM_OPTS="$KAFKA_JVM_OPTS" "$ROOT/scripts/kafka.sh" "$@"; }
+kafka() { SMS_KAFKA_NODES="$KAFKA_NODES" SMS_KAFKA_STATE="$KAFKA_STATE" SMS_KAFKA_PORT="$KAFKA_PORT" SMS_KAFKA_JVM_OPTS="$KAFKA_JVM_OPTS" "$ROOT/scripts/kafka.sh" "$@"; }
 
 cleanup() {
   local rc=$?
@@ -278,7 +293,7 @@ cleanup() {
     smsc clean >/dev/null 2>>"$OUT/smsc-script.log" || log "smsc.sh clean failed; see $OUT/smsc-script.log"
   fi
   if [[ "$KAFKA_STARTED" == 1 ]]; then
-    log "stopping and deleting the benchmark's Kafka broker ($KAFKA_STATE)"
+    log "stopping and deleting the benchmark's Kafka $( ((KAFKA_NODES > 1)) && echo "cluster ($KAFKA_NODES brokers, " || echo "broker (")$KAFKA_STATE)"
     kafka clean >/dev/null 2>>"$OUT/kafka-script.log" || log "kafka.sh clean failed; see $OUT/kafka-script.log"
   fi
   if ((rc != 0)); then
@@ -329,7 +344,8 @@ if [[ "$PROFILE" == 1 ]]; then
 fi
 
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-ports=("$API_PORT" "$PROC_PORT" "$ECHO_PORT" "$KAFKA_PORT" "$((KAFKA_PORT + 1))" "$RECV_PORT" "$SMSC_PORT")
+ports=("$API_PORT" "$PROC_PORT" "$ECHO_PORT" "$RECV_PORT" "$SMSC_PORT")
+for ((i = 0; i < 2 * KAFKA_NODES; i++)); do ports+=("$((KAFKA_PORT + i))"); done # each node: PLAINTEXT, controller
 [[ "$PROFILE" == 1 ]] && ports+=("${API_PPROF##*:}" "${PROC_PPROF##*:}")
 for p in "${ports[@]}"; do
   port_free "$p" || die "port $p is in use (set BENCH_*_PORT)"
@@ -361,7 +377,7 @@ cpu_snap() {
     [[ -n "${API_PID:-}" ]] && echo "api $API_PID $(ticks "$API_PID")"
     [[ -n "${PROC_PID:-}" ]] && echo "processor $PROC_PID $(ticks "$PROC_PID")"
     [[ -n "${ECHO_PID:-}" ]] && echo "echo $ECHO_PID $(ticks "$ECHO_PID")"
-    [[ -n "${KAFKA_PID:-}" ]] && echo "kafka $KAFKA_PID $(ticks "$KAFKA_PID")"
+    for pid in "${KAFKA_PIDS[@]+"${KAFKA_PIDS[@]}"}"; do echo "kafka $pid $(ticks "$pid")"; done # every broker: summed per party
     [[ -n "${SMSC_PID:-}" ]] && echo "smsc $SMSC_PID $(ticks "$SMSC_PID")"
     [[ -n "${RECV_PID:-}" ]] && echo "webhookrecv $RECV_PID $(ticks "$RECV_PID")"
     [[ -n "$gen" ]] && echo "generator $gen $(ticks "$gen")"
@@ -422,12 +438,14 @@ api_ms_per_202() {
 # cpu_per_msg A B [IA IB]: CPU milliseconds of each party per message that
 # left PENDING between the snapshots A and B (API counters); with idle
 # snapshots IA and IB, the parties' idle CPU over as long is taken off first.
+# With PER_RATE set (messages/s), per PER_RATE × the snapshots' wall time
+# instead (e.g. wrk's accepted/s: per accepted message).
 CLK_TCK="$(getconf CLK_TCK 2>/dev/null || echo 100)"
 cpu_per_msg() {
   [[ -f "$1" && -f "$2" ]] || { echo "?"; return; }
   local ia="${3:-/dev/null}" ib="${4:-/dev/null}"
   [[ -f "$ia" && -f "$ib" ]] || { ia=/dev/null ib=/dev/null; }
-  awk -v hz="$CLK_TCK" '
+  awk -v hz="$CLK_TCK" -v rate="${PER_RATE:-}" '
     # delta(file pair) per party, and the pair'"'"'s wall time
     FILENAME == ARGV[1] { a[$1 " " $2] = $3; next }
     FILENAME == ARGV[2] {
@@ -441,8 +459,8 @@ cpu_per_msg() {
       if ($2 == 0) isys[$1] = d; else idle[$1] += d
     }
     END {
-      n = sys["final"]
-      if (n <= 0) { print "no message left PENDING"; exit }
+      n = (rate != "") ? rate * sys["time"] : sys["final"]
+      if (n <= 0) { print (rate != "" ? "no message" : "no message left PENDING"); exit }
       f = (isys["time"] > 0) ? sys["time"] / isys["time"] : 0
       k = split("api processor kafka pg_bench pg_server smsc", p, " ")
       t = 0
@@ -490,13 +508,23 @@ fi
 
 # ---------------------------------------------------------------- Kafka
 
-log "Kafka: scripts/kafka.sh start (state $KAFKA_STATE, port $KAFKA_PORT)"
+if ((KAFKA_NODES > 1)); then
+  log "Kafka: SMS_KAFKA_NODES=$KAFKA_NODES scripts/kafka.sh start, a $KAFKA_NODES-broker KRaft cluster (state $KAFKA_STATE/node-N, ports $KAFKA_PORT-$((KAFKA_PORT + 2 * KAFKA_NODES - 1)))"
+else
+  log "Kafka: scripts/kafka.sh start (state $KAFKA_STATE, port $KAFKA_PORT)"
+fi
 kafka clean >/dev/null 2>"$OUT/kafka-script.log" || true # a broker left by an interrupted run
 KAFKA_STARTED=1
 BROKERS="$(kafka start 2>>"$OUT/kafka-script.log")" || { tail -n 20 "$OUT/kafka-script.log" >&2; die "the Kafka broker did not start"; }
-KAFKA_PID="$(cat "$KAFKA_STATE/kafka.pid")"
+KAFKA_PIDS=()
+if ((KAFKA_NODES > 1)); then
+  for ((i = 1; i <= KAFKA_NODES; i++)); do KAFKA_PIDS+=("$(cat "$KAFKA_STATE/node-$i/kafka.pid")"); done
+else
+  KAFKA_PIDS=("$(cat "$KAFKA_STATE/kafka.pid")")
+fi
+for pid in "${KAFKA_PIDS[@]}"; do alive "$pid" || die "Kafka broker pid $pid (from $KAFKA_STATE) is not running"; done
 KAFKA_VERSION="$(ls "${SMS_KAFKA_HOME:-${HOME:-/tmp}/.cache/smsctl}" 2>/dev/null | sed -n 's/^kafka-//p' | sort -V | tail -1)"
-log "Kafka ${KAFKA_VERSION:-?} on $BROKERS (pid $KAFKA_PID)"
+log "Kafka ${KAFKA_VERSION:-?} on $BROKERS (pid ${KAFKA_PIDS[*]})"
 # A cold broker spends several times more CPU per record until its JIT has
 # compiled the produce and fetch paths; measure it warm, as it runs in production.
 log "warming the broker up: $KAFKA_WARMUP of produce and fetch on a scratch topic"
@@ -512,7 +540,14 @@ SMS_INTERNAL_TOKEN="bench-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
 export SMS_INTERNAL_TOKEN
 export SMS_LOG_LEVEL=warn SMS_LOG_FORMAT=json
 unset SMS_PROCESSOR_DATABASE_URL SMS_CONFIG
-USER_OVERRIDES="$(env | grep -E '^SMS_' | grep -vE '^SMS_(TEST_[A-Z_]*|DATABASE_URL|KAFKA_BROKERS|INTERNAL_TOKEN|LOG_LEVEL|LOG_FORMAT|API_KEY|KAFKA_(STATE|PORT|HOME|JVM_OPTS|HEAP_OPTS|VERSION))=' | sort | tr '\n' ' ' || true)"
+if ((KAFKA_NODES > 1)); then
+  # Cluster mode: the API creates its topics replicated on the brokers.
+  export SMS_KAFKA_REPLICATION_FACTOR="$KAFKA_RF" SMS_KAFKA_MIN_INSYNC_REPLICAS="$KAFKA_MIN_ISR"
+  own_kafka='|KAFKA_(REPLICATION_FACTOR|MIN_INSYNC_REPLICAS)'
+else
+  own_kafka=''
+fi
+USER_OVERRIDES="$(env | grep -E '^SMS_' | grep -vE "^SMS_(TEST_[A-Z_]*|DATABASE_URL|KAFKA_BROKERS|INTERNAL_TOKEN|LOG_LEVEL|LOG_FORMAT|API_KEY|KAFKA_(STATE|PORT|HOME|JVM_OPTS|HEAP_OPTS|VERSION|NODES)$own_kafka)=" | sort | tr '\n' ' ' || true)"
 
 log "smsctl migrate up"
 "$ROLE_BIN" migrate up >"$OUT/migrate.log" 2>&1 || { cat "$OUT/migrate.log" >&2; die "migrate up failed"; }
@@ -659,6 +694,18 @@ start_api
 READY_LIST+=("$API_READY_MS")
 API_READY_MS="$(printf '%s\n' "${READY_LIST[@]}" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }')"
 log "serve api ready in ${READY_LIST[*]} ms (median $API_READY_MS; pid $API_PID)"
+# How the API's topics are replicated (it creates them at start-up).
+fg_run "$LOADGEN" topics -brokers "$BROKERS" -wait 60s >"$OUT/kafka-topics.txt" 2>>"$OUT/loadgen.log" \
+  || die "the API's topics did not appear in Kafka (see $OUT/loadgen.log, $OUT/api.log)"
+TOPIC_BROKERS="$(val "$OUT/kafka-topics.txt" brokers)"
+TOPIC_RF="$(val "$OUT/kafka-topics.txt" replication_min)"
+TOPIC_ISR="$(val "$OUT/kafka-topics.txt" isr_min)"
+TOPIC_MIN_ISR="$(val "$OUT/kafka-topics.txt" min_insync)"
+log "Kafka topics: $TOPIC_BROKERS brokers, replication factor $TOPIC_RF, in sync $TOPIC_ISR, min.insync.replicas $TOPIC_MIN_ISR"
+if ((KAFKA_NODES > 1)); then
+  [[ "$TOPIC_BROKERS" == "$KAFKA_NODES" && "$TOPIC_RF" == "$KAFKA_RF" && "$TOPIC_ISR" == "$KAFKA_RF" && "$TOPIC_MIN_ISR" == "$KAFKA_MIN_ISR" ]] \
+    || die "cluster mode wants $KAFKA_NODES brokers, topics with RF $KAFKA_RF all in sync, min.insync.replicas $KAFKA_MIN_ISR; got $(tr '\n' ' ' <"$OUT/kafka-topics.txt")"
+fi
 PROC_NAME=processor-delay0
 PROC_PID=""
 LOAD_BEFORE="$(loadavg)"
@@ -1278,6 +1325,15 @@ for n in saturation-api saturation inbound "${LOADGEN_PHASES[@]}"; do
 done
 
 yes_no() { if awk "BEGIN { exit !($1) }"; then echo yes; else echo "**no**"; fi; }
+# kafka_desc: which Kafka the run used, for the report's header.
+kafka_desc() {
+  local t="topics replication factor ${TOPIC_RF:-?}, min.insync.replicas ${TOPIC_MIN_ISR:-?}, producers acks=all"
+  if ((KAFKA_NODES > 1)); then
+    echo "**$KAFKA_NODES-broker KRaft cluster** (BENCH_KAFKA_NODES=$KAFKA_NODES; scripts/kafka.sh, every node a combined broker+controller in its own JVM, all on this machine); $t; the kafka CPU below is the sum of the $KAFKA_NODES brokers"
+  else
+    echo "single KRaft node, scripts/kafka.sh; $t"
+  fi
+}
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "?" }'; }
 
 L="$OUT/loadgen-latency.txt"
@@ -1386,7 +1442,7 @@ wave2_rows() {
   echo
   echo "\`$( [[ "$QUICK" == 1 ]] && echo "BENCH_QUICK=1 ")bench/run.sh\` on $(nproc) cores ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)), $(awk '/MemTotal/ { printf "%.0f GB", $2 / 1048576 }' /proc/meminfo) RAM;"
   echo "smsctl ${SMSCTL_VERSION:-?}; PostgreSQL $PG_VERSION (synchronous_commit=$PG_SYNC, fsync=$PG_FSYNC, full_page_writes=$PG_FPW, wal_sync_method=$PG_WALSYNC);"
-  echo "Apache Kafka ${KAFKA_VERSION:-?} (single KRaft node, scripts/kafka.sh); load: wrk -t$WRK_THREADS -c$WRK_CONNS, bench/loadgen (open loop, GOMAXPROCS=$LOADGEN_PROCS, $LOADGEN_CONNS connections, $LOADGEN_CLIENT client), all on this machine."
+  echo "Apache Kafka ${KAFKA_VERSION:-?} ($(kafka_desc)); load: wrk -t$WRK_THREADS -c$WRK_CONNS, bench/loadgen (open loop, GOMAXPROCS=$LOADGEN_PROCS, $LOADGEN_CONNS connections, $LOADGEN_CLIENT client), all on this machine."
   [[ -n "$USER_OVERRIDES" ]] && echo "Settings passed to the roles: \`$USER_OVERRIDES\`"
   echo "Every processor runs with SMS_MAX_IN_FLIGHT=$MAX_IN_FLIGHT (BENCH_MAX_IN_FLIGHT)."
   noisy=""
@@ -1424,6 +1480,12 @@ wave2_rows() {
   for ph in "batch100:batches of 100" "batch1000:batches of 1,000" "priority:priority (while tracking)" "sched-during:scheduler release" "webhooks:webhooks 10a" "webhooks-b:webhooks 10b" "smpp-sim:simulated carrier at the SMPP rate" "smpp:SMPP" "mo:inbound through the SMSC" "inbound:inbound, internal route" "supp-a1:opt-out A1" "supp-b1:opt-out B1" "supp-a2:opt-out A2" "supp-b2:opt-out B2"; do
     [[ -f "$OUT/cpu-${ph%%:*}.1" ]] && echo "- ${ph#*:}: $(cpu_split "$OUT/cpu-${ph%%:*}.0" "$OUT/cpu-${ph%%:*}.1")"
   done
+  echo
+  echo "CPU per message, ms, by party (kafka: $( ((KAFKA_NODES > 1)) && echo "all $KAFKA_NODES brokers" || echo "the broker"); PostgreSQL: pg_bench + pg_server):"
+  echo
+  echo "- 1 saturation, API alone, per accepted POST: $(PER_RATE="$SAT_API_RPS" cpu_per_msg "$OUT/cpu-saturation-api.0" "$OUT/cpu-saturation-api.1")"
+  echo "- 1 saturation, processor running, per accepted POST (the processor's share is of what it did meanwhile): $(PER_RATE="$SAT_RPS" cpu_per_msg "$OUT/cpu-saturation.0" "$OUT/cpu-saturation.1")"
+  echo "- 3 end to end, per message past PENDING: $(cpu_per_msg "$OUT/cpu-e2e.0" "$OUT/cpu-e2e.1")"
   echo
   echo "Load average (1/5/15 min): before $LOAD_BEFORE; baseline $LOAD_BASE; saturation, API alone $LOAD_SAT_API; saturation $LOAD_SAT; latency $LOAD_LAT; end to end $LOAD_E2E; simulation $LOAD_SIM; after $LOAD_AFTER$(
     [[ -z "${LOAD_BATCH:-}" ]] || echo "; batch $LOAD_BATCH")$([[ -z "${LOAD_PRIO:-}" ]] || echo "; priority $LOAD_PRIO")$(

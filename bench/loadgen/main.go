@@ -12,6 +12,7 @@
 //	loadgen track      post a few messages of each priority, time each until final
 //	loadgen sched      watch scheduled messages being released (stats by_status)
 //	loadgen waitsql    poll a counting query until it is low enough
+//	loadgen topics     the API's topics: brokers, replication, min.insync.replicas
 //
 // Every subcommand prints its results as key=value lines on stdout, for the
 // script, and progress on stderr.
@@ -49,6 +50,8 @@ func main() {
 		err = cmdSched(args)
 	case "waitsql":
 		err = cmdWaitSQL(args)
+	case "topics":
+		err = cmdTopics(args)
 	default:
 		usage()
 	}
@@ -59,7 +62,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: loadgen run|lag|waitready|drain|counts|warmkafka|batch|track|sched|waitsql [flags]  (-h for each)")
+	fmt.Fprintln(os.Stderr, "usage: loadgen run|lag|waitready|drain|counts|warmkafka|batch|track|sched|waitsql|topics [flags]  (-h for each)")
 	os.Exit(2)
 }
 
