@@ -98,18 +98,14 @@ func TestFaultAPIDownWhileReporting(t *testing.T) {
 		return n == 0, fmt.Sprintf("%d not claimed", n)
 	})
 	api.kill()
-	eventually(t, time.Minute, "every outcome recorded by the processor", func() (bool, string) {
+	// Outcomes recorded after the kill wait for the API. Not all of them:
+	// a claim the API committed but whose answer the kill cut off is
+	// claimed again once the API is back.
+	eventually(t, time.Minute, "reports waiting while the API is down", func() (bool, string) {
 		var n int
-		_ = db.Get(&n, `SELECT count(*) FROM processor.deliveries`)
-		return n == 300, fmt.Sprintf("%d recorded", n)
+		_ = db.Get(&n, `SELECT count(*) FROM processor.unreported`)
+		return n > 0, fmt.Sprintf("%d waiting", n)
 	})
-	var unreported int
-	if err := db.Get(&unreported, `SELECT count(*) FROM processor.unreported`); err != nil {
-		t.Fatal(err)
-	}
-	if unreported == 0 {
-		t.Fatal("no report was waiting while the API was down: the scenario did not happen")
-	}
 	restarted := time.Now()
 	p.startAPI()
 	waitAllFinal(t, db, 2*time.Minute)
