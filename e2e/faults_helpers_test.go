@@ -133,6 +133,17 @@ func (l *load) snapshot() (accepted, unavailable int) {
 }
 
 // postLoad sends n messages with the given concurrency and waits for all.
+// postAll posts n messages, as postLoad does, and fails the test unless
+// every one was accepted.
+func postAll(ctx context.Context, t testing.TB, sender *client.Client, n, concurrency int) *load {
+	t.Helper()
+	l := postLoad(ctx, sender, n, concurrency)
+	if l.statuses[202] != n {
+		t.Fatalf("want %d × 202, got %v", n, l.statuses)
+	}
+	return l
+}
+
 func postLoad(ctx context.Context, sender *client.Client, n, concurrency int) *load {
 	return postLoadInto(ctx, &load{statuses: map[int]int{}}, sender, n, concurrency)
 }

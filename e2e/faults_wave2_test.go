@@ -186,10 +186,7 @@ func TestFaultSMPPBindRefused(t *testing.T) {
 	})
 
 	sender := client.New("http://"+p.apiAddr, p.apiKey)
-	l := postLoad(ctx, sender, n, 4)
-	if l.statuses[202] != n {
-		t.Fatalf("want %d × 202, got %v", n, l.statuses)
-	}
+	l := postAll(ctx, t, sender, n, 4)
 	// The processor has read and claimed every message and holds them,
 	// waiting for a bind, with no carrier call made.
 	eventually(t, time.Minute, "every message claimed and held by the processor", func() (bool, string) {
@@ -262,10 +259,7 @@ func TestFaultSMPPThrottled(t *testing.T) {
 	ctx := ctxTimeout(t, 3*time.Minute)
 	db := openDB(t, p)
 	start := time.Now()
-	l := postLoad(ctx, sender, n, 8)
-	if l.statuses[202] != n {
-		t.Fatalf("want %d × 202, got %v", n, l.statuses)
-	}
+	l := postAll(ctx, t, sender, n, 8)
 	waitAllFinal(t, db, 2*time.Minute)
 	took := time.Since(start)
 	checkNoLoss(t, db, l.accepted)
@@ -334,10 +328,7 @@ func TestFaultReceiptOnOtherReplica(t *testing.T) {
 	sender := client.New("http://"+p.apiAddr, p.apiKey)
 	ctx := ctxTimeout(t, 3*time.Minute)
 	db := openDB(t, p)
-	l := postLoad(ctx, sender, n, 8)
-	if l.statuses[202] != n {
-		t.Fatalf("want %d × 202, got %v", n, l.statuses)
-	}
+	l := postAll(ctx, t, sender, n, 8)
 	waitAllFinal(t, db, 2*time.Minute)
 	bySession := map[int]int{}
 	for _, s := range smsc.submitLedger() {
@@ -393,10 +384,7 @@ func TestFaultReceiptRacesOutcome(t *testing.T) {
 	sender := client.New("http://"+p.apiAddr, p.apiKey)
 	ctx := ctxTimeout(t, 3*time.Minute)
 	db := openDB(t, p)
-	l := postLoad(ctx, sender, n, 8)
-	if l.statuses[202] != n {
-		t.Fatalf("want %d × 202, got %v", n, l.statuses)
-	}
+	l := postAll(ctx, t, sender, n, 8)
 	waitAllDone(t, db, 2*time.Minute)
 	checkNoLoss(t, db, l.accepted)
 	counts := finalCounts(t, db)
@@ -824,10 +812,7 @@ func TestFaultWebhookAPIKilled(t *testing.T) {
 	db := openDB(t, p)
 
 	sink.set(300*time.Millisecond, 0) // a slow receiver: a queue builds, posts are in flight
-	l := postLoad(ctx, sender, n, 4)
-	if l.statuses[202] != n {
-		t.Fatalf("want %d × 202, got %v", n, l.statuses)
-	}
+	l := postAll(ctx, t, sender, n, 4)
 	eventually(t, time.Minute, "deliveries queued and in flight", func() (bool, string) {
 		leased := countWhere(t, db, `SELECT count(*) FROM sms.webhook_deliveries WHERE state = 'pending' AND leased_until > now()`)
 		pending := pendingDeliveries(t, db)
@@ -861,10 +846,7 @@ func TestFaultWebhookSlowReceiver(t *testing.T) {
 	db := openDB(t, p)
 
 	sink.set(3*time.Second, 0)
-	l := postLoad(ctx, sender, n, 4)
-	if l.statuses[202] != n {
-		t.Fatalf("want %d × 202, got %v", n, l.statuses)
-	}
+	l := postAll(ctx, t, sender, n, 4)
 	eventually(t, time.Minute, "attempts timed out and retried", func() (bool, string) {
 		got := countWhere(t, db, `SELECT count(*) FROM sms.webhook_attempts WHERE state = 'retrying' AND status_code IS NULL`)
 		return got >= 10, fmt.Sprintf("%d timed out", got)

@@ -62,8 +62,8 @@ func (c *optOutCase) waitStatus(id string, statuses ...string) {
 	})
 }
 
-// waitKeyword waits for the handset's n-th inbound keyword and returns
-// the automatic reply it got, which must reach the carrier although the
+// waitKeyword waits for the handset's n-th inbound keyword with an
+// automatic reply, and for that reply to reach the carrier although the
 // handset may be suppressed by then: a confirmation passes its own STOP.
 func (c *optOutCase) waitKeyword(keyword string, n int) {
 	c.t.Helper()
