@@ -24,11 +24,13 @@ type Carrier struct {
 	SimUndeliveredRate float64 `mapstructure:"sim-undelivered-rate" flag:"simulated carrier: share of receipts that say undelivered, 0..1"`
 	SimExpiredRate     float64 `mapstructure:"sim-expired-rate" flag:"simulated carrier: share of receipts that say expired, 0..1"`
 	// SimReplyRate is the share of recipients who answer a message, after
-	// SimReplyDelay; SimStopRate the share of those answers that are STOP.
-	// Default to 0, 2s and 0.1.
+	// SimReplyDelay; SimStopRate the share of those answers that are STOP
+	// (a handset says STOP once); SimStartRate the share of handsets that
+	// answer the STOP confirmation with START. Default to 0, 2s, 0.1, 0.2.
 	SimReplyRate  float64       `mapstructure:"sim-reply-rate" flag:"simulated carrier: share of recipients who reply, 0..1"`
 	SimReplyDelay time.Duration `mapstructure:"sim-reply-delay" flag:"simulated carrier: how long a recipient takes to reply"`
 	SimStopRate   float64       `mapstructure:"sim-stop-rate" flag:"simulated carrier: share of replies that are STOP, 0..1"`
+	SimStartRate  float64       `mapstructure:"sim-start-rate" flag:"simulated carrier: share of opted-out recipients who answer the confirmation with START, 0..1"`
 }
 
 // SMPP configures the SMPP carrier.
@@ -58,7 +60,7 @@ type SMPP struct {
 func defaultCarrier() Carrier {
 	return Carrier{
 		Carrier: "sim", SimReceipts: true, SimReceiptMinDelay: 100 * time.Millisecond, SimReceiptMaxDelay: 2 * time.Second,
-		SimUndeliveredRate: 0.05, SimExpiredRate: 0.02, SimReplyDelay: 2 * time.Second, SimStopRate: 0.1,
+		SimUndeliveredRate: 0.05, SimExpiredRate: 0.02, SimReplyDelay: 2 * time.Second, SimStopRate: 0.1, SimStartRate: 0.2,
 		SMPP: SMPP{Binds: 1, Window: 10, EnquireLink: 30 * time.Second, ReceiptTimeout: 48 * time.Hour},
 	}
 }
@@ -91,6 +93,7 @@ func (c Carrier) validate() error {
 		fraction("sim-expired-rate", c.SimExpiredRate),
 		fraction("sim-reply-rate", c.SimReplyRate),
 		fraction("sim-stop-rate", c.SimStopRate),
+		fraction("sim-start-rate", c.SimStartRate),
 		atLeast("sim-reply-delay", c.SimReplyDelay, 0),
 		between("smpp-binds", c.Binds, 1, 64),
 		between("smpp-window", c.Window, 1, 1000),

@@ -95,13 +95,15 @@ const optedOutType = "/opted-out"
 // TestStopThroughSimulator: a handset of the simulated carrier answers
 // STOP to a message. The reply travels back through the processor to the
 // API, the handset is suppressed, the confirmation still goes out, and the
-// next send is refused with 422 opted-out.
+// next send is refused with 422 opted-out. (The handset never says START
+// here, so the refusal is not a race with it.)
 func TestStopThroughSimulator(t *testing.T) {
 	t.Parallel()
 	kfakeLaneOnly(t)
 	c := newOptOutCase(t, "+14155559001")
 	c.p.startAPI()
-	c.p.startProcessor("processor", "SMS_SIM_FAILURE_RATE=0", "SMS_SIM_REPLY_RATE=1", "SMS_SIM_STOP_RATE=1", "SMS_SIM_REPLY_DELAY=100ms")
+	c.p.startProcessor("processor", "SMS_SIM_FAILURE_RATE=0", "SMS_SIM_REPLY_RATE=1", "SMS_SIM_STOP_RATE=1", "SMS_SIM_START_RATE=0",
+		"SMS_SIM_REPLY_DELAY=100ms")
 
 	m, problem := c.send("hello")
 	if problem != "" {
@@ -114,6 +116,43 @@ func TestStopThroughSimulator(t *testing.T) {
 	}
 	if _, problem := c.send("after the STOP"); !strings.HasSuffix(problem, optedOutType) {
 		t.Errorf("send after STOP: problem %q, want one ending in %s", problem, optedOutType)
+	}
+}
+
+// TestStopStartThroughSimulator: a handset of the simulated carrier
+// answers STOP to a message and START to the STOP's confirmation. Both
+// travel back through the processor; START lifts the suppression and is
+// confirmed in turn, and sending to the handset works again.
+func TestStopStartThroughSimulator(t *testing.T) {
+	t.Parallel()
+	kfakeLaneOnly(t)
+	c := newOptOutCase(t, "+14155559003")
+	c.p.startAPI()
+	c.p.startProcessor("processor", "SMS_SIM_FAILURE_RATE=0", "SMS_SIM_REPLY_RATE=1", "SMS_SIM_STOP_RATE=1", "SMS_SIM_START_RATE=1",
+		"SMS_SIM_REPLY_DELAY=100ms")
+
+	m, problem := c.send("hello")
+	if problem != "" {
+		t.Fatalf("first send refused: %s", problem)
+	}
+	c.waitStatus(m.ID.String(), "DELIVERED")
+	c.waitKeyword("stop", 1)
+	c.waitKeyword("start", 1)
+	if c.suppressed() {
+		t.Fatal("the START left the handset suppressed")
+	}
+	again, problem := c.send("welcome back")
+	if problem != "" {
+		t.Fatalf("send after START refused: %s", problem)
+	}
+	c.waitStatus(again.ID.String(), "DELIVERED")
+
+	var texts []string
+	if err := c.db.Select(&texts, `SELECT text FROM sms.inbound_messages WHERE sender = $1 AND keyword IS NOT NULL ORDER BY created_at`, c.handset); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(texts, ",") != "STOP,START" {
+		t.Errorf("the handset's keywords as recorded: %q, want STOP then START", texts)
 	}
 }
 

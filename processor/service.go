@@ -231,7 +231,7 @@ func newCarrier(cfg config.Processor, db *sqlx.DB, sink carrier.Sink, log zerolo
 		TransientShare: cfg.SimTransientShare, Sink: sink, Receipts: cfg.SimReceipts,
 		ReceiptMinDelay: cfg.SimReceiptMinDelay, ReceiptMaxDelay: cfg.SimReceiptMaxDelay,
 		UndeliveredRate: cfg.SimUndeliveredRate, ExpiredRate: cfg.SimExpiredRate,
-		ReplyRate: cfg.SimReplyRate, StopRate: cfg.SimStopRate, ReplyDelay: cfg.SimReplyDelay}
+		ReplyRate: cfg.SimReplyRate, StopRate: cfg.SimStopRate, StartRate: cfg.SimStartRate, ReplyDelay: cfg.SimReplyDelay}
 	if cfg.SimLedger {
 		sim.Ledger = db
 	}

@@ -39,9 +39,12 @@ type SimulatorConfig struct {
 	UndeliveredRate, ExpiredRate     float64
 	// ReplyRate is the share of recipients (of messages from a phone
 	// number) who answer after ReplyDelay; StopRate the share of answers
-	// that are STOP.
-	ReplyRate, StopRate float64
-	ReplyDelay          time.Duration
+	// that are STOP. A handset says STOP at most once to a sender, and
+	// answers the STOP confirmation with START for a share StartRate.
+	// Each simulator remembers its own handsets: a confirmation delivered
+	// by another replica is answered as any message.
+	ReplyRate, StopRate, StartRate float64
+	ReplyDelay                     time.Duration
 }
 
 // Simulator stands in for an SMS carrier: it waits, then succeeds or fails
@@ -56,6 +59,8 @@ type Simulator struct {
 	// (each counting seq from 0) never give the same id.
 	prefix uint32
 	seq    atomic.Uint64
+	// handsets are the recipients who said STOP.
+	handsets handsets
 }
 
 // backLater is a receipt or reply due at a time.
@@ -215,16 +220,61 @@ func (s *Simulator) Submit(ctx context.Context, req sms.SendRequest, attempt int
 		at := now.Add(s.cfg.ReceiptMinDelay + randDuration(s.cfg.ReceiptMaxDelay-s.cfg.ReceiptMinDelay))
 		s.sendBack(backLater{at: at, receipt: &Receipt{CarrierID: id, Status: st, State: receiptState[st], DoneAt: at.UTC()}})
 	}
-	if s.cfg.ReplyRate > 0 && rand.Float64() < s.cfg.ReplyRate && strings.HasPrefix(req.Sender, "+") {
-		text := "Thanks!"
-		if rand.Float64() < s.cfg.StopRate {
-			text = "STOP"
-		}
+	if text := s.handsets.answer(req, s.cfg); text != "" {
 		at := now.Add(s.cfg.ReplyDelay)
 		s.sendBack(backLater{at: at, reply: &Inbound{From: req.Recipient, To: req.Sender, Text: text, ReceivedAt: at.UTC(),
 			CarrierID: fmt.Sprintf("sim-mo-%s-%d", req.MessageID, req.Retry)}})
 	}
 	return Accepted{PartIDs: parts, Receipts: true}, nil
+}
+
+// handsets remembers the simulated handsets that said STOP to a sender,
+// so that they can later say START, and so that none says STOP twice:
+// with every knob at 1, a handset that answered every confirmation would
+// otherwise opt out and in for ever.
+type handsets struct {
+	mu sync.Mutex
+	// said holds, per recipient and sender, whether the handset is opted
+	// out now (true) or said START since (false).
+	said map[handset]bool
+}
+
+type handset struct{ recipient, sender string }
+
+// maxHandsets bounds the handsets remembered (about 100 bytes each); past
+// it, no new handset says STOP.
+const maxHandsets = 1 << 18
+
+// answer is what the recipient of req answers, or "" for nothing. A
+// handset opted out of the sender answers the next message it gets (the
+// STOP confirmation) with START for a share StartRate, and else stays
+// silent; any other answers for a share ReplyRate, with STOP for a share
+// StopRate unless it said STOP before.
+func (h *handsets) answer(req sms.SendRequest, cfg SimulatorConfig) string {
+	if cfg.ReplyRate == 0 || !strings.HasPrefix(req.Sender, "+") {
+		return ""
+	}
+	key := handset{req.Recipient, req.Sender}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	optedOut, saidStop := h.said[key]
+	switch {
+	case optedOut:
+		if rand.Float64() < cfg.StartRate {
+			h.said[key] = false
+			return "START"
+		}
+		return ""
+	case rand.Float64() >= cfg.ReplyRate:
+		return ""
+	case !saidStop && len(h.said) < maxHandsets && rand.Float64() < cfg.StopRate:
+		if h.said == nil {
+			h.said = map[handset]bool{}
+		}
+		h.said[key] = true
+		return "STOP"
+	}
+	return "Thanks!"
 }
 
 // receiptState is the SMPP word a receipt uses for each status.

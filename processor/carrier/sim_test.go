@@ -338,6 +338,39 @@ func TestSimulatorReceiptsAndReplies(t *testing.T) {
 	}
 }
 
+// TestSimulatorHandsetsStopOnceAndStart: with every knob at 1 a handset
+// says STOP to the first message, START to the next (the confirmation),
+// and after that never STOP again, so that it and the platform's
+// confirmations cannot answer each other for ever. With StartRate 0 an
+// opted-out handset stays silent. Each sender is a handset of its own.
+func TestSimulatorHandsetsStopOnceAndStart(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name      string
+		startRate float64
+		want      []string // the answers to five messages in a row
+	}{
+		{"start rate 1", 1, []string{"STOP", "START", "Thanks!", "Thanks!", "Thanks!"}},
+		{"start rate 0", 0, []string{"STOP", "", "", "", ""}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			cfg := SimulatorConfig{ReplyRate: 1, StopRate: 1, StartRate: tc.startRate}
+			var h handsets
+			for _, sender := range []string{"+4915112345678", "+4915187654321"} {
+				req := testRequest(0)
+				req.Sender = sender
+				for i, want := range tc.want {
+					if got := h.answer(req, cfg); got != want {
+						t.Errorf("sender %s, message %d: answer %q, want %q", sender, i+1, got, want)
+					}
+				}
+			}
+		})
+	}
+}
+
 // blockedSink takes nothing until released, then counts receipts and
 // closes all when it has want of them.
 type blockedSink struct {
