@@ -105,6 +105,51 @@ func TestStoreReceipts(t *testing.T) {
 	}
 }
 
+// TestStoreLosingOutcomeLeavesNoParts checks that when two replicas
+// record a SENT outcome for one try, each with the carrier ids its own
+// submit got, only the winner's parts are stored: the loser's would be
+// counted as parts of the winner's try, which its receipts alone could
+// then never settle.
+func TestStoreLosingOutcomeLeavesNoParts(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name    string
+		batches func(id uuid.UUID) [][]Outcome
+	}{
+		{name: "the loser records later, beside a new outcome", batches: func(id uuid.UUID) [][]Outcome {
+			return [][]Outcome{{sentWithParts(id, "W1")}, {sentWithParts(id, "L1"), sentWithParts(uuid.New(), "N1")}}
+		}},
+		{name: "both in one batch", batches: func(id uuid.UUID) [][]Outcome {
+			return [][]Outcome{{sentWithParts(id, "W1"), sentWithParts(id, "L1")}}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			store := NewStore(platformtest.NewDB(t))
+			ctx := context.Background()
+			id := uuid.New()
+			for i, b := range tc.batches(id) {
+				if _, err := store.Record(ctx, b); err != nil {
+					t.Fatalf("Record batch %d: %v", i, err)
+				}
+			}
+			var parts []string
+			if err := store.db.Select(&parts, `SELECT carrier_id FROM processor.carrier_parts WHERE message_id = $1 ORDER BY carrier_id`, id); err != nil {
+				t.Fatal(err)
+			}
+			if fmt.Sprint(parts) != "[W1]" {
+				t.Errorf("parts stored for the try: %v, want only the winner's [W1]", parts)
+			}
+			if err := store.RecordReceipts(ctx, []carrier.Receipt{receipt("W1", sms.StatusDelivered)}); err != nil {
+				t.Fatal(err)
+			}
+			if got := finalStatus(t, store, id); got != sms.StatusDelivered {
+				t.Errorf("the winner's only receipt came to %q, want DELIVERED", got)
+			}
+		})
+	}
+}
+
 // TestStoreReceiptReportWaitsForOutcome checks that a message's receipt
 // is reported only after its outcome: the API would ignore DELIVERED for
 // a message it still has as PENDING.

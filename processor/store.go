@@ -157,14 +157,15 @@ const recordSQL = `
 // receipts that came before them, and forgets the acknowledged reports, in
 // one transaction; it returns the outcomes it stored. An outcome already
 // recorded for a try is kept (the first one wins, as when two replicas
-// delivered the same message); only the stored ones may be reported.
+// delivered the same message); only the stored ones may be reported, and
+// only their parts are stored: a losing outcome's carrier ids would count
+// as parts of the winner's try, which its receipts could then never settle.
 func (s *Store) Record(ctx context.Context, outs []Outcome) ([]Outcome, error) {
+	outs = firstPerTry(outs)
 	n := len(outs)
 	ids, retries, statuses, reasons := make([]string, n), make([]int64, n), make([]string, n), make([]string, n)
 	attempts, at, traces, carrierIDs := make([]int64, n), make([]string, n), make([]string, n), make([]string, n)
 	expect, logs := make([]bool, n), make([]*string, n)
-	var partIDs, partMsgs []string
-	var partRetries, partNums []int64
 	for i, o := range outs {
 		ids[i], retries[i], statuses[i], attempts[i] = o.MessageID.String(), int64(o.Retry), string(o.Status), int64(o.Attempts)
 		at[i], traces[i], expect[i] = o.ProcessedAt.Format(time.RFC3339Nano), o.Traceparent, o.ReceiptsExpected
@@ -182,17 +183,13 @@ func (s *Store) Record(ctx context.Context, outs []Outcome) ([]Outcome, error) {
 			l := string(b)
 			logs[i] = &l
 		}
-		for j, p := range o.Parts {
-			partIDs, partMsgs = append(partIDs, carrier.NormalizeID(p)), append(partMsgs, ids[i])
-			partRetries, partNums = append(partRetries, int64(o.Retry)), append(partNums, int64(j+1))
-		}
 	}
 	record, err := s.stmts.Get(ctx, recordSQL)
 	if err != nil {
 		return nil, fmt.Errorf("record outcomes: %w", err)
 	}
 	acked := s.takeAcked()
-	var stored []Try
+	var stored []Outcome
 	err = s.inTx(ctx, func(tx *sqlx.Tx) error {
 		if len(acked) > 0 {
 			if err := forgetReported(ctx, tx, acked); err != nil {
@@ -207,10 +204,24 @@ func (s *Store) Record(ctx context.Context, outs []Outcome) ([]Outcome, error) {
 			pq.Array(reasons), pq.Array(attempts), pq.Array(at), pq.Array(traces), pq.Array(carrierIDs), pq.Array(expect), pq.Array(logs)); err != nil {
 			return err
 		}
+		kept := make(map[Try]bool, len(rows))
 		for _, r := range rows {
-			stored = append(stored, Try{r.ID, r.Retry})
+			kept[Try{r.ID, r.Retry}] = true
 		}
-		if len(partIDs) == 0 || len(stored) == 0 {
+		stored = stored[:0]
+		var partIDs, partMsgs []string
+		var partRetries, partNums []int64
+		for _, o := range outs {
+			if !kept[o.try()] {
+				continue
+			}
+			stored = append(stored, o)
+			for j, p := range o.Parts {
+				partIDs, partMsgs = append(partIDs, carrier.NormalizeID(p)), append(partMsgs, o.MessageID.String())
+				partRetries, partNums = append(partRetries, int64(o.Retry)), append(partNums, int64(j+1))
+			}
+		}
+		if len(partIDs) == 0 {
 			return nil
 		}
 		return recordParts(ctx, tx, partIDs, partMsgs, partRetries, partNums)
@@ -219,25 +230,38 @@ func (s *Store) Record(ctx context.Context, outs []Outcome) ([]Outcome, error) {
 		s.Acknowledged(acked)
 		return nil, fmt.Errorf("record outcomes: %w", err)
 	}
-	if len(stored) == len(outs) {
-		return outs, nil
-	}
-	kept := make(map[Try]bool, len(stored))
-	for _, t := range stored {
-		kept[t] = true
-	}
-	out := make([]Outcome, 0, len(stored))
+	return stored, nil
+}
+
+// firstPerTry drops every outcome but the first of each try, so that the
+// outcome Record stores for a try given twice is known, not left to the
+// order in which PostgreSQL inserts the rows.
+func firstPerTry(outs []Outcome) []Outcome {
+	seen := make(map[Try]bool, len(outs))
+	var dup bool
 	for _, o := range outs {
-		if kept[o.try()] {
-			out = append(out, o)
-			delete(kept, o.try()) // one outcome per try, even if given twice
+		if seen[o.try()] {
+			dup = true
+			break
+		}
+		seen[o.try()] = true
+	}
+	if !dup {
+		return outs
+	}
+	clear(seen)
+	first := make([]Outcome, 0, len(outs))
+	for _, o := range outs {
+		if !seen[o.try()] {
+			seen[o.try()] = true
+			first = append(first, o)
 		}
 	}
-	return out, nil
+	return first
 }
 
 // recordParts stores the carrier ids of the parts of the tries just
-// recorded (a part of a try recorded before is left alone), gives the
+// recorded (a carrier id stored before is left alone), gives the
 // receipts that came before them their message, and settles the tries
 // whose receipts are all in.
 func recordParts(ctx context.Context, tx *sqlx.Tx, ids, msgs []string, retries, parts []int64) error {
