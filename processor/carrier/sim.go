@@ -25,7 +25,8 @@ type SimulatorConfig struct {
 	// TransientShare is the share of failures that are transient, 0..1.
 	TransientShare float64
 	// Ledger, when not nil, records every call in processor.carrier_calls,
-	// so tests can count calls repeated after a crash.
+	// so tests can count calls repeated after a crash (and calls
+	// cancelled, outcome LedgerCancelled, which never reached the carrier).
 	Ledger *sqlx.DB
 	// Sink, when not nil, takes the receipts and replies the simulator
 	// sends back; without one it sends none.
@@ -46,6 +47,14 @@ type SimulatorConfig struct {
 	ReplyRate, StopRate, StartRate float64
 	ReplyDelay                     time.Duration
 }
+
+// Outcomes of a ledger row (SimulatorConfig.Ledger) besides the call's own
+// result ("delivered" or the error's text): a call in progress, or one
+// cancelled during the carrier's delay, which never reached the carrier.
+const (
+	LedgerStarted   = "started"
+	LedgerCancelled = "cancelled"
+)
 
 // Simulator stands in for an SMS carrier: it waits, then succeeds or fails
 // at the configured rates, and later sends receipts and replies to its
@@ -188,9 +197,10 @@ var transientReasons = []string{"carrier timeout", "carrier throttled the reques
 // Submit asks the carrier to deliver one message. The carrier counts as
 // called when the delay has passed; a call cancelled before that never
 // reached it. With a ledger, the call is written down before the delay
-// (outcome "started"), so that a process killed during it still leaves the
-// call counted, and completed with its outcome after it; a call cancelled
-// before the delay ended is struck off again.
+// (outcome LedgerStarted), so that a process killed during it still leaves
+// the call counted, and completed with its outcome after it; a call
+// cancelled before the delay ended keeps its row, marked LedgerCancelled,
+// so that tests of graceful paths (which must cancel nothing) can see it.
 func (s *Simulator) Submit(ctx context.Context, req sms.SendRequest, attempt int) (Accepted, error) {
 	if err := s.deliver(ctx, req, attempt); err != nil {
 		return Accepted{}, err
@@ -299,7 +309,7 @@ func (s *Simulator) deliver(ctx context.Context, req sms.SendRequest, attempt in
 		// Not cancelled half-way: a cancelled insert may still commit, and
 		// its row would then count a call that never happened.
 		if err := s.cfg.Ledger.GetContext(context.WithoutCancel(ctx), &entry,
-			`INSERT INTO processor.carrier_calls (message_id, attempt, outcome) VALUES ($1, $2, 'started') RETURNING id`, req.MessageID, attempt); err != nil {
+			`INSERT INTO processor.carrier_calls (message_id, attempt, outcome) VALUES ($1, $2, $3) RETURNING id`, req.MessageID, attempt, LedgerStarted); err != nil {
 			// The call was not made: a transient failure of the carrier.
 			return &Error{Transient: true, Reason: fmt.Sprintf("carrier ledger: %v", err)}
 		}
@@ -310,7 +320,10 @@ func (s *Simulator) deliver(ctx context.Context, req sms.SendRequest, attempt in
 	}
 	if !platform.Sleep(ctx, delay) || ctx.Err() != nil {
 		if s.cfg.Ledger != nil {
-			_, _ = s.cfg.Ledger.ExecContext(context.WithoutCancel(ctx), `DELETE FROM processor.carrier_calls WHERE id = $1`, entry)
+			// Kept, not deleted: a call the processor cancels (on revoke or
+			// shutdown) is work handed back, and a graceful drain must
+			// leave none; a deleted row would hide it.
+			_, _ = s.cfg.Ledger.ExecContext(context.WithoutCancel(ctx), `UPDATE processor.carrier_calls SET outcome = $2 WHERE id = $1`, entry, LedgerCancelled)
 		}
 		return ctx.Err()
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jmoiron/sqlx"
 
 	"github.com/smsctl/smsctl/platform/platformtest"
 	"github.com/smsctl/smsctl/sms"
@@ -94,42 +95,52 @@ func TestSimulatorDelay(t *testing.T) {
 }
 
 // TestSimulatorCancellation checks that a call cancelled before its delay
-// ends returns the context's error and never counts as a carrier call (no
-// ledger row), whatever outcome the call would have had.
+// ends returns the context's error, whatever outcome the call would have
+// had, and that the ledger keeps it marked cancelled (never reached the
+// carrier, but visible: a graceful drain must cancel nothing, and a
+// deleted row would hide a call the processor handed back). A call whose
+// context ended before it started leaves no row.
 func TestSimulatorCancellation(t *testing.T) {
 	t.Parallel()
 	db := platformtest.NewDB(t)
 	cases := []struct {
-		name    string
-		cfg     SimulatorConfig
-		ctx     func() (context.Context, context.CancelFunc)
+		name string
+		cfg  SimulatorConfig
+		// ctx is the call's context; cancelStarted is called once its
+		// ledger row is written (nil: the context ends by itself).
+		ctx     func() (ctx context.Context, cancelStarted, cleanup context.CancelFunc)
 		wantErr error
+		wantRow string // the row's outcome; "" for no row
 	}{
 		{
 			name: "cancelled during the delay",
 			cfg:  SimulatorConfig{MinDelay: time.Minute, MaxDelay: time.Minute},
-			ctx: func() (context.Context, context.CancelFunc) {
+			ctx: func() (context.Context, context.CancelFunc, context.CancelFunc) {
 				ctx, cancel := context.WithCancel(context.Background())
-				time.AfterFunc(20*time.Millisecond, cancel)
-				return ctx, cancel
+				return ctx, cancel, cancel
 			},
 			wantErr: context.Canceled,
+			wantRow: LedgerCancelled,
 		},
 		{
+			// The row is written whatever the deadline does meanwhile (its
+			// insert is not cancelled), so the deadline needs no waiting.
 			name: "deadline during the delay",
 			cfg:  SimulatorConfig{MinDelay: time.Minute, MaxDelay: time.Minute, FailureRate: 1},
-			ctx: func() (context.Context, context.CancelFunc) {
-				return context.WithTimeout(context.Background(), 20*time.Millisecond)
+			ctx: func() (context.Context, context.CancelFunc, context.CancelFunc) {
+				ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+				return ctx, nil, cancel
 			},
 			wantErr: context.DeadlineExceeded,
+			wantRow: LedgerCancelled,
 		},
 		{
 			name: "already cancelled with no delay",
 			cfg:  SimulatorConfig{},
-			ctx: func() (context.Context, context.CancelFunc) {
+			ctx: func() (context.Context, context.CancelFunc, context.CancelFunc) {
 				ctx, cancel := context.WithCancel(context.Background())
 				cancel()
-				return ctx, cancel
+				return ctx, nil, cancel
 			},
 			wantErr: context.Canceled,
 		},
@@ -139,10 +150,19 @@ func TestSimulatorCancellation(t *testing.T) {
 			cfg := tc.cfg
 			cfg.Ledger = db
 			req := testRequest(0)
-			ctx, cancel := tc.ctx()
-			defer cancel()
+			ctx, cancelStarted, cleanup := tc.ctx()
+			defer cleanup()
 			done := make(chan error, 1)
 			go func() { done <- deliverErr(NewSimulator(cfg).Submit(ctx, req, 1)) }()
+			if cancelStarted != nil {
+				// Cancelled only once the call started: cancelled earlier,
+				// it would never have been written down at all.
+				platformtest.Eventually(t, time.Minute, 5*time.Millisecond, "the call's ledger row", func() (bool, string) {
+					rows := ledgerRows(t, db, req)
+					return len(rows) > 0, fmt.Sprint(rows)
+				})
+				cancelStarted()
+			}
 			select {
 			case err := <-done:
 				if !errors.Is(err, tc.wantErr) {
@@ -151,15 +171,25 @@ func TestSimulatorCancellation(t *testing.T) {
 			case <-time.After(30 * time.Second):
 				t.Fatal("Deliver did not return after its context ended")
 			}
-			var n int
-			if err := db.Get(&n, `SELECT count(*) FROM processor.carrier_calls WHERE message_id = $1`, req.MessageID); err != nil {
-				t.Fatal(err)
-			}
-			if n != 0 {
-				t.Fatalf("a cancelled call left %d ledger rows, want 0", n)
+			rows := ledgerRows(t, db, req)
+			switch {
+			case tc.wantRow == "" && len(rows) != 0:
+				t.Fatalf("a call that never started left ledger rows %v, want none", rows)
+			case tc.wantRow != "" && (len(rows) != 1 || rows[0] != tc.wantRow):
+				t.Fatalf("a call cancelled during the delay left ledger rows %v, want one %q", rows, tc.wantRow)
 			}
 		})
 	}
+}
+
+// ledgerRows returns the outcomes of the ledger rows of req, in order.
+func ledgerRows(t testing.TB, db *sqlx.DB, req sms.SendRequest) []string {
+	t.Helper()
+	var rows []string
+	if err := db.Select(&rows, `SELECT outcome FROM processor.carrier_calls WHERE message_id = $1 ORDER BY id`, req.MessageID); err != nil {
+		t.Fatal(err)
+	}
+	return rows
 }
 
 // TestSimulatorLedger checks that with a ledger every completed call is
