@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"strings"
@@ -29,11 +30,20 @@ func (e *exitError) Unwrap() error { return e.err }
 
 // Execute runs smsctl and returns the process exit code.
 func Execute(version string) int {
-	root := newRoot(version)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	return run(ctx, newRoot(version), os.Args[1:], os.Stdout, os.Stderr)
+}
+
+// run executes root with args and maps its error to the exit code: an
+// *exitError's own code, 1 for any other error. It is Execute without the
+// process, so tests see the exit code a user would.
+func run(ctx context.Context, root *cobra.Command, args []string, stdout, stderr io.Writer) int {
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
 	if err := root.ExecuteContext(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, "smsctl:", err)
+		fmt.Fprintln(stderr, "smsctl:", err)
 		var ee *exitError
 		if errors.As(err, &ee) {
 			return ee.code
