@@ -25,9 +25,9 @@ type lagMeter struct {
 }
 
 func newLagMeter(brokers, group, topic string) (*lagMeter, error) {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(brokers, ",")...))
+	cl, err := newKafkaClient(strings.Split(brokers, ","))
 	if err != nil {
-		return nil, fmt.Errorf("kafka client: %w", err)
+		return nil, fmt.Errorf("lag meter: %w", err)
 	}
 	return &lagMeter{adm: kadm.NewClient(cl), cl: cl, group: group, topic: topic}, nil
 }

@@ -21,6 +21,11 @@ package main
 import (
 	"fmt"
 	"os"
+
+	"github.com/rs/zerolog"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/smsctl/smsctl/platform"
 )
 
 func main() {
@@ -64,6 +69,14 @@ func main() {
 func usage() {
 	fmt.Fprintln(os.Stderr, "usage: loadgen run|lag|waitready|drain|counts|warmkafka|batch|track|sched|waitsql|topics [flags]  (-h for each)")
 	os.Exit(2)
+}
+
+// newKafkaClient is the project's one Kafka client constructor (its
+// metadata refresh and logging) with opts added; the client's warnings go to
+// stderr with the rest of the progress.
+func newKafkaClient(brokers []string, opts ...kgo.Opt) (*kgo.Client, error) {
+	logger := zerolog.New(os.Stderr).With().Timestamp().Str("tool", "loadgen").Logger()
+	return platform.NewKafkaClient(brokers, logger, opts...)
 }
 
 // kv prints one result line.

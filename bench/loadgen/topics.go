@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // cmdTopics waits until the given topics exist and prints how they are
@@ -29,9 +28,9 @@ func cmdTopics(args []string) error {
 		return errors.New("topics: -brokers is required")
 	}
 	names := strings.Split(*topics, ",")
-	cl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(*brokers, ",")...))
+	cl, err := newKafkaClient(strings.Split(*brokers, ","))
 	if err != nil {
-		return fmt.Errorf("kafka client: %w", err)
+		return fmt.Errorf("topics: %w", err)
 	}
 	defer cl.Close()
 	adm := kadm.NewClient(cl)

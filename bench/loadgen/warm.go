@@ -30,14 +30,14 @@ func cmdWarmKafka(args []string) error {
 		return errors.New("warmkafka: -brokers is required")
 	}
 	seeds := strings.Split(*brokers, ",")
-	prod, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.AllowAutoTopicCreation(), kgo.RequiredAcks(kgo.AllISRAcks()))
+	prod, err := newKafkaClient(seeds, kgo.AllowAutoTopicCreation(), kgo.RequiredAcks(kgo.AllISRAcks()))
 	if err != nil {
-		return fmt.Errorf("kafka client: %w", err)
+		return fmt.Errorf("warmkafka producer: %w", err)
 	}
 	defer prod.Close()
-	cons, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.ConsumeTopics(*topic), kgo.ConsumerGroup("bench-warmup"))
+	cons, err := newKafkaClient(seeds, kgo.ConsumeTopics(*topic), kgo.ConsumerGroup("bench-warmup"))
 	if err != nil {
-		return fmt.Errorf("kafka client: %w", err)
+		return fmt.Errorf("warmkafka consumer: %w", err)
 	}
 	defer cons.Close()
 
