@@ -74,7 +74,10 @@ func testRequests(n int) []sms.SendRequest {
 
 // countingCarrier stands in for the carrier. It counts completed calls per
 // message (a call cancelled before its delay ended never reached the
-// carrier, as with the Simulator) and the most calls in progress at once.
+// carrier, as with the Simulator), the calls cancelled during their delay
+// (work handed back and done again: a graceful drain must leave none, and
+// the completed calls alone would not show them), and the most calls in
+// progress at once.
 type countingCarrier struct {
 	delay time.Duration
 	// delayFor, when set, overrides delay per message.
@@ -86,10 +89,13 @@ type countingCarrier struct {
 	outcome func(req sms.SendRequest, attempt int) error
 
 	mu    sync.Mutex
-	calls map[uuid.UUID]int
+	calls map[uuid.UUID]int // completed calls
 	total atomic.Int64
-	cur   atomic.Int64
-	peak  atomic.Int64
+	// cancelled counts calls that started and were cancelled before the
+	// carrier answered.
+	cancelled atomic.Int64
+	cur       atomic.Int64
+	peak      atomic.Int64
 }
 
 func newCountingCarrier(delay time.Duration) *countingCarrier {
@@ -97,6 +103,9 @@ func newCountingCarrier(delay time.Duration) *countingCarrier {
 }
 
 func (c *countingCarrier) Deliver(ctx context.Context, req sms.SendRequest, attempt int) error {
+	if err := ctx.Err(); err != nil && !c.ignoreCancel {
+		return err // never started
+	}
 	n := c.cur.Add(1)
 	defer c.cur.Add(-1)
 	for {
@@ -117,12 +126,11 @@ func (c *countingCarrier) Deliver(ctx context.Context, req sms.SendRequest, atte
 		} else {
 			select {
 			case <-ctx.Done():
+				c.cancelled.Add(1)
 				return ctx.Err()
 			case <-t.C:
 			}
 		}
-	} else if err := ctx.Err(); err != nil && !c.ignoreCancel {
-		return err
 	}
 	c.mu.Lock()
 	c.calls[req.MessageID]++
