@@ -75,7 +75,7 @@ func (p *Processor) deliver(st *partition, rec *kgo.Record, req sms.SendRequest)
 		switch {
 		case err == nil:
 			p.metrics.calls.WithLabelValues("delivered").Inc()
-			out.AttemptLog = append(out.AttemptLog, sms.Attempt{Attempt: attempt, At: start.UTC(), Result: "accepted"})
+			out.addAttempt(sms.Attempt{Attempt: attempt, At: start.UTC(), Result: "accepted"})
 			out.Status, out.Parts, out.ReceiptsExpected = sms.StatusSent, acc.PartIDs, acc.Receipts && len(acc.PartIDs) > 0
 			if len(acc.PartIDs) > 0 {
 				first := acc.PartIDs[0]
@@ -85,7 +85,7 @@ func (p *Processor) deliver(st *partition, rec *kgo.Record, req sms.SendRequest)
 			// The carrier asks us to slow down: not the message's fault.
 			p.metrics.calls.WithLabelValues("throttled").Inc()
 			throttled++
-			out.AttemptLog = append(out.AttemptLog, sms.Attempt{Attempt: attempt, At: start.UTC(), Result: "throttled", Error: errText(err)})
+			out.addAttempt(sms.Attempt{Attempt: attempt, At: start.UTC(), Result: "throttled", Error: errText(err)})
 			wait := max(cerr.RetryAfter, p.cfg.RetryBackoff)
 			log.Debug().Err(err).Dur("retry_in", wait).Msg("carrier throttled")
 			if !platform.Sleep(ctx, wait) {
@@ -96,7 +96,7 @@ func (p *Processor) deliver(st *partition, rec *kgo.Record, req sms.SendRequest)
 		case transient && attempt < p.cfg.MaxAttempts:
 			p.metrics.calls.WithLabelValues("transient").Inc()
 			p.metrics.retries.Inc()
-			out.AttemptLog = append(out.AttemptLog, sms.Attempt{Attempt: attempt, At: start.UTC(), Result: "transient", Error: errText(err)})
+			out.addAttempt(sms.Attempt{Attempt: attempt, At: start.UTC(), Result: "transient", Error: errText(err)})
 			delay := retryDelay(p.cfg.RetryBackoff, attempt)
 			delay = delay/2 + rand.N(delay/2+1)
 			log.Debug().Err(err).Int("attempt", attempt).Dur("retry_in", delay).Msg("transient carrier failure")
@@ -108,7 +108,7 @@ func (p *Processor) deliver(st *partition, rec *kgo.Record, req sms.SendRequest)
 			continue
 		case transient:
 			p.metrics.calls.WithLabelValues("transient").Inc()
-			out.AttemptLog = append(out.AttemptLog, sms.Attempt{Attempt: attempt, At: start.UTC(), Result: "transient", Error: errText(err)})
+			out.addAttempt(sms.Attempt{Attempt: attempt, At: start.UTC(), Result: "transient", Error: errText(err)})
 			reason := failureReason(fmt.Sprintf("exhausted: %d attempts, last error: %v", attempt, err))
 			out.Status, out.FailureReason = sms.StatusFailed, &reason
 			if !p.sendDLQ(ctx, rec, errors.New(reason)) {
@@ -128,7 +128,7 @@ func (p *Processor) deliver(st *partition, rec *kgo.Record, req sms.SendRequest)
 				reason = "permanent: " + reason
 			}
 			reason = failureReason(reason)
-			out.AttemptLog = append(out.AttemptLog, sms.Attempt{Attempt: attempt, At: start.UTC(), Result: "permanent", Error: errText(err)})
+			out.addAttempt(sms.Attempt{Attempt: attempt, At: start.UTC(), Result: "permanent", Error: errText(err)})
 			out.Status, out.FailureReason = sms.StatusFailed, &reason
 		}
 		out.Attempts = attempt
@@ -143,6 +143,19 @@ func (p *Processor) deliver(st *partition, rec *kgo.Record, req sms.SendRequest)
 // maxThrottled bounds how often one message waits on throttling before
 // its throttling counts as a transient failure.
 const maxThrottled = 100
+
+// addAttempt logs a carrier call in the message's history. The log keeps
+// at most sms.MaxReportAttempts calls, as many as a report may carry (a
+// report the API refuses would be retried forever): past that, the last
+// entry gives way to the newest, so the log keeps the first calls and
+// the one that decided the outcome.
+func (o *Outcome) addAttempt(a sms.Attempt) {
+	if len(o.AttemptLog) < sms.MaxReportAttempts {
+		o.AttemptLog = append(o.AttemptLog, a)
+		return
+	}
+	o.AttemptLog[len(o.AttemptLog)-1] = a
+}
 
 // errText is err's text cut to what an event's detail keeps.
 func errText(err error) string {

@@ -151,6 +151,47 @@ func TestProcessorThrottling(t *testing.T) {
 	}
 }
 
+// TestProcessorAttemptLogFitsAReport: a message throttled past
+// maxThrottled and then failing logs more carrier calls than a report
+// may carry; the log keeps sms.MaxReportAttempts of them, ending with the
+// call that decided the outcome, so the API accepts the report (one it
+// refused would be retried forever and hold up the reports behind it).
+func TestProcessorAttemptLogFitsAReport(t *testing.T) {
+	t.Parallel()
+	db := platformtest.NewDB(t)
+	env := newKafkaEnv(t, 1)
+	cfg := testConfig(env)
+	cfg.MaxAttempts = 2
+	car := &throttlingCarrier{times: maxThrottled + 50, calls: map[uuid.UUID]int{}}
+	p, err := New(cfg, NewStore(db), car, nil, testLogger(), prometheus.NewRegistry(), testKafkaOpts()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runProcessor(t, p)
+	req := testRequest(1)
+	env.produceRequests(t, req)
+	waitOutcomes(t, db, 1)
+	o := recordedOutcomes(t, db)[req.MessageID]
+	if err := db.Get(&o.AttemptLog, `SELECT attempt_log FROM processor.deliveries WHERE message_id = $1`, req.MessageID); err != nil {
+		t.Fatal(err)
+	}
+	car.mu.Lock()
+	calls := car.calls[req.MessageID]
+	car.mu.Unlock()
+	if o.Status != sms.StatusFailed || calls <= sms.MaxReportAttempts {
+		t.Fatalf("%s after %d carrier calls; want FAILED after more than %d", o.Status, calls, sms.MaxReportAttempts)
+	}
+	if len(o.AttemptLog) != sms.MaxReportAttempts {
+		t.Errorf("%d calls logged, want the log cut to %d", len(o.AttemptLog), sms.MaxReportAttempts)
+	}
+	if last := o.AttemptLog[len(o.AttemptLog)-1]; last.Attempt != cfg.MaxAttempts || last.Result != "transient" {
+		t.Errorf("last logged call: attempt %d %s, want the deciding call, attempt %d transient", last.Attempt, last.Result, cfg.MaxAttempts)
+	}
+	if err := o.report().Validate(); err != nil {
+		t.Errorf("the API would refuse the report: %v", err)
+	}
+}
+
 // TestProcessorValidity checks that a message whose validity ended before
 // the carrier took it ends EXPIRED without a carrier call.
 func TestProcessorValidity(t *testing.T) {

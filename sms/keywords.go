@@ -336,7 +336,8 @@ type InboundResult struct {
 	Duplicate bool `json:"-"`
 }
 
-// MaxCarrierMessageID is the longest carrier_message_id, in bytes.
+// MaxCarrierMessageID is the longest carrier_message_id, in characters
+// (Unicode code points), of inbound messages and of reports.
 const MaxCarrierMessageID = 128
 
 // Normalize checks a hand-over of an inbound message and returns it with
@@ -374,9 +375,10 @@ func (r InboundReport) Normalize() (InboundReport, error) {
 		v.Add("received_at", storableTimeRule)
 	}
 	out.ReceivedAt = r.ReceivedAt.UTC().Truncate(time.Microsecond)
+	// Counted before the trim, as the document's maxLength counts it.
 	id := strings.TrimSpace(r.CarrierMessageID)
 	switch {
-	case id == "" || len(id) > MaxCarrierMessageID:
+	case id == "" || utf8.RuneCountInString(r.CarrierMessageID) > MaxCarrierMessageID:
 		v.Add("carrier_message_id", fmt.Sprintf("required, 1 to %d characters", MaxCarrierMessageID))
 	case !utf8.ValidString(id) || strings.IndexFunc(id, func(c rune) bool { return !unicode.IsPrint(c) }) >= 0:
 		v.Add("carrier_message_id", "must hold visible characters only")

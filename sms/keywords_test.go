@@ -148,6 +148,11 @@ func TestInboundReportNormalize(t *testing.T) {
 	if got != want {
 		t.Errorf("Normalize = %+v, want %+v", got, want)
 	}
+	longest := valid
+	longest.CarrierMessageID = strings.Repeat("é", MaxCarrierMessageID) // counted in characters, not bytes
+	if _, err := longest.Normalize(); err != nil {
+		t.Errorf("a carrier id of %d characters: %v", MaxCarrierMessageID, err)
+	}
 	tests := []struct {
 		name   string
 		edit   func(*InboundReport)
@@ -159,7 +164,8 @@ func TestInboundReportNormalize(t *testing.T) {
 		{"text too long", func(r *InboundReport) { r.Text = strings.Repeat("x", MaxTextLength+1) }, []string{"text"}},
 		{"text with NUL", func(r *InboundReport) { r.Text = "a\x00" }, []string{"text"}},
 		{"text not UTF-8", func(r *InboundReport) { r.Text = "\xff" }, []string{"text"}},
-		{"carrier id too long", func(r *InboundReport) { r.CarrierMessageID = strings.Repeat("x", MaxCarrierMessageID+1) }, []string{"carrier_message_id"}},
+		{"carrier id too long", func(r *InboundReport) { r.CarrierMessageID = strings.Repeat("é", MaxCarrierMessageID+1) }, []string{"carrier_message_id"}},
+		{"carrier id too long with the white space around it", func(r *InboundReport) { r.CarrierMessageID = " " + strings.Repeat("x", MaxCarrierMessageID) }, []string{"carrier_message_id"}},
 		{"carrier id with a control character", func(r *InboundReport) { r.CarrierMessageID = "a\nb" }, []string{"carrier_message_id"}},
 	}
 	for _, tt := range tests {

@@ -225,6 +225,10 @@ var ReportableStatuses = []Status{StatusSent, StatusDelivered, StatusUndelivered
 const (
 	MaxFailureReason = 1000
 	MaxTraceparent   = 128
+	// MaxReportAttempts and MaxReportParts bound a report's attempts
+	// and parts (a message has at most 255 parts).
+	MaxReportAttempts = 100
+	MaxReportParts    = 255
 	// MaxRetry is the highest try number PostgreSQL's integer column holds.
 	MaxRetry = math.MaxInt32
 )
@@ -247,16 +251,16 @@ func (r DeliveryReport) Validate() error {
 		v.Add("failure_reason", "required when status is FAILED, and not only whitespace")
 	}
 	switch {
-	case len(r.CarrierMessageID) > 128:
-		v.Add("carrier_message_id", "must be at most 128 bytes")
+	case utf8.RuneCountInString(r.CarrierMessageID) > MaxCarrierMessageID:
+		v.Add("carrier_message_id", fmt.Sprintf("must be at most %d characters", MaxCarrierMessageID))
 	case strings.ContainsRune(r.CarrierMessageID, 0):
 		v.Add("carrier_message_id", "must not contain NUL characters")
 	}
 	if r.Retry < 0 || r.Retry > MaxRetry {
 		v.Add("retry", fmt.Sprintf("must be 0 to %d", MaxRetry))
 	}
-	if len(r.Attempts) > 100 {
-		v.Add("attempts", "must hold at most 100 attempts")
+	if len(r.Attempts) > MaxReportAttempts {
+		v.Add("attempts", fmt.Sprintf("must hold at most %d attempts", MaxReportAttempts))
 	}
 	for i, a := range r.Attempts {
 		prefix := fmt.Sprintf("attempts[%d].", i)
@@ -266,8 +270,8 @@ func (r DeliveryReport) Validate() error {
 			v.Add(prefix+"at", storableTimeRule)
 		}
 	}
-	if len(r.Parts) > 255 {
-		v.Add("parts", "must hold at most 255 parts")
+	if len(r.Parts) > MaxReportParts {
+		v.Add("parts", fmt.Sprintf("must hold at most %d parts", MaxReportParts))
 	}
 	for i, p := range r.Parts {
 		prefix := fmt.Sprintf("parts[%d].", i)
@@ -392,6 +396,12 @@ type ReportResults struct {
 
 // MaxReportBatch is the most reports accepted in one batch request.
 const MaxReportBatch = 1000
+
+// MaxReportBatchBytes is the largest body of a batch of reports. A full
+// batch of the longest failure reasons and traceparents fits, however
+// its JSON escapes them; attempts and parts can make a batch larger, so
+// the processor's client splits what it sends to fit.
+const MaxReportBatchBytes = 8 << 20
 
 // ReasonClass groups failure reasons into a few label values: the text
 // before the first colon when it is a known class, else "other".

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -22,19 +23,39 @@ func NewInternal(baseURL, token string, timeout time.Duration) *Internal {
 	return &Internal{api{baseURL: strings.TrimRight(baseURL, "/"), token: token, http: &http.Client{Timeout: timeout}}}
 }
 
-// PostReports hands delivery reports to the API in one request (at most
+// PostReports hands delivery reports to the API (at most
 // sms.MaxReportBatch) and returns what each did, in the order given.
-// Applying a report twice changes nothing, so a failed call may be retried.
+// Reports whose JSON would make a body over sms.MaxReportBatchBytes, as
+// long attempt logs and receipts can, go in several requests, so that
+// the API never refuses them for their size. Applying a report twice
+// changes nothing, so a failed call may be retried.
 func (c *Internal) PostReports(ctx context.Context, reports []sms.DeliveryReport) ([]sms.AppliedReport, error) {
-	body, err := json.Marshal(sms.ReportBatch{Reports: reports})
-	if err != nil {
-		return nil, fmt.Errorf("encode reports: %w", err)
+	encoded := make([][]byte, len(reports))
+	for i, r := range reports {
+		b, err := json.Marshal(r)
+		if err != nil {
+			return nil, fmt.Errorf("encode reports: %w", err)
+		}
+		encoded[i] = b
 	}
-	var res sms.ReportResults
-	if err := c.do(ctx, http.MethodPost, "/v1/internal/delivery-reports", body, nil, &res); err != nil {
-		return nil, err
+	const open, sep, end = `{"reports":[`, ",", `]}`
+	results := make([]sms.AppliedReport, 0, len(reports))
+	for len(encoded) > 0 {
+		n, size := 1, len(open)+len(encoded[0])+len(end)
+		for n < len(encoded) && size+len(sep)+len(encoded[n]) <= sms.MaxReportBatchBytes {
+			size += len(sep) + len(encoded[n])
+			n++
+		}
+		body := make([]byte, 0, size)
+		body = append(append(body, open...), bytes.Join(encoded[:n], []byte(sep))...)
+		body = append(body, end...)
+		var res sms.ReportResults
+		if err := c.do(ctx, http.MethodPost, "/v1/internal/delivery-reports", body, nil, &res); err != nil {
+			return nil, err
+		}
+		results, encoded = append(results, res.Results...), encoded[n:]
 	}
-	return res.Results, nil
+	return results, nil
 }
 
 // Dispatch claims messages for the carrier and returns the API's verdict

@@ -20,11 +20,9 @@ import (
 // MaxBodyBytes is the largest request body accepted.
 const MaxBodyBytes = 64 << 10
 
-// MaxReportBatchBytes is the largest body of a batch of delivery reports:
-// sms.MaxReportBatch reports with the longest failure reasons and
-// traceparents fit, each character written as encoding/json writes the
-// widest (6 bytes, as \u003c), so a full batch is never refused for its size.
-const MaxReportBatchBytes = 8 << 20
+// MaxReportBatchBytes is the largest body of a batch of delivery reports
+// (see sms.MaxReportBatchBytes).
+const MaxReportBatchBytes = sms.MaxReportBatchBytes
 
 // Store is what the handlers read and write; *postgres.Store is the
 // implementation.

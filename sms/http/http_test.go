@@ -1588,6 +1588,13 @@ func TestDeliveryReports(t *testing.T) {
 		if res := decodeAs[sms.ReportResult](t, r); !res.Applied {
 			t.Errorf("report with a reason of %d characters not applied", sms.MaxFailureReason)
 		}
+		m = a.send(t, hello)
+		body = map[string]any{"message_id": m.ID, "status": "SENT", "processed_at": now, "carrier_message_id": strings.Repeat("é", sms.MaxCarrierMessageID)}
+		r = a.do(t, http.MethodPost, "/v1/internal/delivery-report", body, withInternalToken())
+		want(t, r, http.StatusOK)
+		if res := decodeAs[sms.ReportResult](t, r); !res.Applied {
+			t.Errorf("report with a carrier_message_id of %d characters not applied", sms.MaxCarrierMessageID)
+		}
 	})
 	t.Run("a full batch of the longest reports fits the body limit", func(t *testing.T) {
 		t.Parallel()
@@ -1635,6 +1642,7 @@ func TestDeliveryReports(t *testing.T) {
 			{"uuid of a wrong type", `{"message_id":42,"status":"SENT","processed_at":"` + now + `"}`, []string{"message_id"}},
 			{"bad timestamp", `{"message_id":"` + id + `","status":"SENT","processed_at":"yesterday"}`, []string{"processed_at"}},
 			{"traceparent too long", `{"message_id":"` + id + `","status":"SENT","processed_at":"` + now + `","traceparent":"` + strings.Repeat("é", 129) + `"}`, []string{"traceparent"}},
+			{"carrier id too long", `{"message_id":"` + id + `","status":"SENT","processed_at":"` + now + `","carrier_message_id":"` + strings.Repeat("é", 129) + `"}`, []string{"carrier_message_id"}},
 			{"missing everything", `{}`, []string{"message_id", "status", "processed_at"}},
 			{"everything wrong", `{"message_id":"x","status":"DONE","processed_at":"x"}`, []string{"message_id", "status", "processed_at"}},
 		}
