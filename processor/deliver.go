@@ -47,6 +47,12 @@ func (p *Processor) deliver(st *partition, rec *kgo.Record, req sms.SendRequest)
 	defer span.End()
 	log := p.log.With().Str("message_id", req.MessageID.String()).Str("trace_id", span.SpanContext().TraceID().String()).Logger()
 	out := Outcome{MessageID: req.MessageID, Retry: req.Retry}
+	if ctx.Err() != nil {
+		// Revoked while the claim was being made: the next owner has it, and
+		// a carrier may not look at ctx before sending.
+		p.abandon(st, req.MessageID)
+		return
+	}
 	throttled := 0
 	for attempt := 1; ; {
 		if req.ValidUntil != nil && time.Now().After(*req.ValidUntil) {

@@ -20,6 +20,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/smsctl/smsctl/platform"
 	"github.com/smsctl/smsctl/platform/platformtest"
 	"github.com/smsctl/smsctl/processor/carrier"
 	"github.com/smsctl/smsctl/sms"
@@ -193,7 +194,7 @@ func newKafkaEnv(tb testing.TB, partitions int32) *kafkaEnv {
 		topic: topic, dlq: topic + ".dlq", group: platformtest.UniqueTopic("processor-test"),
 	}
 	e.brokers = platformtest.KafkaBrokers(tb)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(e.brokers...), kgo.ProducerLinger(0))
+	cl, err := platform.NewKafkaClient(e.brokers, zerolog.Nop(), kgo.ProducerLinger(0))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -338,7 +339,7 @@ func (e *kafkaEnv) readAll(tb testing.TB, topic string) []*kgo.Record {
 	if want == 0 {
 		return nil
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(e.brokers...),
+	cl, err := platform.NewKafkaClient(e.brokers, zerolog.Nop(),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: offsets}), kgo.FetchMaxWait(100*time.Millisecond))
 	if err != nil {
 		tb.Fatal(err)

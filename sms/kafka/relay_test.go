@@ -54,7 +54,7 @@ func newProducer(tb testing.TB, brokers []string, opts ...kgo.Opt) *kgo.Client {
 // consume reads n records of topic from the start.
 func consume(tb testing.TB, brokers []string, topic string, n int) []*kgo.Record {
 	tb.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	cl, err := platform.NewKafkaClient(brokers, zerolog.Nop(), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
 		tb.Fatal(err)
 	}
