@@ -2,7 +2,6 @@ package config
 
 import (
 	"errors"
-	"fmt"
 	"net"
 	"time"
 )
@@ -15,9 +14,10 @@ type Carrier struct {
 	// SimReceipts makes the simulator send delivery receipts. Defaults to true.
 	SimReceipts bool `mapstructure:"sim-receipts" flag:"simulated carrier: send delivery receipts"`
 	// SimReceiptMinDelay and SimReceiptMaxDelay bound how long after a
-	// message was accepted its receipt comes. Default to 100ms and 2s.
-	SimReceiptMinDelay time.Duration `mapstructure:"sim-receipt-min-delay" flag:"simulated carrier: shortest wait for a receipt"`
-	SimReceiptMaxDelay time.Duration `mapstructure:"sim-receipt-max-delay" flag:"simulated carrier: longest wait for a receipt"`
+	// message was accepted its receipt comes. Default to 100ms and 2s;
+	// 0 is no delay, else at least MinSimDelay.
+	SimReceiptMinDelay time.Duration `mapstructure:"sim-receipt-min-delay" flag:"simulated carrier: shortest wait for a receipt (0: none)"`
+	SimReceiptMaxDelay time.Duration `mapstructure:"sim-receipt-max-delay" flag:"simulated carrier: longest wait for a receipt (0: none)"`
 	// SimUndeliveredRate and SimExpiredRate are the shares of accepted
 	// messages whose receipt says UNDELIVERED and EXPIRED; the rest are
 	// DELIVERED. Default to 0.05 and 0.02.
@@ -28,7 +28,7 @@ type Carrier struct {
 	// (a handset says STOP once); SimStartRate the share of handsets that
 	// answer the STOP confirmation with START. Default to 0, 2s, 0.1, 0.2.
 	SimReplyRate  float64       `mapstructure:"sim-reply-rate" flag:"simulated carrier: share of recipients who reply, 0..1"`
-	SimReplyDelay time.Duration `mapstructure:"sim-reply-delay" flag:"simulated carrier: how long a recipient takes to reply"`
+	SimReplyDelay time.Duration `mapstructure:"sim-reply-delay" flag:"simulated carrier: how long a recipient takes to reply (0: at once)"`
 	SimStopRate   float64       `mapstructure:"sim-stop-rate" flag:"simulated carrier: share of replies that are STOP, 0..1"`
 	SimStartRate  float64       `mapstructure:"sim-start-rate" flag:"simulated carrier: share of opted-out recipients who answer the confirmation with START, 0..1"`
 }
@@ -53,8 +53,10 @@ type SMPP struct {
 	// EnquireLink is how often an idle bind is checked. Defaults to 30s.
 	EnquireLink time.Duration `mapstructure:"smpp-enquire-link" flag:"enquire_link period"`
 	// ReceiptTimeout is how long a SENT message waits for its receipts
-	// before it is EXPIRED (the simulator's receipts too). Defaults to 48h.
-	ReceiptTimeout time.Duration `mapstructure:"smpp-receipt-timeout" flag:"a SENT message without its receipts after this long becomes EXPIRED"`
+	// before it is EXPIRED (the simulator's receipts too). Defaults to 48h;
+	// at least MinReceiptTimeout and, with the simulator, longer than
+	// SimReceiptMaxDelay.
+	ReceiptTimeout time.Duration `mapstructure:"smpp-receipt-timeout" flag:"a SENT message without its receipts after this long becomes EXPIRED (at least 10s)"`
 }
 
 func defaultCarrier() Carrier {
@@ -69,24 +71,30 @@ func (c Carrier) validate() error {
 	var errs []error
 	switch c.Carrier {
 	case "sim":
+		// A receipt that may come after the timeout expires a message the
+		// simulator delivers.
+		if c.SimReceipts && c.ReceiptTimeout <= c.SimReceiptMaxDelay {
+			errs = append(errs, invalid("smpp-receipt-timeout", "must be longer than %s (sim-receipt-max-delay, %s) with carrier sim, or every message whose receipt takes that long expires; got %s",
+				EnvVar("sim-receipt-max-delay"), c.SimReceiptMaxDelay, c.ReceiptTimeout))
+		}
 	case "smpp":
 		if _, _, err := net.SplitHostPort(c.Addr); err != nil {
-			errs = append(errs, fmt.Errorf("smpp-addr: %q is not host:port (required with carrier smpp)", c.Addr))
+			errs = append(errs, invalid("smpp-addr", "%q is not host:port (required with carrier smpp)", c.Addr))
 		}
 		if c.SystemID == "" || len(c.SystemID) > 15 {
-			errs = append(errs, errors.New("smpp-system-id: required with carrier smpp, at most 15 characters"))
+			errs = append(errs, invalid("smpp-system-id", "is required with carrier smpp, at most 15 characters"))
 		}
 		if len(c.Password) > 8 {
-			errs = append(errs, errors.New("smpp-password: at most 8 characters (SMPP 3.4)"))
+			errs = append(errs, invalid("smpp-password", "must be at most 8 characters (SMPP 3.4)"))
 		}
 	default:
-		errs = append(errs, fmt.Errorf("carrier: must be sim or smpp, got %q", c.Carrier))
+		errs = append(errs, invalid("carrier", "must be sim or smpp, got %q", c.Carrier))
 	}
-	if c.SimReceiptMaxDelay < c.SimReceiptMinDelay || c.SimReceiptMinDelay < 0 {
-		errs = append(errs, fmt.Errorf("sim-receipt-max-delay: must be at least sim-receipt-min-delay (%s) and not negative", c.SimReceiptMinDelay))
+	if c.SimReceiptMaxDelay < c.SimReceiptMinDelay {
+		errs = append(errs, invalid("sim-receipt-max-delay", "must be at least %s (sim-receipt-min-delay, %s), got %s", EnvVar("sim-receipt-min-delay"), c.SimReceiptMinDelay, c.SimReceiptMaxDelay))
 	}
 	if c.SimUndeliveredRate+c.SimExpiredRate > 1 {
-		errs = append(errs, errors.New("sim-expired-rate: sim-undelivered-rate and sim-expired-rate must add up to at most 1"))
+		errs = append(errs, invalid("sim-expired-rate", "and %s (sim-undelivered-rate) must add up to at most 1", EnvVar("sim-undelivered-rate")))
 	}
 	return errors.Join(append(errs,
 		fraction("sim-undelivered-rate", c.SimUndeliveredRate),
@@ -94,10 +102,12 @@ func (c Carrier) validate() error {
 		fraction("sim-reply-rate", c.SimReplyRate),
 		fraction("sim-stop-rate", c.SimStopRate),
 		fraction("sim-start-rate", c.SimStartRate),
-		atLeast("sim-reply-delay", c.SimReplyDelay, 0),
+		zeroOrAtLeast("sim-receipt-min-delay", c.SimReceiptMinDelay, MinSimDelay, "no delay"),
+		zeroOrAtLeast("sim-receipt-max-delay", c.SimReceiptMaxDelay, MinSimDelay, "no delay"),
+		zeroOrAtLeast("sim-reply-delay", c.SimReplyDelay, MinSimDelay, "no delay"),
 		between("smpp-binds", c.Binds, 1, 64),
 		between("smpp-window", c.Window, 1, 1000),
-		atLeast("smpp-enquire-link", c.EnquireLink, time.Second),
-		atLeast("smpp-receipt-timeout", c.ReceiptTimeout, time.Second),
+		atLeast("smpp-enquire-link", c.EnquireLink, MinEnquireLink),
+		atLeast("smpp-receipt-timeout", c.ReceiptTimeout, MinReceiptTimeout),
 	)...)
 }

@@ -9,6 +9,7 @@ import (
 	"math"
 	"net"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/smsctl/smsctl/sms"
@@ -86,8 +87,8 @@ type API struct {
 	WriterBatch int `mapstructure:"writer-batch" flag:"most messages in one insert transaction"`
 	// KeyCacheTTL is how long a verified API key (or a prefix that names
 	// none) is remembered; a revocation takes effect within it. Defaults
-	// to 5s.
-	KeyCacheTTL time.Duration `mapstructure:"key-cache-ttl" flag:"how long verified API keys are cached (a revocation takes effect within it)"`
+	// to 5s, at least MinKeyCacheTTL.
+	KeyCacheTTL time.Duration `mapstructure:"key-cache-ttl" flag:"how long verified API keys, and prefixes naming none, are cached (a revocation takes effect within it; at least 100ms)"`
 	// OutboxBatch is how many outbox entries the relay publishes per round. Defaults to 1000.
 	OutboxBatch int `mapstructure:"outbox-batch" flag:"outbox entries published per round"`
 	// OutboxInterval is how often the relay looks for work when not woken. Defaults to 200ms.
@@ -170,14 +171,14 @@ func DefaultAPI() API {
 func (c API) Validate() error {
 	var adminErr error
 	if c.AdminToken != "" && len(c.AdminToken) < 16 {
-		adminErr = errors.New("admin-token: must be at least 16 characters when set (SMS_ADMIN_TOKEN)")
+		adminErr = invalid("admin-token", "must be at least 16 characters when set")
 	}
 	if c.ConsoleSessionSecret != "" && len(c.ConsoleSessionSecret) < 32 {
-		adminErr = errors.Join(adminErr, errors.New("console-session-secret: must be at least 32 characters when set (SMS_CONSOLE_SESSION_SECRET)"))
+		adminErr = errors.Join(adminErr, invalid("console-session-secret", "must be at least 32 characters when set"))
 	}
 	for _, u := range c.ConsoleProcessorMetrics {
 		if p, err := url.Parse(u); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
-			adminErr = errors.Join(adminErr, fmt.Errorf("console-processor-metrics: %q is not an http(s) URL such as http://processor:8081/metrics", u))
+			adminErr = errors.Join(adminErr, invalid("console-processor-metrics", "%q is not an http(s) URL such as http://processor:8081/metrics", u))
 		}
 	}
 	return errors.Join(
@@ -193,9 +194,9 @@ func (c API) Validate() error {
 		validateToken(c.InternalToken),
 		positive("writer-workers", c.WriterWorkers),
 		positive("writer-batch", c.WriterBatch),
-		atLeast("key-cache-ttl", c.KeyCacheTTL, 0),
+		atLeast("key-cache-ttl", c.KeyCacheTTL, MinKeyCacheTTL),
 		atLeast("outbox-stale-after", c.OutboxStaleAfter, time.Second),
-		atLeast("outbox-linger", c.OutboxLinger, 0),
+		atLeast("outbox-linger", c.OutboxLinger, MinOutboxLinger),
 		positive("outbox-batch", c.OutboxBatch),
 		atLeast("outbox-interval", c.OutboxInterval, MinOutboxInterval),
 		positive("outbox-max-backlog", int(c.OutboxMaxBacklog)),
@@ -234,8 +235,9 @@ type Processor struct {
 	// starts on a large backlog under 300 MB. Defaults to 20000.
 	MaxInFlight int `mapstructure:"max-in-flight" flag:"messages processed at once by this replica"`
 	// SimMinDelay and SimMaxDelay bound the simulated carrier latency. Default to 1s and 3s.
-	SimMinDelay time.Duration `mapstructure:"sim-min-delay" flag:"simulated carrier: shortest delivery time"`
-	SimMaxDelay time.Duration `mapstructure:"sim-max-delay" flag:"simulated carrier: longest delivery time"`
+	// 0 is no delay, else at least MinSimDelay.
+	SimMinDelay time.Duration `mapstructure:"sim-min-delay" flag:"simulated carrier: shortest delivery time (0: none)"`
+	SimMaxDelay time.Duration `mapstructure:"sim-max-delay" flag:"simulated carrier: longest delivery time (0: none)"`
 	// SimFailureRate is the share of carrier calls that fail, 0..1. Defaults to 0.1.
 	SimFailureRate float64 `mapstructure:"sim-failure-rate" flag:"simulated carrier: share of calls that fail, 0..1"`
 	// SimTransientShare is the share of failures that are transient (retried), 0..1. Defaults to 0.5.
@@ -313,20 +315,14 @@ func (c Processor) WithDefaults() Processor {
 // Validate reports every bad setting, naming its key.
 func (c Processor) Validate() error {
 	var errs []error
-	if c.SimMinDelay < 0 {
-		errs = append(errs, fmt.Errorf("sim-min-delay: must not be negative, got %s", c.SimMinDelay))
-	}
 	if c.SimMaxDelay < c.SimMinDelay {
-		errs = append(errs, fmt.Errorf("sim-max-delay: must be at least sim-min-delay (%s), got %s", c.SimMinDelay, c.SimMaxDelay))
+		errs = append(errs, invalid("sim-max-delay", "must be at least %s (sim-min-delay, %s), got %s", EnvVar("sim-min-delay"), c.SimMinDelay, c.SimMaxDelay))
 	}
 	if c.Group == "" {
-		errs = append(errs, errors.New("kafka-group: must not be empty"))
+		errs = append(errs, invalid("kafka-group", "must not be empty"))
 	}
 	if c.RetryBackoff > MaxRetryDelay {
-		errs = append(errs, fmt.Errorf("retry-backoff: must be at most %s, got %s", MaxRetryDelay, c.RetryBackoff))
-	}
-	if c.DeliveryRetention != 0 && c.DeliveryRetention < MinDeliveryRetention {
-		errs = append(errs, fmt.Errorf("delivery-retention: must be 0 (keep forever) or at least %s, got %s", MinDeliveryRetention, c.DeliveryRetention))
+		errs = append(errs, invalid("retry-backoff", "must be at most %s, got %s", MaxRetryDelay, c.RetryBackoff))
 	}
 	dbKey := "processor-database-url"
 	if c.DatabaseURL == "" {
@@ -345,7 +341,10 @@ func (c Processor) Validate() error {
 		fraction("sim-failure-rate", c.SimFailureRate),
 		fraction("sim-transient-share", c.SimTransientShare),
 		between("max-attempts", c.MaxAttempts, 1, MaxCarrierAttempts),
+		zeroOrAtLeast("sim-min-delay", c.SimMinDelay, MinSimDelay, "no delay"),
+		zeroOrAtLeast("sim-max-delay", c.SimMaxDelay, MinSimDelay, "no delay"),
 		atLeast("retry-backoff", c.RetryBackoff, MinRetryBackoff),
+		zeroOrAtLeast("delivery-retention", c.DeliveryRetention, MinDeliveryRetention, "keep forever"),
 		between("report-batch", c.ReportBatch, 1, MaxReportBatch),
 		positive("report-concurrency", c.ReportConcurrency),
 		atLeast("shutdown-timeout", c.ShutdownTimeout, MinShutdownTimeout),
@@ -370,7 +369,7 @@ func DefaultClient() Client {
 func (c Client) Validate() error {
 	var errKey error
 	if c.APIKey == "" {
-		errKey = errors.New("api-key: required (flag --api-key or SMS_API_KEY; create one with `smsctl apikey create`)")
+		errKey = invalid("api-key", "is required (or the flag --api-key); create one with `smsctl apikey create`")
 	}
 	return errors.Join(c.Log.validate(), validateHTTPURL("api-url", c.APIURL), errKey)
 }
@@ -404,12 +403,12 @@ func (l Log) validate() error {
 	switch l.Level {
 	case "debug", "info", "warn", "error":
 	default:
-		errs = append(errs, fmt.Errorf("log-level: must be debug, info, warn or error, got %q", l.Level))
+		errs = append(errs, invalid("log-level", "must be debug, info, warn or error, got %q", l.Level))
 	}
 	switch l.Format {
 	case "json", "console":
 	default:
-		errs = append(errs, fmt.Errorf("log-format: must be json or console, got %q", l.Format))
+		errs = append(errs, invalid("log-format", "must be json or console, got %q", l.Format))
 	}
 	return errors.Join(errs...)
 }
@@ -417,27 +416,27 @@ func (l Log) validate() error {
 func (k Kafka) validate(brokersRequired bool) error {
 	var errs []error
 	if brokersRequired && len(k.Brokers) == 0 {
-		errs = append(errs, errors.New("kafka-brokers: required, a comma-separated list of host:port"))
+		errs = append(errs, invalid("kafka-brokers", "is required, a comma-separated list of host:port"))
 	}
 	for _, b := range k.Brokers {
 		if _, _, err := net.SplitHostPort(b); err != nil {
-			errs = append(errs, fmt.Errorf("kafka-brokers: %q is not host:port", b))
+			errs = append(errs, invalid("kafka-brokers", "%q is not host:port", b))
 		}
 	}
 	if k.Topic == "" {
-		errs = append(errs, errors.New("kafka-topic: must not be empty"))
+		errs = append(errs, invalid("kafka-topic", "must not be empty"))
 	}
 	if k.DLQTopic == "" || k.DLQTopic == k.Topic {
-		errs = append(errs, errors.New("kafka-dlq-topic: must be set and differ from kafka-topic"))
+		errs = append(errs, invalid("kafka-dlq-topic", "must be set and differ from %s (kafka-topic)", EnvVar("kafka-topic")))
 	}
 	if k.Partitions < 1 {
-		errs = append(errs, fmt.Errorf("kafka-partitions: must be at least 1, got %d", k.Partitions))
+		errs = append(errs, invalid("kafka-partitions", "must be at least 1, got %d", k.Partitions))
 	}
 	if k.MinInsyncReplicas < 0 || k.MinInsyncReplicas > k.ReplicationFactor {
-		errs = append(errs, fmt.Errorf("kafka-min-insync-replicas: must be 0 (automatic) to the replication factor (%d), got %d", k.ReplicationFactor, k.MinInsyncReplicas))
+		errs = append(errs, invalid("kafka-min-insync-replicas", "must be 0 (automatic) to the replication factor (%d), got %d", k.ReplicationFactor, k.MinInsyncReplicas))
 	}
 	if k.ReplicationFactor < 1 {
-		errs = append(errs, fmt.Errorf("kafka-replication-factor: must be at least 1, got %d", k.ReplicationFactor))
+		errs = append(errs, invalid("kafka-replication-factor", "must be at least 1, got %d", k.ReplicationFactor))
 	}
 	return errors.Join(errs...)
 }
@@ -447,18 +446,18 @@ func validateAddr(key, addr string, required bool) error {
 		return nil
 	}
 	if _, _, err := net.SplitHostPort(addr); err != nil {
-		return fmt.Errorf("%s: %q is not host:port (for example :8080)", key, addr)
+		return invalid(key, "%q is not host:port (for example :8080)", addr)
 	}
 	return nil
 }
 
 func validatePostgresURL(key, raw string) error {
 	if raw == "" {
-		return fmt.Errorf("%s: required (for example postgres://smsctl:smsctl@127.0.0.1:5432/smsctl?sslmode=disable, what scripts/postgres.sh and make dev use)", key)
+		return invalid(key, "is required (for example postgres://smsctl:smsctl@127.0.0.1:5432/smsctl?sslmode=disable, what scripts/postgres.sh and make dev use)")
 	}
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
-		return fmt.Errorf("%s: must be a postgres:// URL", key)
+		return invalid(key, "must be a postgres:// URL")
 	}
 	return nil
 }
@@ -466,44 +465,51 @@ func validatePostgresURL(key, raw string) error {
 func validateHTTPURL(key, raw string) error {
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("%s: must be an http:// or https:// URL, got %q", key, raw)
+		return invalid(key, "must be an http:// or https:// URL, got %q", raw)
 	}
 	return nil
 }
 
 func validateToken(token string) error {
 	if len(token) < 16 {
-		return errors.New("internal-token: required, at least 16 characters (SMS_INTERNAL_TOKEN)")
+		return invalid("internal-token", "is required, at least 16 characters")
 	}
 	return nil
 }
 
 func positive(key string, n int) error {
 	if n < 1 {
-		return fmt.Errorf("%s: must be at least 1, got %d", key, n)
+		return invalid(key, "must be at least 1, got %d", n)
 	}
 	return nil
 }
 
 func between(key string, n, lo, hi int) error {
 	if n < lo || n > hi {
-		return fmt.Errorf("%s: must be from %d to %d, got %d", key, lo, hi, n)
+		return invalid(key, "must be from %d to %d, got %d", lo, hi, n)
 	}
 	return nil
 }
 
 func positiveFloat(key string, f float64) error {
 	if !(f > 0) || math.IsInf(f, 1) {
-		return fmt.Errorf("%s: must be a finite number greater than 0, got %v", key, f)
+		return invalid(key, "must be a finite number greater than 0, got %v", f)
 	}
 	return nil
 }
 
 // The shortest durations accepted. Shorter ones make no sense for what
 // they time, and some (a ticker of zero) would fail at run time instead.
+// A setting may take 0 only where its flag's usage says what 0 means;
+// TestEveryDurationHasAMinimum holds every time.Duration setting to this.
 const (
+	// MinKeyCacheTTL: the cache of known and unknown key prefixes is what
+	// makes a forged key cost one lookup, not one per request.
+	MinKeyCacheTTL = 100 * time.Millisecond
 	// MinOutboxInterval: the relay's sweep would otherwise spin.
 	MinOutboxInterval = 10 * time.Millisecond
+	// MinOutboxLinger: the relay takes 0 for its default of 20ms.
+	MinOutboxLinger = time.Millisecond
 	// MinRequeueAfter: a message is re-queued only once it has had time to
 	// reach the carrier; shorter would publish messages still on their way.
 	MinRequeueAfter = 10 * time.Second
@@ -511,21 +517,60 @@ const (
 	MinShutdownTimeout = time.Second
 	// MinRetryBackoff: the first wait before a carrier retry.
 	MinRetryBackoff = time.Millisecond
+	// MinSimDelay: the simulator's delays are 0 (none) or at least this.
+	MinSimDelay = time.Millisecond
+	// MinReceiptTimeout: a SENT message without its receipts is EXPIRED
+	// after smpp-receipt-timeout; shorter than a carrier's receipts take
+	// would expire messages that were delivered. Real carriers take
+	// seconds to days (hence the 48h default); the fault tests run
+	// against an SMSC on this machine with 20s.
+	MinReceiptTimeout = 10 * time.Second
+	// MinEnquireLink: an idle bind is checked at most this often.
+	MinEnquireLink = time.Second
+	// MinWebhookTimeout: one webhook delivery attempt needs time for a
+	// connection and an answer.
+	MinWebhookTimeout = time.Second
+	// MinWebhookRetry: the shortest wait before a webhook retry, so a
+	// schedule cannot hammer a failing endpoint (the end-to-end tests
+	// retry after 100ms, 200ms, ...; the default starts at 5s).
+	MinWebhookRetry = 100 * time.Millisecond
+	// MinRetryFailedAfter: scheduled retries of failed messages are for
+	// carriers' outages, not for the processor's own retries.
+	MinRetryFailedAfter = time.Minute
 )
 
+// EnvVar is the environment variable that sets key (the name of its flag
+// and config file key), as Load reads it: SMS_, then the key upper case
+// with '-' as '_'.
+func EnvVar(key string) string {
+	return "SMS_" + strings.ToUpper(strings.ReplaceAll(key, "-", "_"))
+}
+
+// invalid is the error for a bad setting. It names the environment
+// variable, what most deployments set, and the key, which is also the
+// flag and the config file's name for it.
+func invalid(key, format string, args ...any) error {
+	return fmt.Errorf("%s (%s) %s", EnvVar(key), key, fmt.Sprintf(format, args...))
+}
+
 func atLeast(key string, d, least time.Duration) error {
-	if least == 0 && d < 0 {
-		return fmt.Errorf("%s: must not be negative, got %s", key, d)
-	}
 	if d < least {
-		return fmt.Errorf("%s: must be a duration of at least %s (such as %s), got %s", key, least, 5*least, d)
+		return invalid(key, "must be a duration of at least %s, got %s", least, d)
+	}
+	return nil
+}
+
+// zeroOrAtLeast is atLeast for a setting where 0 means what off says.
+func zeroOrAtLeast(key string, d, least time.Duration, off string) error {
+	if d != 0 && d < least {
+		return invalid(key, "must be 0 (%s) or a duration of at least %s, got %s", off, least, d)
 	}
 	return nil
 }
 
 func fraction(key string, f float64) error {
 	if !(f >= 0 && f <= 1) {
-		return fmt.Errorf("%s: must be between 0 and 1, got %v", key, f)
+		return invalid(key, "must be between 0 and 1, got %v", f)
 	}
 	return nil
 }

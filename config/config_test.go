@@ -69,8 +69,8 @@ func TestLoadBadValueNamesKey(t *testing.T) {
 	t.Setenv("SMS_OUTBOX_INTERVAL", "soon")
 	cfg := DefaultAPI()
 	err := Load(flags(cfg), &cfg)
-	if err == nil || !strings.Contains(err.Error(), "outbox-interval") {
-		t.Fatalf("got %v, want an error naming outbox-interval", err)
+	if err == nil || !strings.Contains(err.Error(), named("outbox-interval")) {
+		t.Fatalf("got %v, want an error naming SMS_OUTBOX_INTERVAL and outbox-interval", err)
 	}
 }
 
@@ -82,11 +82,29 @@ func TestLoadMissingFile(t *testing.T) {
 	}
 }
 
+// named is how a validation error names a setting: by the environment
+// variable users set, and by the key (flag and config file name). Spelt
+// out here rather than taken from EnvVar, so a wrong mapping fails.
+func named(key string) string {
+	return "SMS_" + strings.ToUpper(strings.ReplaceAll(key, "-", "_")) + " (" + key + ")"
+}
+
+func validAPI() API {
+	c := DefaultAPI()
+	c.Brokers = []string{"localhost:9092"}
+	c.DatabaseURL = "postgres://u:p@localhost/db"
+	c.InternalToken = strings.Repeat("t", 16)
+	return c
+}
+
+func validProcessor() Processor {
+	c := DefaultProcessor()
+	c.Brokers, c.SMSDatabaseURL, c.InternalToken = []string{"k:9092"}, "postgres://x@y/z", strings.Repeat("t", 16)
+	return c.WithDefaults()
+}
+
 func TestValidateNamesEveryBadKey(t *testing.T) {
-	valid := DefaultAPI()
-	valid.Brokers = []string{"localhost:9092"}
-	valid.DatabaseURL = "postgres://u:p@localhost/db"
-	valid.InternalToken = strings.Repeat("t", 16)
+	valid := validAPI()
 	if err := valid.Validate(); err != nil {
 		t.Fatalf("valid config refused: %v", err)
 	}
@@ -113,23 +131,25 @@ func TestValidateNamesEveryBadKey(t *testing.T) {
 		{"outbox-interval of 1ns", func(c *API) { c.OutboxInterval = time.Nanosecond }, "outbox-interval"},
 		{"shutdown-timeout of 1ms", func(c *API) { c.ShutdownTimeout = time.Millisecond }, "shutdown-timeout"},
 		{"no auth failures allowed", func(c *API) { c.AuthFailureBurst = 0 }, "auth-failure-burst"},
+		// A webhook retry a nanosecond after a failure hammers the endpoint.
+		{"webhook retry of 1ns", func(c *API) { c.RetrySchedule = "1ns" }, "webhook-retry-schedule"},
+		{"one webhook retry below the minimum", func(c *API) { c.RetrySchedule = "5s,50ms,5m" }, "webhook-retry-schedule"},
+		{"webhook retry not a duration", func(c *API) { c.RetrySchedule = "5s,soon" }, "webhook-retry-schedule"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := valid
 			tt.edit(&c)
 			err := c.Validate()
-			if err == nil || !strings.Contains(err.Error(), tt.key+":") {
-				t.Errorf("got %v, want an error naming %s", err, tt.key)
+			if err == nil || !strings.Contains(err.Error(), named(tt.key)) {
+				t.Errorf("got %v, want an error naming %s", err, named(tt.key))
 			}
 		})
 	}
 }
 
 func TestProcessorValidate(t *testing.T) {
-	c := DefaultProcessor()
-	c.Brokers, c.SMSDatabaseURL, c.InternalToken = []string{"k:9092"}, "postgres://x@y/z", strings.Repeat("t", 16)
-	c = c.WithDefaults()
+	c := validProcessor()
 	if c.DatabaseURL != c.SMSDatabaseURL {
 		t.Fatalf("processor database URL should default to database-url")
 	}
@@ -151,9 +171,9 @@ func TestProcessorValidate(t *testing.T) {
 	c.SimMaxDelay, c.SimMinDelay, c.SimFailureRate, c.DeliveryRetention, c.ReportBatch = time.Second, 2*time.Second, 1.5, time.Hour, MaxReportBatch+1
 	c.MaxAttempts, c.RetryBackoff, c.ShutdownTimeout = MaxCarrierAttempts+1, 2*MaxRetryDelay, time.Nanosecond
 	err := c.Validate()
-	for _, key := range []string{"sim-max-delay:", "sim-failure-rate:", "delivery-retention:", "report-batch:", "max-attempts:", "retry-backoff:", "shutdown-timeout:"} {
-		if err == nil || !strings.Contains(err.Error(), key) {
-			t.Errorf("got %v, want an error naming %s", err, key)
+	for _, key := range []string{"sim-max-delay", "sim-failure-rate", "delivery-retention", "report-batch", "max-attempts", "retry-backoff", "shutdown-timeout"} {
+		if err == nil || !strings.Contains(err.Error(), named(key)) {
+			t.Errorf("got %v, want an error naming %s", err, named(key))
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"reflect"
 	"sort"
@@ -46,9 +47,39 @@ func Load(flags *pflag.FlagSet, dst any) error {
 		trimSliceHook,
 	)))
 	if err != nil {
-		return fmt.Errorf("config: %w", err)
+		return fmt.Errorf("config: %w", nameSettings(err))
 	}
 	return nil
+}
+
+// nameSettings rewrites the decoder's errors ("'outbox-interval' time:
+// invalid duration") to name the environment variable as well as the key,
+// as Validate's errors do.
+func nameSettings(err error) error {
+	var errs []error
+	var walk func(error)
+	walk = func(err error) {
+		var de *mapstructure.DecodeError
+		switch e := err.(type) {
+		case *mapstructure.DecodeError:
+			key, _, _ := strings.Cut(e.Name(), "[") // kafka-brokers[1]
+			errs = append(errs, invalid(key, "cannot be read: %v", e.Unwrap()))
+		case interface{ Unwrap() []error }:
+			for _, e := range e.Unwrap() {
+				walk(e)
+			}
+		case interface{ Unwrap() error }:
+			if errors.As(err, &de) { // "decoding failed due to ...": say it per setting
+				walk(e.Unwrap())
+				return
+			}
+			errs = append(errs, err)
+		default:
+			errs = append(errs, err)
+		}
+	}
+	walk(err)
+	return errors.Join(errs...)
 }
 
 // trimSliceHook drops blanks around list items ("a:1, b:2") and empty items.

@@ -20,9 +20,7 @@ type Retries struct {
 func defaultRetries() Retries { return Retries{RetryFailedMax: 3} }
 
 func (r Retries) validate() error {
-	var errs []error
-	if r.RetryFailedAfter != 0 {
-		errs = append(errs, atLeast("retry-failed-after", r.RetryFailedAfter, time.Minute))
-	}
-	return errors.Join(append(errs, between("retry-failed-max", r.RetryFailedMax, 0, 100))...)
+	return errors.Join(
+		zeroOrAtLeast("retry-failed-after", r.RetryFailedAfter, MinRetryFailedAfter, "never"),
+		between("retry-failed-max", r.RetryFailedMax, 0, 100))
 }

@@ -2,7 +2,6 @@ package config
 
 import (
 	"errors"
-	"fmt"
 	"strings"
 	"time"
 )
@@ -19,8 +18,9 @@ type Webhooks struct {
 	// RetrySchedule is the wait before each retry of a delivery, as a
 	// comma-separated list of durations; after the last, the delivery is
 	// failed. Defaults to the Standard Webhooks schedule: 5s, 5m, 30m, 2h,
-	// 5h, 10h, 14h, 20h, 24h (jittered).
-	RetrySchedule string `mapstructure:"webhook-retry-schedule" flag:"waits before each webhook retry, comma-separated durations"`
+	// 5h, 10h, 14h, 20h, 24h (jittered). Each wait is at least
+	// MinWebhookRetry.
+	RetrySchedule string `mapstructure:"webhook-retry-schedule" flag:"waits before each webhook retry, comma-separated durations (each at least 100ms)"`
 	// Concurrency is how many deliveries this replica sends at once, and
 	// PerEndpoint how many of them may go to one endpoint, so that one slow
 	// endpoint cannot take them all. Default to 32 and 4.
@@ -36,7 +36,8 @@ func defaultWebhooks() Webhooks {
 	return Webhooks{Timeout: 15 * time.Second, RetrySchedule: DefaultRetrySchedule, Concurrency: 32, PerEndpoint: 4}
 }
 
-// Schedule parses RetrySchedule.
+// Schedule parses RetrySchedule. Validate also holds each wait to
+// MinWebhookRetry; Schedule itself takes any positive one, for tests.
 func (w Webhooks) Schedule() ([]time.Duration, error) {
 	var out []time.Duration
 	for _, part := range strings.Split(w.RetrySchedule, ",") {
@@ -46,7 +47,7 @@ func (w Webhooks) Schedule() ([]time.Duration, error) {
 		}
 		d, err := time.ParseDuration(part)
 		if err != nil || d <= 0 {
-			return nil, fmt.Errorf("webhook-retry-schedule: %q is not a positive duration such as 5s or 2h", part)
+			return nil, invalid("webhook-retry-schedule", "must be comma-separated durations such as 5s or 2h; %q is not one", part)
 		}
 		out = append(out, d)
 	}
@@ -54,9 +55,14 @@ func (w Webhooks) Schedule() ([]time.Duration, error) {
 }
 
 func (w Webhooks) validate() error {
-	_, err := w.Schedule()
+	schedule, err := w.Schedule()
+	for _, d := range schedule {
+		if d < MinWebhookRetry {
+			err = errors.Join(err, invalid("webhook-retry-schedule", "must wait at least %s before each retry, got %s", MinWebhookRetry, d))
+		}
+	}
 	return errors.Join(err,
-		atLeast("webhook-timeout", w.Timeout, time.Second),
+		atLeast("webhook-timeout", w.Timeout, MinWebhookTimeout),
 		positive("webhook-concurrency", w.Concurrency),
 		positive("webhook-per-endpoint", w.PerEndpoint))
 }
