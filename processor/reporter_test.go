@@ -297,9 +297,11 @@ func TestReporterCircuitBreaker(t *testing.T) {
 	api.down.Store(true)
 	recordMixed(t, store, 5)
 	// The test watches the breaker's state (the metric) instead of
-	// sleeping through the timeout; the timeout leaves the five calls
-	// made while open plenty of time on a loaded machine.
-	r := NewReporter(store, ReporterConfig{APIURL: srv.URL, Token: testToken, Batch: 10, BreakerTimeout: time.Second}, testLogger(), prometheus.NewRegistry())
+	// sleeping through the timeout. gobreaker takes no clock, so the
+	// checks made while it is open must finish within the timeout: 3 s
+	// is a hundred times what its six store transactions take under
+	// -race on a loaded machine.
+	r := NewReporter(store, ReporterConfig{APIURL: srv.URL, Token: testToken, Batch: 10, BreakerTimeout: 3 * time.Second}, testLogger(), prometheus.NewRegistry())
 	ctx := context.Background()
 
 	// Three consecutive failures trip it (ReadyToTrip).
