@@ -1779,14 +1779,26 @@ func TestBacklogFull(t *testing.T) {
 	}
 	// Even with an Idempotency-Key, and nothing is stored.
 	wantProblem(t, a.do(t, http.MethodPost, "/v1/messages", hello, withHeader("Idempotency-Key", "k")), http.StatusServiceUnavailable)
-	if n := smstest.Count(t, a.db, "messages"); n != 0 {
-		t.Errorf("%d messages stored while the backlog was full", n)
+	wantProblem(t, a.do(t, http.MethodPost, "/v1/messages/batch", map[string]any{"messages": []any{hello}}), http.StatusServiceUnavailable)
+	for _, table := range []string{"messages", "idempotency_keys", "outbox", "message_events", "account_counters"} {
+		if n := smstest.Count(t, a.db, table); n != 0 {
+			t.Errorf("%d rows in sms.%s after 503s: a refused message must leave nothing behind", n, table)
+		}
 	}
 	// Invalid input is still a 400, and reads still work.
 	wantViolations(t, a.do(t, http.MethodPost, "/v1/messages", sms.SendInput{Sender: "Acme", Recipient: "x", Text: "y"}), "recipient")
 	a.page(t, "/v1/messages")
 	a.backlog.n.Store(49)
-	a.send(t, hello)
+	// The key of the refused request was not used up: the same request is
+	// now taken as new, not answered as a replay.
+	r := a.do(t, http.MethodPost, "/v1/messages", hello, withHeader("Idempotency-Key", "k"))
+	want(t, r, http.StatusAccepted)
+	if r.Header.Get("Idempotent-Replayed") != "" {
+		t.Errorf("Idempotent-Replayed %q: the key of a 503 was kept", r.Header.Get("Idempotent-Replayed"))
+	}
+	if n := smstest.Count(t, a.db, "messages"); n != 1 {
+		t.Errorf("%d messages stored, want the one accepted", n)
+	}
 }
 
 func TestRateLimit(t *testing.T) {
