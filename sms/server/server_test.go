@@ -88,6 +88,19 @@ func TestEveryRouteIsDocumented(t *testing.T) {
 		}
 		served[r.Method+" "+param.ReplaceAllString(r.Path, "{$1}")] = true
 	}
+	// HEAD wherever GET, on every route the server has: the console, the
+	// document's assets, health and metrics as well as /v1.
+	head := map[string]bool{}
+	for _, r := range s.routes {
+		if r.Method == http.MethodHead {
+			head[r.Path] = true
+		}
+	}
+	for _, r := range s.routes {
+		if r.Method == http.MethodGet && !head[r.Path] {
+			t.Errorf("GET %s is served without HEAD", r.Path)
+		}
+	}
 	for op := range served {
 		if !documented[op] {
 			t.Errorf("%s is served but not in openapi.yaml", op)
