@@ -65,6 +65,11 @@ func (k *Keys) CreateKey(ctx context.Context, account string) (string, sms.APIKe
 	if err != nil {
 		return "", sms.APIKey{}, storeErr("create api key", err)
 	}
+	// A request may have tried this prefix before it named a key: the
+	// new key must work at once, not after the negative cache expires.
+	k.mu.Lock()
+	delete(k.missing, prefix)
+	k.mu.Unlock()
 	return full, key, nil
 }
 
@@ -108,6 +113,20 @@ func (k *Keys) Seen(key string) bool {
 	defer k.mu.Unlock()
 	_, seen := k.cache[prefix]
 	return seen
+}
+
+// Missing reports whether key is known, without a query, to name no key:
+// it is malformed, or its prefix was looked up in vain within the cache
+// TTL. Such a key costs nothing to refuse.
+func (k *Keys) Missing(key string) bool {
+	prefix, ok := sms.KeyPrefix(key)
+	if !ok {
+		return true
+	}
+	k.mu.Lock()
+	until, missing := k.missing[prefix]
+	k.mu.Unlock()
+	return missing && time.Now().Before(until)
 }
 
 // Authenticate returns the account of a full key, or sms.ErrUnauthorized.
