@@ -274,10 +274,11 @@ func ParseSuppressionCursor(s string) (SuppressionCursor, error) {
 	raw, err := base64.RawURLEncoding.DecodeString(s)
 	micros, phone, ok := strings.Cut(string(raw), ".")
 	us, err2 := strconv.ParseInt(micros, 10, 64)
-	if err != nil || err2 != nil || !ok || !strings.HasPrefix(phone, "+") {
+	c := SuppressionCursor{CreatedAt: time.UnixMicro(us).UTC(), Phone: phone}
+	if err != nil || err2 != nil || !ok || !strings.HasPrefix(phone, "+") || c.String() != s { // only the form String writes
 		return SuppressionCursor{}, errors.New("is not a cursor returned by this API")
 	}
-	return SuppressionCursor{CreatedAt: time.UnixMicro(us).UTC(), Phone: phone}, nil
+	return c, nil
 }
 
 // SuppressionPage is one page of suppressions.

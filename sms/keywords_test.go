@@ -1,6 +1,7 @@
 package sms
 
 import (
+	"encoding/base64"
 	"errors"
 	"slices"
 	"strings"
@@ -218,7 +219,8 @@ func TestSuppressionCursor(t *testing.T) {
 	if err != nil || got != c {
 		t.Errorf("round trip: %+v, %v; want %+v", got, err, c)
 	}
-	for _, bad := range []string{"", "!!", "MTIz", Cursor{}.String()} {
+	nonCanonical := base64.RawURLEncoding.EncodeToString([]byte("+1767225600123456.+14155552671"))
+	for _, bad := range []string{"", "!!", "MTIz", Cursor{}.String(), nonCanonical} {
 		if _, err := ParseSuppressionCursor(bad); err == nil {
 			t.Errorf("ParseSuppressionCursor(%q) accepted", bad)
 		}

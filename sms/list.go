@@ -50,10 +50,13 @@ func ParseCursor(s string) (Cursor, error) {
 	micros, id, ok := strings.Cut(string(raw), ".")
 	us, err1 := strconv.ParseInt(micros, 10, 64)
 	uid, err2 := uuid.Parse(id)
-	if !ok || err1 != nil || err2 != nil {
+	c := Cursor{CreatedAt: time.UnixMicro(us).UTC(), ID: uid}
+	// Only the form String writes: uuid.Parse and ParseInt also take
+	// braces, upper case, a plus or leading zeros, of any length.
+	if !ok || err1 != nil || err2 != nil || c.String() != s {
 		return Cursor{}, errors.New("is not a cursor returned by this API")
 	}
-	return Cursor{CreatedAt: time.UnixMicro(us).UTC(), ID: uid}, nil
+	return c, nil
 }
 
 // Page is one page of messages and the counts around it.

@@ -1,6 +1,9 @@
 package sms
 
 import (
+	"encoding/base64"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -17,6 +20,22 @@ func TestCursorRoundTrip(t *testing.T) {
 	for _, bad := range []string{"", "!!!", "bm90LWEtY3Vyc29y", "MTIzLm5vdC1hLXV1aWQ", c.String() + "="} {
 		if _, err := ParseCursor(bad); err == nil {
 			t.Errorf("ParseCursor(%q) accepted", bad)
+		}
+	}
+	// Positions written in another form than String's: each decodes to
+	// the same position, but the document says a cursor is 51 to 76
+	// characters as the API writes it.
+	micros, id := strconv.FormatInt(c.CreatedAt.UnixMicro(), 10), c.ID.String()
+	for _, raw := range []string{
+		"+" + micros + "." + id,
+		strings.Repeat("0", 40) + micros + "." + id,
+		micros + "." + strings.ToUpper(id),
+		micros + ".{" + id + "}",
+		micros + ".urn:uuid:" + id,
+		micros + "." + strings.ReplaceAll(id, "-", ""),
+	} {
+		if cur, err := ParseCursor(base64.RawURLEncoding.EncodeToString([]byte(raw))); err == nil {
+			t.Errorf("ParseCursor of %q accepted as %+v", raw, cur)
 		}
 	}
 }

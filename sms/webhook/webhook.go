@@ -242,10 +242,11 @@ func ParseCursor(s string) (Cursor, error) {
 	us, err1 := strconv.ParseInt(parts[0], 10, 64)
 	id, err2 := uuid.Parse(parts[1])
 	n, err3 := strconv.Atoi(parts[2])
-	if err1 != nil || err2 != nil || err3 != nil {
+	c := Cursor{AttemptedAt: time.UnixMicro(us).UTC(), DeliveryID: id, Attempt: n}
+	if err1 != nil || err2 != nil || err3 != nil || c.String() != s { // only the form String writes
 		return Cursor{}, bad
 	}
-	return Cursor{AttemptedAt: time.UnixMicro(us).UTC(), DeliveryID: id, Attempt: n}, nil
+	return c, nil
 }
 
 // QueueStats describes the deliveries not yet done, across replicas.
