@@ -74,7 +74,10 @@ func TestMetricsAgreeWithDatabase(t *testing.T) {
 		{"api sms_processing_duration_seconds_count", api["sms_processing_duration_seconds_count"], n},
 		{"processor sms_carrier_calls_total{delivered}", proc[`sms_carrier_calls_total{result="delivered"}`], sent},
 		{"processor sms_dlq_total", proc["sms_dlq_total"], exhausted},
-		{"processor sms_reports_waiting", proc["sms_reports_waiting"], unreported},
+		// sms_reports_waiting is not compared here: both sides were waited
+		// to 0 above, so the comparison could not fail.
+		// TestMonitorCountsWaitingReportsWhenScraped (processor) holds the
+		// gauge to the store while reports do wait.
 	}
 	for _, c := range checks {
 		if int(c.got) != c.want {
