@@ -118,12 +118,19 @@ type API struct {
 	RateLimitChunk int `mapstructure:"rate-limit-chunk" flag:"tokens an API replica takes from a shared rate-limit bucket at once (0: automatic)"`
 	// AuthFailureRate is how many failed authentications per second a
 	// client address may sustain once past AuthFailureBurst; beyond it,
-	// keys the API has not verified before get 429 without a database
-	// lookup. Defaults to 1.
+	// what is known to name no key gets 429 without a database lookup, and
+	// keys the API knows neither way are looked up within a second budget
+	// of the same size (sms/http's authenticate). Defaults to 1.
 	AuthFailureRate float64 `mapstructure:"auth-failure-rate" flag:"failed authentications per second allowed per client address, after the burst"`
 	// AuthFailureBurst is how many failed authentications a client address
 	// may make at once. Defaults to 20.
 	AuthFailureBurst int `mapstructure:"auth-failure-burst" flag:"failed authentications allowed per client address in a burst"`
+	// TrustedProxies are the proxies in front of the API (addresses or
+	// CIDR ranges) whose X-Forwarded-For is believed: a request from one
+	// of them comes from the nearest address in that header outside these
+	// ranges. Defaults to none: the client is the connection's peer and
+	// X-Forwarded-For is ignored, as anyone can write it.
+	TrustedProxies []string `mapstructure:"trusted-proxies" flag:"proxies in front of the API whose X-Forwarded-For names the client: addresses or CIDR ranges, comma-separated"`
 	// ShutdownTimeout bounds the graceful shutdown. Defaults to 20s.
 	ShutdownTimeout time.Duration `mapstructure:"shutdown-timeout" flag:"time allowed for a graceful shutdown"`
 }
@@ -206,8 +213,46 @@ func (c API) Validate() error {
 		between("rate-limit-chunk", c.RateLimitChunk, 0, max(c.RateBurst, 1)),
 		positiveFloat("auth-failure-rate", c.AuthFailureRate),
 		positive("auth-failure-burst", c.AuthFailureBurst),
+		validateProxies(c.TrustedProxies),
 		atLeast("shutdown-timeout", c.ShutdownTimeout, MinShutdownTimeout),
 	)
+}
+
+// TrustedProxyNets is TrustedProxies parsed; entries Validate refuses are
+// left out.
+func (c API) TrustedProxyNets() []*net.IPNet {
+	var out []*net.IPNet
+	for _, p := range c.TrustedProxies {
+		if n, err := parseProxy(p); err == nil {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// parseProxy reads a CIDR range, or one address as a range of one.
+func parseProxy(s string) (*net.IPNet, error) {
+	if _, n, err := net.ParseCIDR(s); err == nil {
+		return n, nil
+	}
+	ip := net.ParseIP(s)
+	if ip == nil {
+		return nil, fmt.Errorf("%q is not an address or a CIDR range", s)
+	}
+	if ip4 := ip.To4(); ip4 != nil {
+		return &net.IPNet{IP: ip4, Mask: net.CIDRMask(32, 32)}, nil
+	}
+	return &net.IPNet{IP: ip, Mask: net.CIDRMask(128, 128)}, nil
+}
+
+func validateProxies(proxies []string) error {
+	var errs []error
+	for _, p := range proxies {
+		if _, err := parseProxy(p); err != nil {
+			errs = append(errs, invalid("trusted-proxies", "%q is not an address or a CIDR range such as 10.0.0.0/8", p))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Processor configures `smsctl serve processor`.

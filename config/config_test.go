@@ -135,6 +135,8 @@ func TestValidateNamesEveryBadKey(t *testing.T) {
 		{"webhook retry of 1ns", func(c *API) { c.RetrySchedule = "1ns" }, "webhook-retry-schedule"},
 		{"one webhook retry below the minimum", func(c *API) { c.RetrySchedule = "5s,50ms,5m" }, "webhook-retry-schedule"},
 		{"webhook retry not a duration", func(c *API) { c.RetrySchedule = "5s,soon" }, "webhook-retry-schedule"},
+		{"trusted proxy not a range", func(c *API) { c.TrustedProxies = []string{"10.0.0.0/8", "haproxy"} }, "trusted-proxies"},
+		{"trusted proxy with a bad mask", func(c *API) { c.TrustedProxies = []string{"10.0.0.0/33"} }, "trusted-proxies"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -246,5 +248,25 @@ func TestRegisterFlags(t *testing.T) {
 	}
 	if got := fs.Lookup("database-max-conns").DefValue; got != "16" {
 		t.Errorf("database-max-conns default %s: the API's, registered first, should stay", got)
+	}
+}
+
+// TestTrustedProxies: SMS_TRUSTED_PROXIES takes CIDR ranges and single
+// addresses, IPv4 and IPv6, comma-separated.
+func TestTrustedProxies(t *testing.T) {
+	t.Setenv("SMS_TRUSTED_PROXIES", "10.0.0.0/8, 192.0.2.7,2001:db8::/32,::1")
+	c := validAPI()
+	if err := Load(pflag.NewFlagSet("test", pflag.ContinueOnError), &c); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, n := range c.TrustedProxyNets() {
+		got = append(got, n.String())
+	}
+	if want := "10.0.0.0/8 192.0.2.7/32 2001:db8::/32 ::1/128"; strings.Join(got, " ") != want {
+		t.Errorf("trusted proxies %v, want %s", got, want)
 	}
 }

@@ -47,9 +47,9 @@ func NewEcho(logger zerolog.Logger, mapper ProblemMapper) *echo.Echo {
 	e.HideBanner = true
 	e.HidePort = true
 	e.HTTPErrorHandler = errorHandler(logger, mapper)
-	// The client's address is the connection's peer: X-Forwarded-For is
-	// whatever the client wants it to be, and limits are kept per address.
-	e.IPExtractor = echo.ExtractIPDirect()
+	// Until told which proxies to trust (ClientIP), the client's address
+	// is the connection's peer: limits are kept per address.
+	e.IPExtractor = ClientIP(nil)
 	e.Use(middleware.RequestID())
 	e.Use(accessLog(logger))
 	e.Use(requestSizeLimits)
@@ -58,6 +58,26 @@ func NewEcho(logger zerolog.Logger, mapper ProblemMapper) *echo.Echo {
 		return err
 	}}))
 	return e
+}
+
+// ClientIP finds the client's address (echo's RealIP). With no trusted
+// proxies it is the connection's peer, and X-Forwarded-For is ignored:
+// anyone can write it. Behind proxies, a request whose peer is in trusted
+// comes from the nearest address of X-Forwarded-For outside trusted (each
+// proxy appends the address it was reached from, so the entries right of
+// the client's are the proxies' and the ones left of it the client's
+// inventions). Only the given ranges are trusted: echo's default trust of
+// every loopback, link-local and private address would let any client on
+// such a network name itself.
+func ClientIP(trusted []*net.IPNet) echo.IPExtractor {
+	if len(trusted) == 0 {
+		return echo.ExtractIPDirect()
+	}
+	opts := []echo.TrustOption{echo.TrustLoopback(false), echo.TrustLinkLocal(false), echo.TrustPrivateNet(false)}
+	for _, n := range trusted {
+		opts = append(opts, echo.TrustIPRange(n))
+	}
+	return echo.ExtractIPFromXFFHeader(opts...)
 }
 
 // The largest request line and header block answered by a handler. Larger

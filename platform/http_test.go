@@ -2,7 +2,9 @@ package platform
 
 import (
 	"context"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -76,5 +78,48 @@ func TestServerLimits(t *testing.T) {
 	srv := NewHTTPServer(e)
 	if srv.ReadHeaderTimeout <= 0 || srv.ReadTimeout <= 0 || srv.WriteTimeout <= 0 || srv.IdleTimeout <= 0 {
 		t.Errorf("server timeouts not all set: %+v", srv)
+	}
+}
+
+// TestClientIP: X-Forwarded-For names the client only on a request from a
+// trusted proxy, and then only as far as the proxies vouch for it; by
+// default, and from anyone else, the client is the connection's peer.
+func TestClientIP(t *testing.T) {
+	_, proxies, _ := net.ParseCIDR("192.0.2.0/24")
+	trusted := []*net.IPNet{proxies}
+	for _, tc := range []struct {
+		name    string
+		trusted []*net.IPNet
+		peer    string
+		xff     []string
+		want    string
+	}{
+		{"no proxies: the peer", nil, "198.51.100.7:4000", []string{"203.0.113.1"}, "198.51.100.7"},
+		{"no proxies: a loopback peer is not trusted either", nil, "127.0.0.1:4000", []string{"203.0.113.1"}, "127.0.0.1"},
+		{"from the proxy: the forwarded client", trusted, "192.0.2.10:4000", []string{"203.0.113.1"}, "203.0.113.1"},
+		{"from the proxy without the header: the proxy", trusted, "192.0.2.10:4000", nil, "192.0.2.10"},
+		{"from another peer: the header is ignored", trusted, "198.51.100.7:4000", []string{"203.0.113.1"}, "198.51.100.7"},
+		{"a private peer is not trusted unless listed", trusted, "10.0.0.5:4000", []string{"203.0.113.1"}, "10.0.0.5"},
+		{"a loopback peer is not trusted unless listed", trusted, "127.0.0.1:4000", []string{"203.0.113.1"}, "127.0.0.1"},
+		// The client wrote the first entry; the proxy appended the
+		// address it was reached from.
+		{"what the client wrote left of its address is ignored", trusted, "192.0.2.10:4000", []string{"10.9.9.9, 1.2.3.4", "203.0.113.1"}, "203.0.113.1"},
+		{"proxies in a row", trusted, "192.0.2.10:4000", []string{"203.0.113.1, 192.0.2.11"}, "203.0.113.1"},
+		{"IPv6 client", trusted, "192.0.2.10:4000", []string{"2001:db8::1"}, "2001:db8::1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := NewEcho(zerolog.Nop(), func(error) *Problem { return nil })
+			if tc.trusted != nil {
+				e.IPExtractor = ClientIP(tc.trusted)
+			}
+			req := httptest.NewRequest(http.MethodGet, "/", nil)
+			req.RemoteAddr = tc.peer
+			for _, v := range tc.xff {
+				req.Header.Add(echo.HeaderXForwardedFor, v)
+			}
+			if got := e.NewContext(req, httptest.NewRecorder()).RealIP(); got != tc.want {
+				t.Errorf("client %s, want %s", got, tc.want)
+			}
+		})
 	}
 }

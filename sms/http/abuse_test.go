@@ -1,16 +1,26 @@
 package http
 
 import (
+	"context"
 	"fmt"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/jmoiron/sqlx"
+	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/smsctl/smsctl/platform"
 	"github.com/smsctl/smsctl/platform/platformtest"
 	"github.com/smsctl/smsctl/sms"
+	"github.com/smsctl/smsctl/sms/postgres"
 	"github.com/smsctl/smsctl/sms/smstest"
 )
 
@@ -81,53 +91,173 @@ func TestAbuseInputs(t *testing.T) {
 	}
 }
 
-// TestForgedKeysAreCheap checks that failed authentication costs little:
-// an unknown key is looked up once and then answered from memory (here the
-// database is gone by the second try, and the answer is still 401, not
-// 503), and an address that keeps failing gets 429 with Retry-After
-// without a lookup, while a key the API has verified before still works
-// from that address.
-func TestForgedKeysAreCheap(t *testing.T) {
-	t.Parallel()
+// authAPI serves the API straight from echo, so that a test can say which
+// address each request comes from.
+type authAPI struct {
+	e    *echo.Echo
+	db   *sqlx.DB
+	keys *postgres.Keys
+}
+
+// newAuthAPI allows failed authentications at rate per second after burst,
+// per client address; X-Forwarded-For is believed from trusted peers.
+func newAuthAPI(t *testing.T, rate float64, burst int, trusted ...*net.IPNet) *authAPI {
+	t.Helper()
 	db := platformtest.NewDB(t)
-	a := newAPI(t, func(o *apiOptions) {
-		o.db = db
-		o.authFailureRate = 0.001
-		o.authFailureBurst = 5
-		o.keyCacheTTL = time.Hour // the negative cache outlives the test
-	})
-	good := a.do(t, http.MethodGet, "/v1/messages/stats", nil)
-	if good.Status != http.StatusOK {
-		t.Fatalf("valid key: %v", good)
-	}
-	forged := "sms_0badbeef_" + strings.Repeat("0", 48)
-	if r := a.do(t, http.MethodGet, "/v1/messages/stats", nil, withKey(forged)); r.Status != http.StatusUnauthorized {
-		t.Fatalf("forged key: %v, want 401", r)
-	}
-	// From here on no lookup can succeed: a query would answer 503.
-	if _, err := db.Exec(`ALTER TABLE sms.api_keys RENAME TO api_keys_gone`); err != nil {
+	store := postgres.NewStore(db)
+	writer := postgres.NewWriter(store, 1, 10, prometheus.NewRegistry())
+	if err := writer.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _, _ = db.Exec(`ALTER TABLE sms.api_keys_gone RENAME TO api_keys`) })
-	if r := a.do(t, http.MethodGet, "/v1/messages/stats", nil, withKey(forged)); r.Status != http.StatusUnauthorized {
-		t.Fatalf("the same forged key again: %v, want 401 from the negative cache", r)
+	t.Cleanup(writer.Stop)
+	keys := postgres.NewKeys(db, time.Hour) // the negative cache outlives the test
+	e := platform.NewEcho(zerolog.Nop(), ProblemFor)
+	e.IPExtractor = platform.ClientIP(trusted)
+	NewHandler(store, writer, &fakeBacklog{}, keys, Config{
+		InternalToken: testInternalToken, MaxBacklog: 1000, RateLimit: 1e6, RateBurst: 1_000_000,
+		AuthFailureRate: rate, AuthFailureBurst: burst,
+	}, zerolog.Nop(), prometheus.NewRegistry()).Register(e, e)
+	return &authAPI{e: e, db: db, keys: keys}
+}
+
+// get asks for the stats with key ("" sends none) from the peer address
+// from, with X-Forwarded-For xff unless "".
+func (a *authAPI) get(key, from, xff string) *httptest.ResponseRecorder {
+	req := httptest.NewRequest(http.MethodGet, "/v1/messages/stats", nil)
+	req.RemoteAddr = from
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
 	}
-	// Three more failures use up the burst of 5 ...
-	for i := range 3 {
-		if r := a.do(t, http.MethodGet, "/v1/messages/stats", nil, withKey("")); r.Status != http.StatusUnauthorized {
-			t.Fatalf("failure %d: %v, want 401", i, r)
-		}
+	if xff != "" {
+		req.Header.Set("X-Forwarded-For", xff)
 	}
-	// ... so new forged keys get 429 without touching the database.
+	rec := httptest.NewRecorder()
+	a.e.ServeHTTP(rec, req)
+	return rec
+}
+
+// expect fails the test unless r has status want (and Retry-After if 429).
+func expect(t *testing.T, what string, r *httptest.ResponseRecorder, want int) {
+	t.Helper()
+	if r.Code != want || (want == http.StatusTooManyRequests && r.Header().Get("Retry-After") == "") {
+		t.Fatalf("%s: %d %s (Retry-After %q), want %d", what, r.Code, strings.TrimSpace(r.Body.String()), r.Header().Get("Retry-After"), want)
+	}
+}
+
+// keysGone renames the keys table away: from then on any lookup answers
+// 503, so a 401 or 429 shows that no query was made. keysBack undoes it.
+func (a *authAPI) keysGone(t *testing.T) {
+	t.Helper()
+	if _, err := a.db.Exec(`ALTER TABLE sms.api_keys RENAME TO api_keys_gone`); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (a *authAPI) keysBack(t *testing.T) {
+	t.Helper()
+	if _, err := a.db.Exec(`ALTER TABLE sms.api_keys_gone RENAME TO api_keys`); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// newKey creates a key the way `smsctl apikey create` does, in another
+// process: this API has not seen it.
+func (a *authAPI) newKey(t *testing.T) string {
+	t.Helper()
+	key, _, err := postgres.NewKeys(a.db, 0).CreateKey(context.Background(), "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key
+}
+
+// forgedKey is a well-formed key no one has, its prefix made of n.
+func forgedKey(n int) string { return fmt.Sprintf("sms_%08x_%s", n, strings.Repeat("1", 48)) }
+
+// TestForgedKeysAreCheap checks that failed authentication costs little
+// and never slows a valid key: an unknown key is looked up once and then
+// answered from memory; an address that keeps failing gets 429 with
+// Retry-After for what it is known to have wrong, without a lookup, while
+// keys the API has verified before, and valid keys it has not seen yet,
+// still work from it; its lookups of unknown keys are bounded by a second
+// budget as large as the first, which valid keys do not use up; and
+// another address is not held back at all.
+func TestForgedKeysAreCheap(t *testing.T) {
+	t.Parallel()
+	const burst = 5
+	a := newAuthAPI(t, 0.001, burst) // no refill while the test runs
+	const from, other = "198.51.100.7:4000", "198.51.100.8:4000"
+	known := a.newKey(t)
+	expect(t, "valid key", a.get(known, from, ""), http.StatusOK)
+	forged := forgedKey(0xbadbeef)
+	expect(t, "forged key", a.get(forged, from, ""), http.StatusUnauthorized)
+
+	a.keysGone(t)
+	expect(t, "the same forged key again, from the negative cache", a.get(forged, from, ""), http.StatusUnauthorized)
+	for i := range burst - 2 {
+		expect(t, fmt.Sprintf("failure %d without a key", i+3), a.get("", from, ""), http.StatusUnauthorized)
+	}
+	// The burst is used up: what is known to be wrong gets 429 without a
+	// lookup, the key verified before still works.
+	expect(t, "the forged key past the burst", a.get(forged, from, ""), http.StatusTooManyRequests)
+	expect(t, "no key past the burst", a.get("", from, ""), http.StatusTooManyRequests)
+	expect(t, "a malformed key past the burst", a.get("sms_junk", from, ""), http.StatusTooManyRequests)
+	expect(t, "the key verified before, from the throttled address", a.get(known, from, ""), http.StatusOK)
+	a.keysBack(t)
+
+	// A valid key this API has never seen is looked up, and authenticates.
+	fresh := a.newKey(t)
+	expect(t, "a new valid key from the throttled address", a.get(fresh, from, ""), http.StatusOK)
+	// New forged keys are looked up too, but only within the second
+	// budget, which the valid key gave back what it took from: exactly
+	// burst of them cost a query.
+	for i := range burst {
+		expect(t, fmt.Sprintf("new forged key %d within the lookup budget", i), a.get(forgedKey(i), from, ""), http.StatusUnauthorized)
+	}
+	expect(t, "a new forged key past the lookup budget", a.get(forgedKey(burst), from, ""), http.StatusTooManyRequests)
+
+	// Another address is not held back: its forged keys are looked up
+	// (401) and its new valid keys work.
+	expect(t, "a new forged key from another address", a.get(forgedKey(100), other, ""), http.StatusUnauthorized)
+	expect(t, "a new valid key from another address", a.get(a.newKey(t), other, ""), http.StatusOK)
+
+	// From here on no lookup can succeed: the throttled address's forged
+	// keys, new or not, get 429, never a query (which would answer 503).
+	a.keysGone(t)
+	t.Cleanup(func() { a.keysBack(t) })
 	for i := range 10 {
-		key := fmt.Sprintf("sms_%08x_%s", i, strings.Repeat("1", 48))
-		r := a.do(t, http.MethodGet, "/v1/messages/stats", nil, withKey(key))
-		if r.Status != http.StatusTooManyRequests || r.Header.Get("Retry-After") == "" {
-			t.Fatalf("forged key %d past the burst: %v (Retry-After %q), want 429 with Retry-After", i, r, r.Header.Get("Retry-After"))
+		expect(t, fmt.Sprintf("forged key %d from the throttled address", i), a.get(forgedKey(200+i), from, ""), http.StatusTooManyRequests)
+	}
+	expect(t, "the keys verified before", a.get(fresh, from, ""), http.StatusOK)
+}
+
+// TestFailedAuthenticationsPerClient: failed attempts are counted per
+// client: behind a trusted proxy per forwarded address, from anyone else
+// per peer whatever X-Forwarded-For says, and for IPv6 per /64.
+func TestFailedAuthenticationsPerClient(t *testing.T) {
+	t.Parallel()
+	_, proxies, _ := net.ParseCIDR("192.0.2.0/24")
+	a := newAuthAPI(t, 0.001, 2, proxies)
+	exhaust := func(from, xff string) {
+		t.Helper()
+		for range 2 {
+			expect(t, "failure within the burst from "+from+" for "+xff, a.get("", from, xff), http.StatusUnauthorized)
 		}
+		expect(t, "failure past the burst from "+from+" for "+xff, a.get("", from, xff), http.StatusTooManyRequests)
 	}
-	// A valid key from the same address is not held back.
-	if r := a.do(t, http.MethodGet, "/v1/messages/stats", nil); r.Status != http.StatusOK {
-		t.Fatalf("valid key from a throttled address: %v, want 200", r)
-	}
+	const proxy, proxy2 = "192.0.2.10:4000", "192.0.2.11:4000"
+	exhaust(proxy, "203.0.113.1")
+	expect(t, "another client through the same proxy", a.get("", proxy, "203.0.113.2"), http.StatusUnauthorized)
+	expect(t, "the throttled client through another proxy", a.get("", proxy2, "203.0.113.1"), http.StatusTooManyRequests)
+	expect(t, "the throttled client naming itself after a made-up address", a.get("", proxy, "10.1.1.1, 203.0.113.1"), http.StatusTooManyRequests)
+
+	const untrusted = "198.51.100.7:4000"
+	exhaust(untrusted, "203.0.113.3")
+	expect(t, "an untrusted peer's X-Forwarded-For is ignored", a.get("", untrusted, "203.0.113.4"), http.StatusTooManyRequests)
+	expect(t, "and does not count against the address it names", a.get("", proxy, "203.0.113.3"), http.StatusUnauthorized)
+
+	exhaust("[2001:db8:1:2::1]:4000", "")
+	expect(t, "another address of the same /64", a.get("", "[2001:db8:1:2:ffff::9]:4000", ""), http.StatusTooManyRequests)
+	expect(t, "an address of the next /64", a.get("", "[2001:db8:1:3::1]:4000", ""), http.StatusUnauthorized)
+	expect(t, "an IPv4-mapped address is its IPv4 address", a.get("", "[::ffff:198.51.100.7]:4000", ""), http.StatusTooManyRequests)
 }

@@ -104,6 +104,7 @@ func New(ctx context.Context, cfg config.API, log zerolog.Logger, tp trace.Trace
 
 	httpMetrics := platform.HTTPMetrics(reg) // one set of series for both listeners
 	e := platform.NewEcho(log, smshttp.ProblemFor)
+	e.IPExtractor = platform.ClientIP(cfg.TrustedProxyNets()) // SMS_TRUSTED_PROXIES
 	e.Use(httpMetrics, platform.TraceHTTP(tp))
 	platform.RegisterHealth(e,
 		map[string]platform.Check{"postgres": db.PingContext},
