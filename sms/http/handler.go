@@ -85,8 +85,9 @@ type Config struct {
 	// RateLimitChunk is SharedLimitConfig.Chunk (0: its default).
 	RateLimitChunk int
 	// AuthFailureRate and AuthFailureBurst bound failed authentications
-	// per client address: past the burst, keys this process has not
-	// verified before get 429 without a lookup.
+	// per client address: past the burst, keys known to name no key get
+	// 429 without a lookup, and unknown ones are looked up within a second
+	// budget as large (see Handler.authenticate).
 	AuthFailureRate  float64
 	AuthFailureBurst int
 	// Tracer records spans for applied reports; nil records nothing.
