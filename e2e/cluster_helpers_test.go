@@ -23,9 +23,11 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jmoiron/sqlx"
+	"github.com/rs/zerolog"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	smsplatform "github.com/smsctl/smsctl/platform"
 	"github.com/smsctl/smsctl/platform/platformtest"
 	"github.com/smsctl/smsctl/sms"
 	"github.com/smsctl/smsctl/sms/client"
@@ -74,7 +76,9 @@ func privateCluster(t testing.TB) *kcluster {
 	if len(c.brokers) != clusterNodes {
 		t.Fatalf("kafka.sh start printed %q, want %d brokers", out, clusterNodes)
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.brokers...), kgo.MetadataMinAge(100*time.Millisecond), kgo.MetadataMaxAge(time.Second))
+	// Metadata refreshed within a second: leaders and ISRs are watched
+	// while brokers die and come back.
+	cl, err := smsplatform.NewKafkaClient(c.brokers, zerolog.Nop(), kgo.MetadataMinAge(100*time.Millisecond), kgo.MetadataMaxAge(time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -268,6 +272,8 @@ type steadyLoad struct {
 	mu      sync.Mutex
 	byAPI   map[string]map[int]int // base URL -> HTTP status (0: transport error) -> count
 	errsAPI map[string][]error
+	// acceptedAPI holds the ids accepted, by base URL.
+	acceptedAPI map[string][]uuid.UUID
 	// cutOff holds the texts of requests that got no answer, to count
 	// those stored anyway (a commit whose answer a killed API never sent).
 	cutOff []string
@@ -278,7 +284,7 @@ type steadyLoad struct {
 // normalOnly.
 func startSteadyLoad(ctx context.Context, apiKey string, bases []string, rate, concurrency int, normalOnly bool) *steadyLoad {
 	s := &steadyLoad{load: &load{statuses: map[int]int{}}, stop: make(chan struct{}), done: make(chan struct{}),
-		byAPI: map[string]map[int]int{}, errsAPI: map[string][]error{}}
+		byAPI: map[string]map[int]int{}, errsAPI: map[string][]error{}, acceptedAPI: map[string][]uuid.UUID{}}
 	senders := make([]*client.Client, len(bases))
 	for i, b := range bases {
 		senders[i] = client.New(b, apiKey)
@@ -337,6 +343,7 @@ func (s *steadyLoad) record(base, text string, m sms.Message, err error) {
 	switch {
 	case err == nil:
 		s.accepted = append(s.accepted, m.ID)
+		s.acceptedAPI[base] = append(s.acceptedAPI[base], m.ID)
 		s.statuses[202]++
 		s.byAPI[base][202]++
 	case errors.As(err, &apiErr):
@@ -358,6 +365,21 @@ func (s *steadyLoad) finish() *load {
 	return s.load
 }
 
+// acceptedBy returns the ids base accepted so far.
+func (s *steadyLoad) acceptedBy(base string) []uuid.UUID {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.acceptedAPI[base])
+}
+
+// answers is how many requests to base were answered code so far (0: a
+// transport error).
+func (s *steadyLoad) answers(base string, code int) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.byAPI[base][code]
+}
+
 // accepted202 is how many messages were accepted so far.
 func (s *steadyLoad) accepted202() int {
 	n, _ := s.snapshot()
@@ -375,18 +397,66 @@ func onlyAccepted(t testing.TB, l *load) {
 }
 
 // deliveries counts the outcomes the processors recorded.
-func deliveries(db *sqlx.DB) int {
-	var n int
-	_ = db.Get(&n, `SELECT count(*) FROM processor.deliveries`)
-	return n
+func deliveries(t testing.TB, db *sqlx.DB) int {
+	t.Helper()
+	return countWhere(t, db, `SELECT count(*) FROM processor.deliveries`)
 }
 
 // atLeastDeliveries is a condition for eventually.
-func atLeastDeliveries(db *sqlx.DB, min int) func() (bool, string) {
+func atLeastDeliveries(t testing.TB, db *sqlx.DB, min int) func() (bool, string) {
 	return func() (bool, string) {
-		n := deliveries(db)
+		n := deliveries(t, db)
 		return n >= min, fmt.Sprintf("%d recorded", n)
 	}
+}
+
+// carrierLedger is what the simulated carrier's ledger
+// (processor.carrier_calls, SMS_SIM_LEDGER=true) holds. A call cancelled
+// during the carrier's delay (outcome "cancelled") never reached the
+// carrier; every other row did, or may have (a process killed during the
+// delay leaves "started").
+type carrierLedger struct {
+	// Repeated: calls beyond the first for one message and attempt,
+	// among those that reached the carrier.
+	Repeated int `db:"repeated"`
+	// Cancelled: calls the processor cancelled, work it handed back to be
+	// done again; a graceful drain leaves none.
+	Cancelled int `db:"cancelled"`
+	// Messages: messages with a call that reached the carrier.
+	Messages int `db:"messages"`
+	// Sent: messages the processors recorded SENT.
+	Sent int `db:"sent"`
+	// Unlogged: messages recorded SENT with no call in the ledger.
+	Unlogged int `db:"unlogged"`
+}
+
+// readLedger reads the ledger and fails the test unless it holds a call
+// for every message the processors recorded SENT: a ledger left empty
+// (SMS_SIM_LEDGER not set, or the simulator not writing it) would report
+// no repeated calls whatever happened.
+func readLedger(t testing.TB, db *sqlx.DB) carrierLedger {
+	t.Helper()
+	var l carrierLedger
+	if err := db.Get(&l, `
+        WITH c AS (SELECT message_id, attempt FROM processor.carrier_calls WHERE outcome <> 'cancelled')
+        SELECT
+            (SELECT COALESCE(sum(n - 1), 0) FROM (SELECT count(*) AS n FROM c GROUP BY message_id, attempt) r) AS repeated,
+            (SELECT count(*) FROM processor.carrier_calls WHERE outcome = 'cancelled') AS cancelled,
+            (SELECT count(DISTINCT message_id) FROM c) AS messages,
+            (SELECT count(*) FROM processor.deliveries WHERE status = 'SENT') AS sent,
+            (SELECT count(*) FROM processor.deliveries d WHERE d.status = 'SENT'
+                AND NOT EXISTS (SELECT 1 FROM c WHERE c.message_id = d.message_id)) AS unlogged`); err != nil {
+		t.Fatalf("read the carrier ledger: %v", err)
+	}
+	if l.Sent == 0 || l.Unlogged > 0 {
+		t.Fatalf("the carrier ledger holds calls for %d messages, but %d messages were recorded SENT, %d of them with no call in it: "+
+			"the ledger is not filled (SMS_SIM_LEDGER=true?), so its count of repeated calls proves nothing", l.Messages, l.Sent, l.Unlogged)
+	}
+	return l
+}
+
+func (l carrierLedger) String() string {
+	return fmt.Sprintf("repeated_carrier_calls=%d cancelled_carrier_calls=%d", l.Repeated, l.Cancelled)
 }
 
 // longestCarrierGap is the longest time between consecutive carrier calls
@@ -395,7 +465,7 @@ func longestCarrierGap(t testing.TB, db *sqlx.DB, from, to time.Time) time.Durat
 	t.Helper()
 	var secs float64
 	err := db.Get(&secs, `
-        WITH c AS (SELECT called_at FROM processor.carrier_calls WHERE called_at BETWEEN $1 AND $2
+        WITH c AS (SELECT called_at FROM processor.carrier_calls WHERE called_at BETWEEN $1 AND $2 AND outcome <> 'cancelled'
                    UNION ALL SELECT $1::timestamptz UNION ALL SELECT $2::timestamptz)
         SELECT COALESCE(max(extract(epoch FROM gap)), 0)::float8 FROM (
             SELECT called_at - lag(called_at) OVER (ORDER BY called_at) AS gap FROM c) g`, from, to)
@@ -413,7 +483,7 @@ func firstCallAfter(t testing.TB, db *sqlx.DB, fault time.Time) time.Duration {
 	var at *time.Time
 	err := db.Get(&at, `
         SELECT min(c.called_at) FROM processor.carrier_calls c JOIN sms.messages m ON m.id = c.message_id
-        WHERE m.created_at > $1`, fault)
+        WHERE m.created_at > $1 AND c.outcome <> 'cancelled'`, fault)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -429,7 +499,7 @@ func repeatsBefore(t testing.TB, db *sqlx.DB, cutoff time.Time) (before, after i
 	t.Helper()
 	err := db.QueryRow(`
         SELECT COALESCE(sum(n - 1) FILTER (WHERE first < $1), 0), COALESCE(sum(n - 1) FILTER (WHERE first >= $1), 0)
-        FROM (SELECT count(*) AS n, min(called_at) AS first FROM processor.carrier_calls
+        FROM (SELECT count(*) AS n, min(called_at) AS first FROM processor.carrier_calls WHERE outcome <> 'cancelled'
               GROUP BY message_id, attempt HAVING count(*) > 1) r`, cutoff).Scan(&before, &after)
 	if err != nil {
 		t.Fatal(err)
@@ -616,11 +686,23 @@ func storedTexts(t testing.TB, db *sqlx.DB, texts []string) int {
 	return n
 }
 
-// outboxRecords counts the records waiting in the outbox.
-func outboxRecords(db *sqlx.DB) int {
-	var n int
-	_ = db.Get(&n, `SELECT COALESCE(sum(cardinality(message_ids)), 0)::bigint FROM sms.outbox`)
-	return n
+// outboxHolding returns the outbox rows (batch ids) holding one of ids,
+// and how many records they hold.
+func outboxHolding(t testing.TB, db *sqlx.DB, ids []uuid.UUID) (batches []string, records int) {
+	t.Helper()
+	var rows []struct {
+		Batch   string `db:"batch_id"`
+		Records int    `db:"records"`
+	}
+	if err := db.Select(&rows, `SELECT batch_id::text, cardinality(message_ids) AS records FROM sms.outbox WHERE message_ids && $1::uuid[]`,
+		pqArray(uuidStrings(ids))); err != nil {
+		t.Fatalf("outbox rows: %v", err)
+	}
+	for _, r := range rows {
+		batches = append(batches, r.Batch)
+		records += r.Records
+	}
+	return batches, records
 }
 
 // dur formats a measured duration for a FAULT line.

@@ -12,9 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
 
+	smsplatform "github.com/smsctl/smsctl/platform"
 	"github.com/smsctl/smsctl/sms"
 	"github.com/smsctl/smsctl/sms/client"
 )
@@ -32,7 +33,8 @@ import (
 //     carrying new messages again), or what the scenario names;
 //   - lost: 202s whose message is not stored (must be 0);
 //   - repeated_carrier_calls: calls the carrier got twice for the same
-//     message and attempt (carrier ledger).
+//     message and attempt, cancelled_carrier_calls: calls the processors
+//     cancelled and handed back (carrier ledger).
 func TestCluster(t *testing.T) {
 	c := privateCluster(t)
 	t.Run("LeaderKilled", func(t *testing.T) { clusterLeaderKilled(t, c) })
@@ -71,7 +73,7 @@ func clusterLeaderKilled(t *testing.T, c *kcluster) {
 	ctx := ctxTimeout(t, 4*time.Minute)
 
 	ld := startSteadyLoad(ctx, p.apiKey, []string{"http://" + p.apiAddr}, clusterRate, 8, true)
-	eventually(t, time.Minute, "messages flowing before the fault", atLeastDeliveries(db, 300))
+	eventually(t, time.Minute, "messages flowing before the fault", atLeastDeliveries(t, db, 300))
 	victim, led := c.busiestLeader(t, p.topic)
 	c.kill(t, victim)
 	fault := time.Now() // kafka.sh kill returns once the process is gone
@@ -82,10 +84,10 @@ func clusterLeaderKilled(t *testing.T, c *kcluster) {
 		return l[victim] == 0 && l[-1] == 0, fmt.Sprint(l)
 	})
 	failover := time.Since(fault)
-	before := deliveries(db)
+	before := deliveries(t, db)
 	eventually(t, time.Minute, "new messages reach the carrier after the kill", func() (bool, string) {
 		d := firstCallAfter(t, db, fault)
-		return d > 0 && deliveries(db) >= before+300, fmt.Sprintf("first call after the kill %s, %d recorded since", d, deliveries(db)-before)
+		return d > 0 && deliveries(t, db) >= before+300, fmt.Sprintf("first call after the kill %s, %d recorded since", d, deliveries(t, db)-before)
 	})
 	time.Sleep(2 * time.Second)
 	l := ld.finish()
@@ -95,15 +97,15 @@ func clusterLeaderKilled(t *testing.T, c *kcluster) {
 	checkNoLoss(t, db, l.accepted)
 	receipts := awaitReceipts(t, db, 15*time.Second, 3*time.Minute)
 	alive(t, api, pa, pb)
-	calls := repeatedCarrierCalls(t, db)
-	if calls > 2*clusterWindow {
-		t.Errorf("%d repeated carrier calls, more than the processors' in-flight windows (%d)", calls, 2*clusterWindow)
+	ledger := readLedger(t, db)
+	if ledger.Repeated > 2*clusterWindow {
+		t.Errorf("%d repeated carrier calls, more than the processors' in-flight windows (%d)", ledger.Repeated, 2*clusterWindow)
 	}
 	recover, stall := firstCallAfter(t, db, fault), longestCarrierGap(t, db, fault, loadEnd)
 	rejoin := c.heal(t, topics...)
 	receipts.check(t, false)
-	report(t, "broker leader kill -9", len(l.accepted), finalCounts(t, db), len(l.accepted)-storedOf(t, p, l),
-		repeated(calls), dur("recover", recover), dur("stall", stall), dur("failover", failover), dur("rejoin", rejoin),
+	report(t, "broker leader kill -9", loss(t, db, l.accepted), outcomes(finalCounts(t, db)),
+		ledger.String(), dur("recover", recover), dur("stall", stall), dur("failover", failover), dur("rejoin", rejoin),
 		fmt.Sprintf("node=%d led=%d/6", victim, led), receipts.String())
 }
 
@@ -122,7 +124,7 @@ func clusterRollingRestart(t *testing.T, c *kcluster) {
 	ctx := ctxTimeout(t, 5*time.Minute)
 
 	ld := startSteadyLoad(ctx, p.apiKey, []string{"http://" + p.apiAddr}, clusterRate, 8, false)
-	eventually(t, time.Minute, "messages flowing before the restarts", atLeastDeliveries(db, 300))
+	eventually(t, time.Minute, "messages flowing before the restarts", atLeastDeliveries(t, db, 300))
 	rollStart := time.Now()
 	var longest time.Duration
 	var perNode []string
@@ -136,8 +138,8 @@ func clusterRollingRestart(t *testing.T, c *kcluster) {
 		longest = max(longest, back)
 		perNode = append(perNode, fmt.Sprintf("%d:%s/%s", node, up.Round(100*time.Millisecond), back.Round(100*time.Millisecond)))
 		// The pipeline carries on between restarts.
-		before := deliveries(db)
-		eventually(t, time.Minute, fmt.Sprintf("deliveries after restarting node %d", node), atLeastDeliveries(db, before+150))
+		before := deliveries(t, db)
+		eventually(t, time.Minute, fmt.Sprintf("deliveries after restarting node %d", node), atLeastDeliveries(t, db, before+150))
 	}
 	roll := time.Since(rollStart)
 	l := ld.finish()
@@ -147,13 +149,13 @@ func clusterRollingRestart(t *testing.T, c *kcluster) {
 	checkNoLoss(t, db, l.accepted)
 	receipts := awaitReceipts(t, db, 15*time.Second, 3*time.Minute)
 	alive(t, api, pa, pb)
-	calls := repeatedCarrierCalls(t, db)
-	if calls > 2*clusterWindow {
-		t.Errorf("%d repeated carrier calls, more than the processors' in-flight windows (%d)", calls, 2*clusterWindow)
+	ledger := readLedger(t, db)
+	if ledger.Repeated > 2*clusterWindow {
+		t.Errorf("%d repeated carrier calls, more than the processors' in-flight windows (%d)", ledger.Repeated, 2*clusterWindow)
 	}
 	receipts.check(t, false)
-	report(t, "rolling restart of 3 brokers", len(l.accepted), finalCounts(t, db), len(l.accepted)-storedOf(t, p, l),
-		repeated(calls), dur("recover", longest), dur("stall", longestCarrierGap(t, db, rollStart, loadEnd)), dur("roll", roll),
+	report(t, "rolling restart of 3 brokers", loss(t, db, l.accepted), outcomes(finalCounts(t, db)),
+		ledger.String(), dur("recover", longest), dur("stall", longestCarrierGap(t, db, rollStart, loadEnd)), dur("roll", roll),
 		"node:up/in_sync="+strings.Join(perNode, ","), receipts.String())
 }
 
@@ -175,7 +177,7 @@ func clusterProcessors(t *testing.T, c *kcluster) {
 	ctx := ctxTimeout(t, 5*time.Minute)
 
 	ld := startSteadyLoad(ctx, p.apiKey, []string{"http://" + p.apiAddr}, clusterRate, 8, false)
-	eventually(t, time.Minute, "messages flowing with three processors", atLeastDeliveries(db, 300))
+	eventually(t, time.Minute, "messages flowing with three processors", atLeastDeliveries(t, db, 300))
 	// What each held when the fourth joined: their log up to now.
 	olds := []*proc{pa, pb, pc}
 	cursor := make([]int, len(olds))
@@ -193,7 +195,7 @@ func clusterProcessors(t *testing.T, c *kcluster) {
 		return false, "none yet"
 	})
 	assigned := time.Since(joined)
-	eventually(t, time.Minute, "deliveries with four processors", atLeastDeliveries(db, deliveries(db)+300))
+	eventually(t, time.Minute, "deliveries with four processors", atLeastDeliveries(t, db, deliveries(t, db)+300))
 	joinStall := longestCarrierGap(t, db, joined, time.Now())
 	moved := 0
 	for i, pr := range olds {
@@ -221,16 +223,16 @@ func clusterProcessors(t *testing.T, c *kcluster) {
 
 	left := time.Now()
 	pb.stop(t)
-	eventually(t, time.Minute, "deliveries after processor-b left", atLeastDeliveries(db, deliveries(db)+300))
+	eventually(t, time.Minute, "deliveries after processor-b left", atLeastDeliveries(t, db, deliveries(t, db)+300))
 	leaveStall := longestCarrierGap(t, db, left, time.Now())
-	if n := repeatedCarrierCalls(t, db); n != 0 {
-		t.Errorf("%d carrier calls repeated after a join and a graceful leave, want 0", n)
+	if l := readLedger(t, db); l.Repeated != 0 || l.Cancelled != 0 {
+		t.Errorf("%d carrier calls repeated and %d cancelled (handed back) after a join and a graceful leave, want none", l.Repeated, l.Cancelled)
 	}
 
 	killed := time.Now()
 	pc.kill()
 	// Its partitions move after the group's session timeout (10 s).
-	eventually(t, time.Minute, "deliveries after processor-c was killed", atLeastDeliveries(db, deliveries(db)+600))
+	eventually(t, time.Minute, "deliveries after processor-c was killed", atLeastDeliveries(t, db, deliveries(t, db)+600))
 	l := ld.finish()
 	loadEnd := time.Now()
 	onlyAccepted(t, l)
@@ -238,17 +240,17 @@ func clusterProcessors(t *testing.T, c *kcluster) {
 	checkNoLoss(t, db, l.accepted)
 	receipts := awaitReceipts(t, db, 15*time.Second, 3*time.Minute)
 	alive(t, api, pa, pd)
-	calls := repeatedCarrierCalls(t, db)
+	ledger := readLedger(t, db)
 	inWindow, outside := repeatsBefore(t, db, killed)
-	if calls > clusterWindow {
-		t.Errorf("%d repeated carrier calls, more than the killed processor's in-flight window %d", calls, clusterWindow)
+	if ledger.Repeated > clusterWindow {
+		t.Errorf("%d repeated carrier calls, more than the killed processor's in-flight window %d", ledger.Repeated, clusterWindow)
 	}
 	if outside != 0 {
 		t.Errorf("%d repeated carrier calls whose first call started after the kill: outside the killed processor's in-flight work", outside)
 	}
 	receipts.check(t, true)
-	report(t, "processors join/leave/kill", len(l.accepted), finalCounts(t, db), len(l.accepted)-storedOf(t, p, l),
-		repeated(calls), dur("recover", firstCallAfter(t, db, killed)), dur("stall", longestCarrierGap(t, db, killed, loadEnd)),
+	report(t, "processors join/leave/kill", loss(t, db, l.accepted), outcomes(finalCounts(t, db)),
+		ledger.String(), dur("recover", firstCallAfter(t, db, killed)), dur("stall", longestCarrierGap(t, db, killed, loadEnd)),
 		dur("join_assigned", assigned), dur("join_stall", joinStall), dur("leave_stall", leaveStall),
 		fmt.Sprintf("moved_on_join=%d repeats_in_window=%d", moved, inWindow), receipts.String())
 }
@@ -278,7 +280,7 @@ func clusterAPIReplicaKilled(t *testing.T, c *kcluster) {
 
 	bases := []string{"http://" + p.apiAddr, "http://" + addr2}
 	ld := startSteadyLoad(ctx, p.apiKey, bases, clusterRate, 8, false)
-	eventually(t, time.Minute, "messages flowing through both replicas", atLeastDeliveries(db, 300))
+	eventually(t, time.Minute, "messages flowing through both replicas", atLeastDeliveries(t, db, 300))
 
 	// Scheduled messages, accepted by the victim, due after its death.
 	const scheduled = 60
@@ -308,23 +310,25 @@ func clusterAPIReplicaKilled(t *testing.T, c *kcluster) {
 
 	killed := time.Now()
 	api2.kill()
-	time.Sleep(500 * time.Millisecond) // the survivor's own batches leave the outbox within its 20 ms linger
-	var left []string
-	if err := db.Select(&left, `SELECT batch_id::text FROM sms.outbox`); err != nil {
-		t.Fatal(err)
-	}
-	leftRecords := outboxRecords(db)
+	// The rows the dead replica left: those holding messages it accepted
+	// (the survivor's own rows hold none of them). A message it committed
+	// but never answered is not known here; its row goes unwatched.
+	left, leftRecords := outboxHolding(t, db, ld.acceptedBy(bases[1]))
 	if len(left) == 0 {
 		t.Fatal("the killed replica left no outbox row: the scenario did not happen")
 	}
 	eventually(t, time.Minute, "the survivor published the outbox rows the dead replica left", func() (bool, string) {
-		var n int
-		_ = db.Get(&n, `SELECT count(*) FROM sms.outbox WHERE batch_id::text = ANY($1::text[])`, pqArray(left))
+		n := countWhere(t, db, `SELECT count(*) FROM sms.outbox WHERE batch_id::text = ANY($1::text[])`, pqArray(left))
 		return n == 0, fmt.Sprintf("%d of %d rows left", n, len(left))
 	})
 	outboxRecovered := time.Since(killed)
-	// Requests to the dead replica keep failing for a while.
-	time.Sleep(3 * time.Second)
+	// The load goes on meeting the dead replica after that: its share of
+	// clusterRate for about a second more (counted, not slept for).
+	failedAtRecovery := ld.answers(bases[1], 0)
+	eventually(t, time.Minute, "more requests to the dead replica failing", func() (bool, string) {
+		n := ld.answers(bases[1], 0) - failedAtRecovery
+		return n >= clusterRate/2, fmt.Sprintf("%d more failed", n)
+	})
 	l := ld.finish()
 
 	// Every answer is a 202 or, from the dead replica only, a transport
@@ -343,9 +347,6 @@ func clusterAPIReplicaKilled(t *testing.T, c *kcluster) {
 		if !isTransportErr(err) {
 			t.Errorf("request to the dead replica failed with %v, want a transport error", err)
 		}
-	}
-	if ld.byAPI[bases[1]][0] == 0 {
-		t.Errorf("no request to the dead replica failed: the load did not reach it after the kill")
 	}
 	waitAllFinal(t, db, 2*time.Minute)
 	checkNoLoss(t, db, l.accepted)
@@ -371,13 +372,13 @@ func clusterAPIReplicaKilled(t *testing.T, c *kcluster) {
 	if !due.After(killed) {
 		t.Errorf("the scheduled messages fell due before the kill: the scenario did not test the survivor's scheduler")
 	}
-	calls := repeatedCarrierCalls(t, db)
-	if calls != 0 {
-		t.Errorf("%d carrier calls repeated; no processor was harmed", calls)
+	ledger := readLedger(t, db)
+	if ledger.Repeated != 0 {
+		t.Errorf("%d carrier calls repeated; no processor was harmed", ledger.Repeated)
 	}
 	receipts.check(t, false)
-	report(t, "API replica kill -9 (1 of 2)", len(l.accepted), finalCounts(t, db), len(l.accepted)-storedOf(t, p, l),
-		repeated(calls), dur("recover", outboxRecovered),
+	report(t, "API replica kill -9 (1 of 2)", loss(t, db, l.accepted), outcomes(finalCounts(t, db)),
+		ledger.String(), dur("recover", outboxRecovered),
 		fmt.Sprintf("outbox_left=%d/%d refused_transport=%d stored_unanswered=%d scheduled_released=%d/%d release_late_max=%s",
 			len(left), leftRecords, ld.byAPI[bases[1]][0], storedTexts(t, db, ld.cutOff), late.Released, scheduled,
 			time.Duration(late.MaxLate*float64(time.Second)).Round(10*time.Millisecond)), receipts.String())
@@ -554,7 +555,7 @@ func TestClusterCapacityProbe(t *testing.T) {
 	if brokers != nil {
 		// What a record costs Kafka's disk, per replica: the log of the
 		// normal lane (every message of the probe went there).
-		cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+		cl, err := smsplatform.NewKafkaClient(brokers, zerolog.Nop())
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -12,39 +12,44 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+	"github.com/jmoiron/sqlx"
+	"github.com/rs/zerolog"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	smsplatform "github.com/smsctl/smsctl/platform"
 	"github.com/smsctl/smsctl/platform/platformtest"
 	"github.com/smsctl/smsctl/sms"
 	"github.com/smsctl/smsctl/sms/client"
 )
 
 // The fault tests print one line per scenario, collected for the issue
-// note, with only what the scenario measured:
-// FAULT scenario accepted=… sent=… failed=… lost=… [repeated_carrier_calls=…] [recover=…]
-func report(t testing.TB, scenario string, accepted int, counts map[string]int, lost int, measured ...string) {
-	t.Logf("FAULT %-28s accepted=%d settled=%d failed=%d lost=%d %s",
-		scenario, accepted, counts["SENT"]+counts["DELIVERED"]+counts["UNDELIVERED"]+counts["EXPIRED"], counts["FAILED"], lost, strings.Join(measured, " "))
+// note: "FAULT scenario figure…". Each figure is one the test measured,
+// made by loss, outcomes, carrierLedger.String, recovered, dur or the
+// test's own fmt.Sprintf; a figure the test did not measure is not passed,
+// so not printed.
+func report(t testing.TB, scenario string, figures ...string) {
+	t.Logf("FAULT %-28s %s", scenario, strings.Join(figures, " "))
 }
 
-// repeated and recovered format the optional figures of a report.
-func repeated(n int) string { return fmt.Sprintf("repeated_carrier_calls=%d", n) }
-
-func recovered(d time.Duration) string { return "recover=" + d.Round(100*time.Millisecond).String() }
-
-func storedOf(t testing.TB, p *platform, l *load) int {
+// loss counts the accepted messages (202s) that are not stored:
+// "accepted=… lost=…".
+func loss(t testing.TB, db *sqlx.DB, accepted []uuid.UUID) string {
 	t.Helper()
-	db := openDB(t, p)
-	ids := make([]string, len(l.accepted))
-	for i, id := range l.accepted {
-		ids[i] = id.String()
-	}
-	var n int
-	if err := db.Get(&n, `SELECT count(*) FROM sms.messages WHERE id = ANY($1::uuid[])`, pqArray(ids)); err != nil {
-		t.Fatal(err)
-	}
-	return n
+	stored := countWhere(t, db, `SELECT count(*) FROM sms.messages WHERE id = ANY($1::uuid[])`, pqArray(uuidStrings(accepted)))
+	return fmt.Sprintf("accepted=%d lost=%d", len(accepted), len(accepted)-stored)
 }
+
+// outcomes formats messages by status as finalCounts read them:
+// "settled=… failed=…" (settled: SENT or a receipt's final status).
+func outcomes(counts map[string]int) string {
+	return fmt.Sprintf("settled=%d failed=%d", counts["SENT"]+counts["DELIVERED"]+counts["UNDELIVERED"]+counts["EXPIRED"], counts["FAILED"])
+}
+
+// recovered formats the time from a fault's end until recovery was
+// observed; take it as the wait for recovery returns, not after the
+// checks that follow.
+func recovered(d time.Duration) string { return "recover=" + d.Round(100*time.Millisecond).String() }
 
 // 1. Kafka stopped while 1,000 messages are posted: all 202; broker back:
 // all reach a final status.
@@ -72,9 +77,10 @@ func TestFaultKafkaDown(t *testing.T) {
 	restarted := time.Now()
 	b.start()
 	waitAllFinal(t, db, 3*time.Minute)
+	recoverIn := time.Since(restarted)
 	checkNoLoss(t, db, l.accepted)
-	report(t, "kafka stopped during posts", len(l.accepted), finalCounts(t, db), len(l.accepted)-storedOf(t, p, l),
-		repeated(repeatedCarrierCalls(t, db)), recovered(time.Since(restarted)))
+	report(t, "kafka stopped during posts", loss(t, db, l.accepted), outcomes(finalCounts(t, db)),
+		readLedger(t, db).String(), recovered(recoverIn))
 }
 
 // 2. API stopped (SIGKILL) while the processor reports: outcomes wait in
@@ -90,8 +96,7 @@ func TestFaultAPIDownWhileReporting(t *testing.T) {
 	// Kill the API once the processor has claimed every message (it
 	// needs the API for that), while the carrier calls and reports flow.
 	eventually(t, time.Minute, "every message claimed", func() (bool, string) {
-		var n int
-		_ = db.Get(&n, `SELECT count(*) FROM sms.messages WHERE dispatched_at IS NULL`)
+		n := countWhere(t, db, `SELECT count(*) FROM sms.messages WHERE dispatched_at IS NULL`)
 		return n == 0, fmt.Sprintf("%d not claimed", n)
 	})
 	api.kill()
@@ -99,16 +104,16 @@ func TestFaultAPIDownWhileReporting(t *testing.T) {
 	// a claim the API committed but whose answer the kill cut off is
 	// claimed again once the API is back.
 	eventually(t, time.Minute, "reports waiting while the API is down", func() (bool, string) {
-		var n int
-		_ = db.Get(&n, `SELECT count(*) FROM processor.unreported`)
+		n := countWhere(t, db, `SELECT count(*) FROM processor.unreported`)
 		return n > 0, fmt.Sprintf("%d waiting", n)
 	})
 	restarted := time.Now()
 	p.startAPI()
 	waitAllFinal(t, db, 2*time.Minute)
+	recoverIn := time.Since(restarted)
 	checkNoLoss(t, db, l.accepted)
-	report(t, "api killed while reporting", len(l.accepted), finalCounts(t, db), len(l.accepted)-storedOf(t, p, l),
-		repeated(repeatedCarrierCalls(t, db)), recovered(time.Since(restarted)))
+	report(t, "api killed while reporting", loss(t, db, l.accepted), outcomes(finalCounts(t, db)),
+		readLedger(t, db).String(), recovered(recoverIn))
 }
 
 // 3. A processor killed with SIGKILL under load while a second replica
@@ -129,11 +134,7 @@ func TestFaultProcessorKilled(t *testing.T) {
 	var l *load
 	done := make(chan struct{})
 	go func() { defer close(done); l = postLoad(ctx, sender, 1500, 8) }()
-	eventually(t, time.Minute, "some deliveries recorded", func() (bool, string) {
-		var n int
-		_ = db.Get(&n, `SELECT count(*) FROM processor.deliveries`)
-		return n >= 300, fmt.Sprintf("%d recorded", n)
-	})
+	eventually(t, time.Minute, "some deliveries recorded", atLeastDeliveries(t, db, 300))
 	killed := time.Now()
 	victim.kill()
 	<-done
@@ -141,18 +142,17 @@ func TestFaultProcessorKilled(t *testing.T) {
 		t.Fatalf("want 1500 × 202, got %v", l.statuses)
 	}
 	waitAllFinal(t, db, 2*time.Minute)
+	recoverIn := time.Since(killed)
 	checkNoLoss(t, db, l.accepted)
-	calls := repeatedCarrierCalls(t, db)
-	if calls > window {
-		t.Errorf("%d repeated carrier calls, more than the killed replica's in-flight window %d", calls, window)
+	ledger := readLedger(t, db)
+	if ledger.Repeated > window {
+		t.Errorf("%d repeated carrier calls, more than the killed replica's in-flight window %d", ledger.Repeated, window)
 	}
-	var outcomes int
-	_ = db.Get(&outcomes, `SELECT count(*) FROM processor.deliveries`)
-	if outcomes != 1500 {
-		t.Errorf("processor recorded %d outcomes for 1500 messages", outcomes)
+	if recorded := deliveries(t, db); recorded != 1500 {
+		t.Errorf("processor recorded %d outcomes for 1500 messages", recorded)
 	}
-	report(t, "processor SIGKILL, 2 replicas", len(l.accepted), finalCounts(t, db), len(l.accepted)-storedOf(t, p, l),
-		repeated(calls), recovered(time.Since(killed)))
+	report(t, "processor SIGKILL, 2 replicas", loss(t, db, l.accepted), outcomes(finalCounts(t, db)),
+		ledger.String(), recovered(recoverIn))
 }
 
 // 4. Rebalance: processors join and leave during load; nothing is lost or
@@ -166,27 +166,20 @@ func TestFaultRebalance(t *testing.T) {
 	sender := client.New("http://"+p.apiAddr, p.apiKey)
 	ctx := ctxTimeout(t, 3*time.Minute)
 	db := openDB(t, p)
-	recorded := func(min int) func() (bool, string) {
-		return func() (bool, string) {
-			var n int
-			_ = db.Get(&n, `SELECT count(*) FROM processor.deliveries`)
-			return n >= min, fmt.Sprintf("%d recorded", n)
-		}
-	}
 	var l *load
 	done := make(chan struct{})
 	go func() { defer close(done); l = postLoad(ctx, sender, 2000, 8) }()
-	eventually(t, time.Minute, "first deliveries", recorded(200))
+	eventually(t, time.Minute, "first deliveries", atLeastDeliveries(t, db, 200))
 	b := p.startProcessor("processor-b", knobs...)
-	eventually(t, time.Minute, "more deliveries", recorded(800))
+	eventually(t, time.Minute, "more deliveries", atLeastDeliveries(t, db, 800))
 	p.startProcessor("processor-c", knobs...)
 	b.stop(t)
 	<-done
 	waitAllFinal(t, db, 2*time.Minute)
 	checkNoLoss(t, db, l.accepted)
-	calls := repeatedCarrierCalls(t, db)
-	if calls != 0 {
-		t.Errorf("%d carrier calls repeated across graceful rebalances, want 0", calls)
+	ledger := readLedger(t, db)
+	if ledger.Repeated != 0 || ledger.Cancelled != 0 {
+		t.Errorf("%d carrier calls repeated and %d cancelled (handed back) across graceful rebalances, want none", ledger.Repeated, ledger.Cancelled)
 	}
 	// When B joined, A must have given up only some of its partitions.
 	revokes := logEvents(a.output(), "partitions revoked")
@@ -201,7 +194,7 @@ func TestFaultRebalance(t *testing.T) {
 	if n >= 18 {
 		t.Errorf("processor-a revoked all %d partitions when a replica joined; cooperative-sticky revokes only those that move", n)
 	}
-	report(t, "rebalance (join, leave, join)", len(l.accepted), finalCounts(t, db), len(l.accepted)-storedOf(t, p, l), repeated(calls))
+	report(t, "rebalance (join, leave, join)", loss(t, db, l.accepted), outcomes(finalCounts(t, db)), ledger.String())
 }
 
 func logEvents(output, message string) []map[string]any {
@@ -227,7 +220,7 @@ func TestFaultPoisonRecords(t *testing.T) {
 			brokers = strings.Split(v, ",")
 		}
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(p.topic+".dlq"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	cl, err := smsplatform.NewKafkaClient(brokers, zerolog.Nop(), kgo.ConsumeTopics(p.topic+".dlq"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -266,7 +259,7 @@ func TestFaultPoisonRecords(t *testing.T) {
 			t.Errorf("DLQ record %q lacks its error or origin headers: %v", v, h)
 		}
 	}
-	report(t, "poison records", len(l.accepted), finalCounts(t, db), len(l.accepted)-storedOf(t, p, l))
+	report(t, "poison records", loss(t, db, l.accepted), outcomes(finalCounts(t, db)), fmt.Sprintf("poison_in_dlq=%d/%d", len(got), len(poison)))
 }
 
 // 6. Duplicate and out-of-order delivery reports leave final statuses and
@@ -308,8 +301,11 @@ func TestFaultDuplicateReports(t *testing.T) {
 			t.Fatal(err)
 		}
 		var res sms.ReportResult
-		_ = json.NewDecoder(resp.Body).Decode(&res)
+		decodeErr := json.NewDecoder(resp.Body).Decode(&res)
 		resp.Body.Close()
+		if decodeErr != nil {
+			t.Fatalf("report %s %s: status %d, answer not a report result: %v", r.MessageID, r.Status, resp.StatusCode, decodeErr)
+		}
 		if resp.StatusCode != http.StatusOK || res.Applied {
 			t.Errorf("report %s %s: status %d applied=%v, want 200 and not applied", r.MessageID, r.Status, resp.StatusCode, res.Applied)
 		}
@@ -321,7 +317,7 @@ func TestFaultDuplicateReports(t *testing.T) {
 		t.Errorf("duplicate reports changed something: rows %v -> %v, stats %+v -> %+v", before, after, statsBefore, statsAfter)
 	}
 	checkNoLoss(t, db, l.accepted)
-	report(t, "duplicate + late reports", len(l.accepted), after, len(l.accepted)-storedOf(t, p, l))
+	report(t, "duplicate + late reports", loss(t, db, l.accepted), outcomes(after), fmt.Sprintf("reports_replayed=%d", len(reports)))
 }
 
 func getJSON(t testing.TB, url, key string, dst any) {
@@ -401,7 +397,8 @@ func TestFaultPostgresRestart(t *testing.T) {
 	if stored503 > concurrency {
 		t.Errorf("%d requests answered 503 were stored; at most the %d in flight at the outage may be", stored503, concurrency)
 	}
-	report(t, "postgres restarted", len(total.accepted), finalCounts(t, db), len(total.accepted)-storedOf(t, p, total), recovered(recoveredIn), fmt.Sprintf("unavailable=%d stored_after_503=%d", total.statuses[503], stored503))
+	report(t, "postgres restarted", loss(t, db, total.accepted), outcomes(finalCounts(t, db)), recovered(recoveredIn),
+		fmt.Sprintf("unavailable=%d stored_after_503=%d", total.statuses[503], stored503))
 }
 
 // 8. SIGTERM to each role under load: no message lost, no request cut off
@@ -419,11 +416,7 @@ func TestFaultGracefulShutdown(t *testing.T) {
 	done := make(chan struct{})
 	l = &load{statuses: map[int]int{}}
 	go func() { defer close(done); postLoadInto(ctx, l, sender, 3000, 16) }()
-	eventually(t, time.Minute, "messages flowing before the shutdown", func() (bool, string) {
-		var n int
-		_ = db.Get(&n, `SELECT count(*) FROM processor.deliveries`)
-		return n >= 200, fmt.Sprintf("%d delivered", n)
-	})
+	eventually(t, time.Minute, "messages flowing before the shutdown", atLeastDeliveries(t, db, 200))
 	proc.terminate()
 	api.stop(t)
 	proc.wait(t)
@@ -458,13 +451,13 @@ func TestFaultGracefulShutdown(t *testing.T) {
 	p.startAPI()
 	p.startProcessor("processor-2", knobs...)
 	waitAllFinal(t, db, 2*time.Minute)
+	recoverIn := time.Since(restarted)
 	checkNoLoss(t, db, l.accepted)
-	calls := repeatedCarrierCalls(t, db)
-	if calls != 0 {
-		t.Errorf("%d carrier calls repeated after a graceful processor shutdown, want 0", calls)
+	ledger := readLedger(t, db)
+	if ledger.Repeated != 0 || ledger.Cancelled != 0 {
+		t.Errorf("%d carrier calls repeated and %d cancelled (handed back) across a graceful processor shutdown, want none", ledger.Repeated, ledger.Cancelled)
 	}
-	report(t, "SIGTERM api and processor", len(l.accepted), finalCounts(t, db), len(l.accepted)-storedOf(t, p, l),
-		repeated(calls), recovered(time.Since(restarted)))
+	report(t, "SIGTERM api and processor", loss(t, db, l.accepted), outcomes(finalCounts(t, db)), ledger.String(), recovered(recoverIn))
 }
 
 func firstErrs(l *load) []error {

@@ -720,7 +720,7 @@ func (h *hookSink) tally() hookTally {
 }
 
 func (t hookTally) String() string {
-	return fmt.Sprintf("posts=%d accepted=%d distinct=%d duplicates=%d refused=%d abandoned=%d out_of_order=%d bad_signature=%d body_changed=%d",
+	return fmt.Sprintf("posts=%d posts_accepted=%d distinct=%d duplicates=%d refused=%d abandoned=%d out_of_order=%d bad_signature=%d body_changed=%d",
 		t.posts, t.accepted, t.distinct, t.duplicates, t.refused, t.abandoned, t.outOfOrder, t.bad, t.changed)
 }
 

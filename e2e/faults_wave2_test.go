@@ -52,15 +52,16 @@ func TestFaultSMSCKilledUnderLoad(t *testing.T) {
 	if l.statuses[202] != n {
 		t.Fatalf("want %d × 202, got %v (errors: %v)", n, l.statuses, firstErrs(l))
 	}
-	eventually(t, time.Minute, "a quarter of the messages accepted by the SMSC", atLeastDeliveries(db, n/4))
+	eventually(t, time.Minute, "a quarter of the messages accepted by the SMSC", atLeastDeliveries(t, db, n/4))
 	sim.run("kill")
 	killed := time.Now()
-	before := deliveries(db)
+	before := deliveries(t, db)
 	if before >= n {
 		t.Fatalf("every message was accepted before the kill: no load to break")
 	}
 	sim.run("start")
 	waitAllDone(t, db, 3*time.Minute)
+	recoverIn := time.Since(killed)
 	checkNoLoss(t, db, l.accepted)
 	counts := finalCounts(t, db)
 	if counts["FAILED"] != 0 || counts["UNDELIVERED"] != 0 {
@@ -141,12 +142,11 @@ func TestFaultSMSCKilledUnderLoad(t *testing.T) {
 	if deliveredByNew == 0 {
 		t.Errorf("no message (with an id of its own) DELIVERED by a receipt of the restarted SMSC")
 	}
-	var retried int
-	_ = db.Get(&retried, `SELECT count(*) FROM processor.deliveries WHERE attempts > 1`)
-	report(t, "smsc killed under load", len(l.accepted), counts, len(l.accepted)-storedOf(t, p, l),
+	retried := countWhere(t, db, `SELECT count(*) FROM processor.deliveries WHERE attempts > 1`)
+	report(t, "smsc killed under load", loss(t, db, l.accepted), outcomes(counts),
 		fmt.Sprintf("recorded_before_kill=%d receipts_run1=%d receipts_run2=%d delivered_by_run2=%d ids_reused=%d wrong_end=%d repeated_submit_sm=%d (bound %d) retried=%d delivered=%d expired=%d",
 			before, len(runs[0]), len(runs[1]), deliveredByNew, reused, len(wrong), dups, binds*window, retried, counts["DELIVERED"], counts["EXPIRED"]),
-		recovered(time.Since(killed)))
+		recovered(recoverIn))
 }
 
 // b. A bind refused for a wrong password: the processor says so in its
@@ -198,7 +198,7 @@ func TestFaultSMPPBindRefused(t *testing.T) {
 	if m["sms_carrier_calls_total"] != 0 || m["sms_smpp_submits_total"] != 0 {
 		t.Errorf("carrier calls while no bind is up: calls=%v submits=%v", m["sms_carrier_calls_total"], m["sms_smpp_submits_total"])
 	}
-	if got := deliveries(db); got != 0 {
+	if got := deliveries(t, db); got != 0 {
 		t.Errorf("%d outcomes recorded while the bind was refused, want 0", got)
 	}
 	if c := finalCounts(t, db); c["PENDING"] != n {
@@ -216,6 +216,7 @@ func TestFaultSMPPBindRefused(t *testing.T) {
 	fixed := time.Now()
 	p.startProcessorAt("processor", true, smppEnv(sim.addr, "smsctl")...)
 	waitAllDone(t, db, 2*time.Minute)
+	recoverIn := time.Since(fixed)
 	checkNoLoss(t, db, l.accepted)
 	counts := finalCounts(t, db)
 	if counts["DELIVERED"] != n {
@@ -224,8 +225,8 @@ func TestFaultSMPPBindRefused(t *testing.T) {
 	if got := countWhere(t, db, `SELECT count(*) FROM processor.deliveries WHERE attempts <> 1`); got != 0 {
 		t.Errorf("%d messages needed more than one attempt: the refused bind spent attempts", got)
 	}
-	report(t, "smpp bind refused (password)", len(l.accepted), counts, len(l.accepted)-storedOf(t, p, l),
-		fmt.Sprintf("bind_refusals=%v held_without_attempt=%d", refusals, n), recovered(time.Since(fixed)))
+	report(t, "smpp bind refused (password)", loss(t, db, l.accepted), outcomes(counts),
+		fmt.Sprintf("bind_refusals=%v held_without_attempt=%d", refusals, n), recovered(recoverIn))
 }
 
 // c. Throttling: an SMSC that answers ESME_RTHROTTLED above its rate.
@@ -293,7 +294,7 @@ func TestFaultSMPPThrottled(t *testing.T) {
 		t.Error("no attempt log records a throttled call, yet the SMSC throttled")
 	}
 	m := scrape(t, "http://"+addr+"/metrics")
-	report(t, "smpp throttled", len(l.accepted), counts, len(l.accepted)-storedOf(t, p, l),
+	report(t, "smpp throttled", loss(t, db, l.accepted), outcomes(counts),
 		fmt.Sprintf("throttled_answers=%d messages_throttled=%d processor_throttled_submits=%v smsc_rate=%.0f/s took=%s",
 			throttled, waited, m[`sms_smpp_submits_total{bind="1",result="throttled"}`]+m[`sms_smpp_submits_total{bind="2",result="throttled"}`],
 			rate, took.Round(100*time.Millisecond)))
@@ -345,6 +346,7 @@ func TestFaultReceiptOnOtherReplica(t *testing.T) {
 	released := time.Now()
 	smsc.configure(func(s *testSMSC) { s.holdReceipts = false })
 	waitAllDone(t, db, 2*time.Minute)
+	recoverIn := time.Since(released)
 	checkNoLoss(t, db, l.accepted)
 	counts := finalCounts(t, db)
 	if counts["DELIVERED"] != n {
@@ -362,8 +364,8 @@ func TestFaultReceiptOnOtherReplica(t *testing.T) {
 	if rb := metric(t, addrB, "sms_receipts_total"); int(rb) != n {
 		t.Errorf("processor-b recorded %v receipts, want all %d", rb, n)
 	}
-	report(t, "receipts on the other replica", len(l.accepted), counts, len(l.accepted)-storedOf(t, p, l),
-		fmt.Sprintf("receipts_for_the_stopped_replica=%d receipts_own=%d", elsewhere, n-elsewhere), recovered(time.Since(released)))
+	report(t, "receipts on the other replica", loss(t, db, l.accepted), outcomes(counts),
+		fmt.Sprintf("receipts_for_the_stopped_replica=%d receipts_own=%d", elsewhere, n-elsewhere), recovered(recoverIn))
 }
 
 // d2. Receipts racing their outcome: an SMSC that sends each receipt right
@@ -406,7 +408,7 @@ func TestFaultReceiptRacesOutcome(t *testing.T) {
 		t.Errorf("statuses %v, want %d DELIVERED; %d receipts acknowledged to the SMSC are stored unmatched though their part is recorded",
 			counts, n, unmatched)
 	}
-	report(t, "receipts racing the outcome", len(l.accepted), counts, len(l.accepted)-storedOf(t, p, l),
+	report(t, "receipts racing the outcome", loss(t, db, l.accepted), outcomes(counts),
 		fmt.Sprintf("receipts_acked=%d receipts_before_resp=%d receipts_unmatched=%d", acked, early, unmatched))
 }
 
@@ -506,23 +508,24 @@ func TestFaultAPIKilledDuringRelease(t *testing.T) {
 	})
 	releasedIn := time.Since(killed)
 	waitAllDone(t, db, 3*time.Minute)
+	recoverIn := time.Since(killed)
 	checkNoLoss(t, db, ids)
 	none, twice := releaseEvents(t, db, ids)
 	if none != 0 || twice != 0 {
 		t.Errorf("release events: %d messages without one, %d with more than one; want exactly one each", none, twice)
 	}
-	calls := repeatedCarrierCalls(t, db)
-	if calls != 0 {
-		t.Errorf("%d carrier calls repeated: a message released twice reached the carrier twice", calls)
+	ledger := readLedger(t, db)
+	if ledger.Repeated != 0 {
+		t.Errorf("%d carrier calls repeated: a message released twice reached the carrier twice", ledger.Repeated)
 	}
-	missing := countWhere(t, db, `SELECT count(*) FROM unnest($1::uuid[]) AS m(id) WHERE NOT EXISTS (SELECT 1 FROM processor.carrier_calls c WHERE c.message_id = m.id)`, pqArray(uuidStrings(ids)))
+	missing := countWhere(t, db, `SELECT count(*) FROM unnest($1::uuid[]) AS m(id) WHERE NOT EXISTS (
+        SELECT 1 FROM processor.carrier_calls c WHERE c.message_id = m.id AND c.outcome <> 'cancelled')`, pqArray(uuidStrings(ids)))
 	if missing != 0 {
 		t.Errorf("%d released messages never reached the carrier", missing)
 	}
-	counts := finalCounts(t, db)
-	report(t, "api killed during release", len(ids), counts, 0,
-		fmt.Sprintf("released_at_kill=%d/%d released_twice=%d repeated_carrier_calls=%d", atKill, n, twice, calls),
-		"release_done="+releasedIn.Round(100*time.Millisecond).String(), recovered(time.Since(killed)))
+	report(t, "api killed during release", loss(t, db, ids), outcomes(finalCounts(t, db)), ledger.String(),
+		fmt.Sprintf("released_at_kill=%d/%d released_twice=%d", atKill, n, twice),
+		"release_done="+releasedIn.Round(100*time.Millisecond).String(), recovered(recoverIn))
 }
 
 // f. Cancels racing the release and the processor's claim: cancels for
@@ -588,7 +591,7 @@ func TestFaultCancelRacesRelease(t *testing.T) {
 	}
 	if err := db.Select(&rows, `
         SELECT m.id, m.status,
-            (SELECT count(*) FROM processor.carrier_calls c WHERE c.message_id = m.id) AS calls,
+            (SELECT count(*) FROM processor.carrier_calls c WHERE c.message_id = m.id AND c.outcome <> 'cancelled') AS calls,
             EXISTS (SELECT 1 FROM processor.deliveries d WHERE d.message_id = m.id AND d.status = 'SENT') AS sent,
             EXISTS (SELECT 1 FROM sms.message_events e WHERE e.message_id = m.id AND e.type = 'message.queued') AS released
         FROM sms.messages m WHERE m.id = ANY($1::uuid[])`, pqArray(uuidStrings(ids))); err != nil {
@@ -638,7 +641,7 @@ func TestFaultCancelRacesRelease(t *testing.T) {
 	if canceledPending+tooLate == 0 {
 		t.Fatalf("no race: all %d cancels came while their messages were SCHEDULED", canceledScheduled)
 	}
-	report(t, "cancel racing the release", n, finalCounts(t, db), 0,
+	report(t, "cancel racing the release", loss(t, db, ids), outcomes(finalCounts(t, db)),
 		fmt.Sprintf("canceled_while_scheduled=%d canceled_after_release=%d too_late_409=%d claims_refused_as_canceled=%d canceled_and_sent=%d",
 			canceledScheduled, canceledPending, tooLate, skipped, len(both)))
 }
@@ -789,14 +792,15 @@ func TestFaultWebhookReceiverDown(t *testing.T) {
 		t.Fatalf("want %d × 202, got %v", n, l.statuses)
 	}
 	waitDelivered(t, db, 2*time.Minute)
+	recoverIn := time.Since(back)
 	tally := checkWebhooks(t, db, sink, endpoint, l.accepted)
 	if tally.duplicates > perEndpoint {
 		t.Errorf("%d duplicates, more than the %d posts in flight at the outage", tally.duplicates, perEndpoint)
 	}
 	retries := countWhere(t, db, `SELECT count(*) FROM sms.webhook_attempts WHERE state = 'retrying'`)
-	report(t, "webhook receiver down", len(l.accepted), finalCounts(t, db), len(l.accepted)-storedOf(t, p, l),
+	report(t, "webhook receiver down", loss(t, db, l.accepted), outcomes(finalCounts(t, db)),
 		fmt.Sprintf("outage=%s backlog_at_return=%d retried_attempts=%d %s", outage.Round(100*time.Millisecond), backlog, retries, tally),
-		recovered(time.Since(back)))
+		recovered(recoverIn))
 }
 
 // h. The API killed (SIGKILL) with deliveries queued and some in flight
@@ -825,12 +829,13 @@ func TestFaultWebhookAPIKilled(t *testing.T) {
 	sink.set(0, 0)
 	p.startAPI(webhookEnv...)
 	waitDelivered(t, db, 2*time.Minute)
+	recoverIn := time.Since(killed)
 	tally := checkWebhooks(t, db, sink, endpoint, l.accepted)
 	if tally.duplicates > perEndpoint {
 		t.Errorf("%d duplicates, more than the %d posts in flight at the kill", tally.duplicates, perEndpoint)
 	}
-	report(t, "webhook api killed", len(l.accepted), finalCounts(t, db), len(l.accepted)-storedOf(t, p, l),
-		fmt.Sprintf("pending_at_kill=%d in_flight_at_kill=%d %s", backlog, leased, tally), recovered(time.Since(killed)))
+	report(t, "webhook api killed", loss(t, db, l.accepted), outcomes(finalCounts(t, db)),
+		fmt.Sprintf("pending_at_kill=%d in_flight_at_kill=%d %s", backlog, leased, tally), recovered(recoverIn))
 }
 
 // i. A receiver slower than SMS_WEBHOOK_TIMEOUT (1 s here; it answers
@@ -852,13 +857,16 @@ func TestFaultWebhookSlowReceiver(t *testing.T) {
 		return got >= 10, fmt.Sprintf("%d timed out", got)
 	})
 	var timeoutErr string
-	_ = db.Get(&timeoutErr, `SELECT COALESCE(error, '') FROM sms.webhook_attempts WHERE state = 'retrying' AND status_code IS NULL LIMIT 1`)
+	if err := db.Get(&timeoutErr, `SELECT COALESCE(error, '') FROM sms.webhook_attempts WHERE state = 'retrying' AND status_code IS NULL LIMIT 1`); err != nil {
+		t.Fatalf("a timed-out attempt's error: %v", err)
+	}
 	if accepted := sink.tally().accepted; accepted != 0 {
 		t.Errorf("the receiver took %d posts while slower than the timeout: the dispatcher waited past SMS_WEBHOOK_TIMEOUT", accepted)
 	}
 	sink.set(0, 0)
 	fast := time.Now()
 	waitDelivered(t, db, 2*time.Minute)
+	recoverIn := time.Since(fast)
 	tally := checkWebhooks(t, db, sink, endpoint, l.accepted)
 	if tally.abandoned == 0 {
 		t.Error("the receiver saw no post abandoned by the dispatcher")
@@ -879,9 +887,9 @@ func TestFaultWebhookSlowReceiver(t *testing.T) {
 		}
 	}
 	timedOut := countWhere(t, db, `SELECT count(*) FROM sms.webhook_attempts WHERE state = 'retrying' AND status_code IS NULL`)
-	report(t, "webhook receiver too slow", len(l.accepted), finalCounts(t, db), len(l.accepted)-storedOf(t, p, l),
+	report(t, "webhook receiver too slow", loss(t, db, l.accepted), outcomes(finalCounts(t, db)),
 		fmt.Sprintf("timed_out_attempts=%d ids_timed_out=%d error=%q %s", timedOut, len(abandonedIDs), cut(timeoutErr, 60), tally),
-		recovered(time.Since(fast)))
+		recovered(recoverIn))
 }
 
 func cut(s string, n int) string {
@@ -934,7 +942,7 @@ func TestFaultWebhookTwoReplicas(t *testing.T) {
 	if a == 0 || b == 0 {
 		t.Errorf("deliveries by replica: %v and %v; want both to take part", a, b)
 	}
-	report(t, "webhooks, two api replicas", len(ids), finalCounts(t, db), 0,
+	report(t, "webhooks, two api replicas", loss(t, db, ids), outcomes(finalCounts(t, db)),
 		fmt.Sprintf("delivered_by_api1=%v delivered_by_api2=%v %s", a, b, tally))
 }
 
@@ -987,7 +995,7 @@ func TestFaultStopWhileQueued(t *testing.T) {
 	wg.Wait()
 	failed.Range(func(k, v any) bool { t.Fatalf("send %v: %v", k, v); return false })
 	eventually(t, time.Minute, "the first messages at the carrier", func() (bool, string) {
-		got := countWhere(t, db, `SELECT count(*) FROM processor.carrier_calls`)
+		got := countWhere(t, db, `SELECT count(*) FROM processor.carrier_calls WHERE outcome <> 'cancelled'`)
 		return got >= 20, fmt.Sprintf("%d carrier calls", got)
 	})
 	if code := postInbound(t, p.apiAddr, sms.InboundReport{From: handset, To: number, Text: "STOP", ReceivedAt: time.Now().UTC(),
@@ -1015,8 +1023,8 @@ func TestFaultStopWhileQueued(t *testing.T) {
 	}
 	if err := db.Select(&rows, `
         SELECT m.status, m.failure_reason, m.dispatched_at,
-            (SELECT count(*) FROM processor.carrier_calls c WHERE c.message_id = m.id) AS calls,
-            (SELECT max(called_at) FROM processor.carrier_calls c WHERE c.message_id = m.id) AS last_call
+            (SELECT count(*) FROM processor.carrier_calls c WHERE c.message_id = m.id AND c.outcome <> 'cancelled') AS calls,
+            (SELECT max(called_at) FROM processor.carrier_calls c WHERE c.message_id = m.id AND c.outcome <> 'cancelled') AS last_call
         FROM sms.messages m WHERE m.id = ANY($1::uuid[])`, pqArray(uuidStrings(ids))); err != nil {
 		t.Fatal(err)
 	}
@@ -1055,7 +1063,7 @@ func TestFaultStopWhileQueued(t *testing.T) {
 		Status string `db:"status"`
 		Calls  int    `db:"calls"`
 	}
-	if err := db.Get(&reply, `SELECT m.status, (SELECT count(*) FROM processor.carrier_calls c WHERE c.message_id = m.id) AS calls
+	if err := db.Get(&reply, `SELECT m.status, (SELECT count(*) FROM processor.carrier_calls c WHERE c.message_id = m.id AND c.outcome <> 'cancelled') AS calls
         FROM sms.messages m WHERE m.keyword_reply AND m.recipient = $1`, handset); err != nil {
 		t.Errorf("no STOP confirmation to %s: %v", handset, err)
 	} else if reply.Calls != 1 {
@@ -1066,7 +1074,7 @@ func TestFaultStopWhileQueued(t *testing.T) {
 	if !errors.As(err, &apiErr) || apiErr.Problem.Status != http.StatusUnprocessableEntity || !strings.HasSuffix(apiErr.Problem.Type, "/opted-out") {
 		t.Errorf("a message to %s after its STOP: %v, want 422 opted-out", handset, err)
 	}
-	report(t, "stop while queued", n, finalCounts(t, db), 0,
+	report(t, "stop while queued", loss(t, db, ids), outcomes(finalCounts(t, db)), readLedger(t, db).String(),
 		fmt.Sprintf("queued_at_stop=%d sent=%d calls_after_stop=%d (in flight, bound %d) claimed_after_stop=%d opted_out=%d confirmation_calls=%d",
 			queuedAtStop, sent, callsAfterStop, window, claimedAfterStop, optedOut, reply.Calls), "settled_after_stop="+settledIn.Round(100*time.Millisecond).String())
 }
@@ -1156,7 +1164,7 @@ func TestFaultInboundAPIDown(t *testing.T) {
 	for _, m := range smsc.moLedger() {
 		offers += m.tries
 	}
-	report(t, "api down during inbound", n, map[string]int{}, lost,
-		fmt.Sprintf("stored=%d duplicates=%d deliver_sm_sent=%d taken_metric=%v", len(stored), dups, offers,
+	report(t, "api down during inbound",
+		fmt.Sprintf("inbound=%d stored=%d lost=%d duplicates=%d deliver_sm_sent=%d taken_metric=%v", n, len(stored), lost, dups, offers,
 			metric(t, addr, `sms_inbound_total{result="taken"}`)), recovered(recoveredIn))
 }
