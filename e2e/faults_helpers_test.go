@@ -268,14 +268,3 @@ func waitAllDone(t testing.TB, db *sqlx.DB, within time.Duration) {
 		return c["PENDING"] == 0 && c["SCHEDULED"] == 0 && c["SENT"] == 0, fmt.Sprint(c)
 	})
 }
-
-// repeatedCarrierCalls counts carrier calls beyond the first for the same
-// message and attempt: calls the carrier got twice.
-func repeatedCarrierCalls(t testing.TB, db *sqlx.DB) int {
-	t.Helper()
-	var n int
-	if err := db.Get(&n, `SELECT COALESCE(sum(c - 1), 0) FROM (SELECT count(*) AS c FROM processor.carrier_calls GROUP BY message_id, attempt) x`); err != nil {
-		t.Fatal(err)
-	}
-	return n
-}
