@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"reflect"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -209,8 +210,8 @@ func TestForgedKeysAreCheap(t *testing.T) {
 	fresh := a.newKey(t)
 	expect(t, "a new valid key from the throttled address", a.get(fresh, from, ""), http.StatusOK)
 	// New forged keys are looked up too, but only within the second
-	// budget, which the valid key gave back what it took from: exactly
-	// burst of them cost a query.
+	// budget, which only their failures spend: exactly burst of them cost
+	// a query.
 	for i := range burst {
 		expect(t, fmt.Sprintf("new forged key %d within the lookup budget", i), a.get(forgedKey(i), from, ""), http.StatusUnauthorized)
 	}
@@ -229,6 +230,60 @@ func TestForgedKeysAreCheap(t *testing.T) {
 		expect(t, fmt.Sprintf("forged key %d from the throttled address", i), a.get(forgedKey(200+i), from, ""), http.StatusTooManyRequests)
 	}
 	expect(t, "the keys verified before", a.get(fresh, from, ""), http.StatusOK)
+}
+
+// TestColdCacheDoesNotThrottleValidKeys: valid keys this API has not seen
+// yet (after a restart, on a new replica) may all be looked up at once
+// from one address, many more of them than the failure budget, and each
+// authenticates: only failures spend the budget.
+func TestColdCacheDoesNotThrottleValidKeys(t *testing.T) {
+	t.Parallel()
+	const burst, n, from = 2, 12, "198.51.100.9:4000"
+	a := newAuthAPI(t, 0.001, burst)
+	keys := make([]string, n)
+	for i := range keys {
+		keys[i] = a.newKey(t)
+	}
+	// Hold every lookup until all n requests are in: the table is locked.
+	lock, err := a.db.Beginx()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = lock.Rollback() }()
+	if _, err := lock.Exec(`LOCK TABLE sms.api_keys IN ACCESS EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	var answered atomic.Int32
+	codes := make(chan int, n)
+	for _, key := range keys {
+		go func() {
+			r := a.get(key, from, "")
+			answered.Add(1)
+			codes <- r.Code
+		}()
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var waiting int32
+		if err := a.db.Get(&waiting, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`); err != nil {
+			t.Fatal(err)
+		}
+		if waiting+answered.Load() == n {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d lookups waiting and %d requests answered, want %d in all", waiting, answered.Load(), n)
+		}
+		time.Sleep(10 * time.Millisecond) // polling the condition above
+	}
+	if err := lock.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	for range n {
+		if code := <-codes; code != http.StatusOK {
+			t.Errorf("a valid key looked up at once with %d others from one address: %d, want 200", n-1, code)
+		}
+	}
 }
 
 // TestFailedAuthenticationsPerClient: failed attempts are counted per

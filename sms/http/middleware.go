@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
-	"golang.org/x/time/rate"
 
 	"github.com/smsctl/smsctl/sms"
 )
@@ -33,24 +32,24 @@ func bearer(c echo.Context) (string, bool) {
 // authenticate finds the request's account, keeping failed attempts cheap.
 //
 // Failed attempts are counted per client address (clientAddr) in
-// h.failures. A key whose prefix this process has verified before (Seen)
-// is always checked: from the cache, or with one query per cache TTL for
-// a prefix that names a real key. Any other key may cost a query, so it
-// takes a token from its address's bucket before the lookup (concurrent
-// requests cannot all pass a check of the budget) and gives it back if
-// the key turns out good: valid keys never use up an address's budget.
+// h.failures, and only failures: a valid key never uses up its address's
+// budget, however many requests a cold cache sends to the store at once.
+// A key whose prefix this process has cached (Seen) is always checked:
+// from the cache, or with one query per cache TTL for a prefix that names
+// a real key.
 //
 // Once an address is over its limit, what is known to name no key
 // (malformed, or a prefix looked up in vain within the cache TTL) gets 429
 // without a query, and so does a request without a key. A key neither
 // cache knows may be a valid one used for the first time here (a new
 // key, a restart, another replica's client), so it is still looked up,
-// within a second bucket per address of the same size that only such
-// lookups use and that good keys give back. A flood of junk or of one
-// forged key therefore cannot lock a new valid key out; only fresh forged
-// prefixes use up that bucket, and each costs the query it was allowed.
-// In all, forged keys cost an address at most twice the failure budget in
-// queries, never one per request.
+// within a second budget per address of the same size that only the
+// failures of such lookups spend. A flood of junk or of one forged key
+// therefore cannot lock a new valid key out; only fresh forged prefixes
+// use up that budget, each at the cost of its query. In all, forged keys
+// cost an address about twice the failure budget in queries, plus one
+// for each request of theirs in flight when a budget runs out, never one
+// per request.
 func (h *Handler) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		addr := clientAddr(c.RealIP())
@@ -82,25 +81,21 @@ func lookupBucket(addr string) string { return "lookup " + addr }
 
 // verify authenticates key for a request from addr (see authenticate).
 func (h *Handler) verify(ctx context.Context, addr, key string) (int64, error) {
-	if h.auth.Seen(key) {
-		account, err := h.auth.Authenticate(ctx, key)
-		if errors.Is(err, sms.ErrUnauthorized) {
-			h.failures.allow(addr) // counted, but a known prefix is never held back
-		}
-		return account, err
-	}
-	tok, retry := h.failures.take(addr)
-	if tok == nil {
-		if m, ok := h.auth.(missingKeys); ok && m.Missing(key) {
-			return 0, tooManyFailures(retry)
-		}
-		if tok, _ = h.failures.take(lookupBucket(addr)); tok == nil {
-			return 0, tooManyFailures(retry)
+	bucket := addr
+	if !h.auth.Seen(key) {
+		if blocked, retry := h.failures.exhausted(addr); blocked {
+			if m, ok := h.auth.(missingKeys); ok && m.Missing(key) {
+				return 0, tooManyFailures(retry)
+			}
+			if blocked, _ := h.failures.exhausted(lookupBucket(addr)); blocked {
+				return 0, tooManyFailures(retry)
+			}
+			bucket = lookupBucket(addr)
 		}
 	}
 	account, err := h.auth.Authenticate(ctx, key)
-	if !errors.Is(err, sms.ErrUnauthorized) {
-		tok.giveBack() // a good key, or the store failed: not a failed attempt
+	if errors.Is(err, sms.ErrUnauthorized) {
+		h.failures.allow(bucket)
 	}
 	return account, err
 }
@@ -124,43 +119,6 @@ func clientAddr(ip string) string {
 	}
 	return a.String()
 }
-
-// token is one taken from a bucket of a limiter, to be given back if it
-// was not spent.
-type token struct {
-	r  *rate.Reservation
-	at time.Time
-}
-
-// take takes a token from key's bucket, or returns nil and how long until
-// there is one.
-func (l *limiter) take(key string) (*token, time.Duration) {
-	l.mu.Lock()
-	b, found := l.buckets[key]
-	if !found {
-		if len(l.buckets) > 100_000 {
-			clear(l.buckets) // bounds memory, as allowN does
-		}
-		b = rate.NewLimiter(l.limit, l.burst)
-		l.buckets[key] = b
-	}
-	l.mu.Unlock()
-	now := time.Now()
-	r := b.ReserveN(now, 1)
-	if !r.OK() {
-		return nil, time.Duration(float64(time.Second) / float64(l.limit))
-	}
-	if d := r.DelayFrom(now); d > 0 {
-		r.CancelAt(now)
-		return nil, d
-	}
-	return &token{r: r, at: now}, 0
-}
-
-// giveBack returns the token to its bucket. Cancelled as of when it was
-// taken, the reservation restores the token and counts the refill since
-// then once, whatever the bucket did in between.
-func (t *token) giveBack() { t.r.CancelAt(t.at) }
 
 func (h *Handler) rateLimit(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
