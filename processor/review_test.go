@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/smsctl/smsctl/platform/platformtest"
+	"github.com/smsctl/smsctl/processor/carrier"
 	"github.com/smsctl/smsctl/sms"
 )
 
@@ -147,5 +148,41 @@ func TestProcessorReportsOnlyRecordedOutcome(t *testing.T) {
 				t.Errorf("API told %s %v for %s, but processor.deliveries holds FAILED %q", rep.Status, deref(rep.FailureReason), r.MessageID, reason)
 			}
 		}
+	}
+}
+
+// blindCarrier accepts every call and counts them, without looking at
+// ctx, as a carrier whose bind is free at once may not.
+type blindCarrier struct{ calls atomic.Int32 }
+
+func (c *blindCarrier) Submit(context.Context, sms.SendRequest, int) (carrier.Accepted, error) {
+	c.calls.Add(1)
+	return carrier.Accepted{}, nil
+}
+
+func (*blindCarrier) Ready() error { return nil }
+
+// TestDeliverAfterRevokeHandsBack: a message whose partition was revoked
+// while its claim was being made goes back unsent, its slot freed, even
+// to a carrier that does not look at ctx: the next owner sends it.
+func TestDeliverAfterRevokeHandsBack(t *testing.T) {
+	t.Parallel()
+	env := newKafkaEnv(t, 1)
+	car := &blindCarrier{}
+	p, err := New(testConfig(env), NewStore(platformtest.NewDB(t)), car, nil, testLogger(), prometheus.NewRegistry(), testKafkaOpts()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Stop)
+	st := newPartition(context.Background())
+	st.add(0, 0)
+	p.slots <- struct{}{} // as dispatch takes one
+	st.cancel()           // revoked during the claim
+	p.deliver(st, &kgo.Record{Topic: env.topic, Offset: 0}, testRequest(1))
+	if n := car.calls.Load(); n != 0 {
+		t.Errorf("the carrier was called %d times for a revoked partition's message", n)
+	}
+	if len(p.slots) != 0 || st.inFlight != 0 {
+		t.Errorf("%d slots taken, %d in flight on the partition: the message was not handed back", len(p.slots), st.inFlight)
 	}
 }
