@@ -492,6 +492,10 @@ func TestProcessorRebalance(t *testing.T) {
 	env.produceRequests(t, reqs...)
 	cfg := testConfig(env)
 	cfg.MaxInFlight = 30 // slow enough that the second replica joins mid-stream
+	// A graceful drain waits for calls of up to 4 s: a wide margin under
+	// -race on a loaded machine (it ends when they do), within the 30 s
+	// rebalance timeout.
+	cfg.DrainTimeout = 25 * time.Second
 
 	startProcessor(t, cfg, db, first)
 	waitOutcomes(t, db, 30)

@@ -64,8 +64,8 @@ type Backlog interface {
 // implementation.
 type Authenticator interface {
 	Authenticate(ctx context.Context, key string) (int64, error)
-	// Seen reports whether the key's prefix belongs to a key verified
-	// before, so cheap to check again.
+	// Seen reports whether the key's prefix names a key already cached,
+	// so cheap to check again.
 	Seen(key string) bool
 }
 

@@ -101,9 +101,10 @@ func (k *Keys) RevokeKey(ctx context.Context, id int64) (at time.Time, already b
 	return at, already, nil
 }
 
-// Seen reports whether key's prefix belongs to a key this process has
-// verified before (however long ago): such a key is let through to a
-// lookup even from an address whose failed attempts are over their limit.
+// Seen reports whether key's prefix names a key this process has cached
+// (looked up before, however long ago, whatever secret came with it):
+// checking it again costs at most a query per cache TTL, so it is let
+// through even from an address whose failed attempts are over their limit.
 func (k *Keys) Seen(key string) bool {
 	prefix, ok := sms.KeyPrefix(key)
 	if !ok {
