@@ -149,30 +149,34 @@ func (c *kcluster) waitInSync(t testing.TB, within time.Duration, topics ...stri
 	})
 }
 
-// leaders counts the partitions of topic each node leads.
-func (c *kcluster) leaders(t testing.TB, topic string) map[int32]int {
-	t.Helper()
+// leaders counts the partitions of topic each node leads. Right after a
+// kill the request may still go to the dead node: the error is for the
+// caller to wait out.
+func (c *kcluster) leaders(topic string) (map[int32]int, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	td, err := c.adm.ListTopics(ctx, topic)
-	if err != nil {
-		t.Fatalf("describe %s: %v", topic, err)
+	if err == nil {
+		err = td[topic].Err
 	}
-	d := td[topic]
-	if d.Err != nil {
-		t.Fatalf("describe %s: %v", topic, d.Err)
+	if err != nil {
+		return nil, fmt.Errorf("describe %s: %w", topic, err)
 	}
 	out := map[int32]int{}
-	for _, p := range d.Partitions {
+	for _, p := range td[topic].Partitions {
 		out[p.Leader]++
 	}
-	return out
+	return out, nil
 }
 
 // busiestLeader is the node leading most partitions of topic.
 func (c *kcluster) busiestLeader(t testing.TB, topic string) (node int32, led int) {
 	t.Helper()
-	for n, k := range c.leaders(t, topic) {
+	l, err := c.leaders(topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for n, k := range l {
 		if k > led || (k == led && n < node) {
 			node, led = n, k
 		}

@@ -80,7 +80,10 @@ func clusterLeaderKilled(t *testing.T, c *kcluster) {
 	t.Logf("killed node %d, leader of %d of the %d partitions of %s", victim, led, 6, p.topic)
 	// Leadership moves once the controller fences the dead broker.
 	eventually(t, time.Minute, "partitions led by the survivors", func() (bool, string) {
-		l := c.leaders(t, p.topic)
+		l, err := c.leaders(p.topic)
+		if err != nil {
+			return false, err.Error()
+		}
 		return l[victim] == 0 && l[-1] == 0, fmt.Sprint(l)
 	})
 	failover := time.Since(fault)
