@@ -102,7 +102,7 @@ func TestStopThroughSimulator(t *testing.T) {
 	kfakeLaneOnly(t)
 	c := newOptOutCase(t, "+14155559001")
 	c.p.startAPI()
-	c.p.startProcessor("processor", "SMS_SIM_FAILURE_RATE=0", "SMS_SIM_REPLY_RATE=1", "SMS_SIM_STOP_RATE=1", "SMS_SIM_START_RATE=0",
+	c.p.startProcessor("processor", "SMS_SIM_FAILURE_RATE=0", "SMS_SIM_UNDELIVERED_RATE=0", "SMS_SIM_EXPIRED_RATE=0", "SMS_SIM_REPLY_RATE=1", "SMS_SIM_STOP_RATE=1", "SMS_SIM_START_RATE=0",
 		"SMS_SIM_REPLY_DELAY=100ms")
 
 	m, problem := c.send("hello")
@@ -128,7 +128,7 @@ func TestStopStartThroughSimulator(t *testing.T) {
 	kfakeLaneOnly(t)
 	c := newOptOutCase(t, "+14155559003")
 	c.p.startAPI()
-	c.p.startProcessor("processor", "SMS_SIM_FAILURE_RATE=0", "SMS_SIM_REPLY_RATE=1", "SMS_SIM_STOP_RATE=1", "SMS_SIM_START_RATE=1",
+	c.p.startProcessor("processor", "SMS_SIM_FAILURE_RATE=0", "SMS_SIM_UNDELIVERED_RATE=0", "SMS_SIM_EXPIRED_RATE=0", "SMS_SIM_REPLY_RATE=1", "SMS_SIM_STOP_RATE=1", "SMS_SIM_START_RATE=1",
 		"SMS_SIM_REPLY_DELAY=100ms")
 
 	m, problem := c.send("hello")
