@@ -45,9 +45,80 @@ func EnsureTopicsWith(ctx context.Context, cl *kgo.Client, partitions int32, rep
 	if err != nil {
 		return fmt.Errorf("create topics: %w", err)
 	}
+	var created []string
 	for _, t := range resp.Sorted() {
-		if t.Err != nil && !errors.Is(t.Err, kerr.TopicAlreadyExists) {
+		switch {
+		case t.Err == nil:
+			created = append(created, t.Topic)
+		case !errors.Is(t.Err, kerr.TopicAlreadyExists):
 			return fmt.Errorf("create topic %s: %w", t.Topic, t.Err)
+		}
+	}
+	return waitTopicsReady(ctx, adm, created)
+}
+
+// waitTopicsReady waits until the leader of every partition of topics
+// answers for it. A broker answers CreateTopics before the topic reaches its
+// metadata, and a leader lists a partition in its metadata before it hosts
+// the log: a record produced in between fails with UNKNOWN_TOPIC_OR_PARTITION
+// ("This server does not host this topic-partition").
+func waitTopicsReady(ctx context.Context, adm *kadm.Client, topics []string) error {
+	if len(topics) == 0 {
+		return nil
+	}
+	for {
+		err := topicsReady(ctx, adm, topics)
+		if err == nil {
+			return nil
+		}
+		if !Sleep(ctx, 100*time.Millisecond) {
+			return fmt.Errorf("created topics not ready: %w", err)
+		}
+	}
+}
+
+func topicsReady(ctx context.Context, adm *kadm.Client, topics []string) error {
+	td, err := adm.ListTopics(ctx, topics...)
+	if err != nil {
+		return err
+	}
+	if err := unled(td, topics); err != nil {
+		return err
+	}
+	// ListOffsets goes to each partition's leader, which answers only for
+	// a log it hosts.
+	lo, err := adm.ListEndOffsets(ctx, topics...)
+	if err != nil {
+		return err
+	}
+	if err := lo.Error(); err != nil {
+		return err
+	}
+	for _, name := range topics {
+		if got, want := len(lo[name]), len(td[name].Partitions); got != want {
+			return fmt.Errorf("topic %s: %d of %d partitions answered", name, got, want)
+		}
+	}
+	return nil
+}
+
+// unled names the first of topics that is missing or has a partition
+// without a leader.
+func unled(td kadm.TopicDetails, topics []string) error {
+	for _, name := range topics {
+		d, ok := td[name]
+		switch {
+		case !ok:
+			return fmt.Errorf("topic %s: not in metadata", name)
+		case d.Err != nil:
+			return fmt.Errorf("topic %s: %w", name, d.Err)
+		case len(d.Partitions) == 0:
+			return fmt.Errorf("topic %s: no partitions", name)
+		}
+		for _, p := range d.Partitions {
+			if p.Err != nil || p.Leader < 0 {
+				return fmt.Errorf("topic %s partition %d: no leader", name, p.Partition)
+			}
 		}
 	}
 	return nil

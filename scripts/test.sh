@@ -41,7 +41,7 @@ if [ "$lane" = all ] || [ "$lane" = kafka ]; then
   trap 'scripts/kafka.sh stop >/dev/null 2>&1 || true' EXIT
   step "go test -race (real Kafka lane, brokers $brokers)"
   SMS_TEST_KAFKA_BROKERS="$brokers" SMS_KAFKA_SCRIPT="$PWD/scripts/kafka.sh" \
-    go test -race -count=1 -timeout 30m ./sms/... ./processor/... ./e2e/...
+    go test -race -count=1 -timeout 30m ./platform/... ./sms/... ./processor/... ./e2e/...
   step "contract test of the OpenAPI document (schemathesis, brokers $brokers)"
   SMS_TEST_KAFKA_BROKERS="$brokers" scripts/schemathesis.sh
 fi
