@@ -32,7 +32,9 @@ func NewKafkaClient(brokers []string, logger zerolog.Logger, opts ...kgo.Opt) (*
 	return cl, nil
 }
 
-// EnsureTopics creates topics that do not exist yet.
+// EnsureTopics creates topics that do not exist yet, and returns once every
+// partition of those it created takes records (see waitTopicsReady). Topics
+// that existed are neither changed nor waited for.
 func EnsureTopics(ctx context.Context, cl *kgo.Client, partitions int32, replication int16, topics ...string) error {
 	return EnsureTopicsWith(ctx, cl, partitions, replication, nil, topics...)
 }
