@@ -2,7 +2,6 @@ package processor
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -12,10 +11,9 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/smsctl/smsctl/platform"
 	"github.com/smsctl/smsctl/platform/platformtest"
 	"github.com/smsctl/smsctl/processor/carrier"
 	"github.com/smsctl/smsctl/sms"
@@ -223,17 +221,9 @@ func TestProcessorPriorityLanes(t *testing.T) {
 	env := newKafkaEnv(t, 2)
 	topics := sms.PriorityTopics(env.topic)
 	ctx := context.Background()
-	for _, tp := range []string{topics[sms.PriorityHigh], topics[sms.PriorityLow]} {
-		if _, err := env.adm.CreateTopic(ctx, 2, 1, nil, tp); err != nil && !isExists(err) {
-			t.Fatal(err)
-		}
+	if err := platform.EnsureTopics(ctx, env.cl, 2, 1, topics[sms.PriorityHigh], topics[sms.PriorityLow]); err != nil {
+		t.Fatal(err)
 	}
-	eventually(t, waitFor, "lane topics ready", func() (bool, string) {
-		ends, err := env.adm.ListEndOffsets(ctx, topics[sms.PriorityHigh], topics[sms.PriorityLow])
-		n := 0
-		ends.Each(func(kadm.ListedOffset) { n++ })
-		return err == nil && n == 4, fmt.Sprint(n, err)
-	})
 	var delivered atomic.Int64
 	doneAt := sync.Map{} // message id -> how many were delivered before it
 	car := newCountingCarrier(20 * time.Millisecond)
@@ -273,8 +263,6 @@ func TestProcessorPriorityLanes(t *testing.T) {
 	}
 	waitOutcomes(t, db, len(low)+1) // the low lane is not starved
 }
-
-func isExists(err error) bool { return errors.Is(err, kerr.TopicAlreadyExists) }
 
 // limitedClaimer refuses a request of more claims than the API takes, as
 // the API does (400), and keeps the size of each request.

@@ -202,37 +202,12 @@ func newKafkaEnv(tb testing.TB, partitions int32) *kafkaEnv {
 	e.cl, e.adm = cl, kadm.NewClient(cl)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	for _, tp := range []struct {
-		name  string
-		parts int32
-	}{{e.topic, partitions}, {e.dlq, 1}} {
-		resp, err := e.adm.CreateTopic(ctx, tp.parts, 1, nil, tp.name)
-		if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
-			tb.Fatalf("create topic %s: %v", tp.name, err)
-		}
-		if resp.Err != nil && !errors.Is(resp.Err, kerr.TopicAlreadyExists) {
-			tb.Fatalf("create topic %s: %v", tp.name, resp.Err)
-		}
+	if err := platform.EnsureTopics(ctx, cl, partitions, 1, e.topic); err != nil {
+		tb.Fatal(err)
 	}
-	// A real broker may take a moment until every partition has a leader.
-	eventually(tb, 30*time.Second, "topics ready", func() (bool, string) {
-		ends, err := e.adm.ListEndOffsets(ctx, e.topic, e.dlq)
-		if err != nil {
-			return false, err.Error()
-		}
-		n := 0
-		var firstErr error
-		ends.Each(func(o kadm.ListedOffset) {
-			if o.Err != nil && firstErr == nil {
-				firstErr = o.Err
-			}
-			n++
-		})
-		if firstErr != nil || n != int(partitions)+1 {
-			return false, fmt.Sprintf("%d partitions listed, err %v", n, firstErr)
-		}
-		return true, ""
-	})
+	if err := platform.EnsureTopics(ctx, cl, 1, 1, e.dlq); err != nil {
+		tb.Fatal(err)
+	}
 	return e
 }
 
